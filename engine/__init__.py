@@ -1,0 +1,32 @@
+"""Gingham: a PLAID-style compressed late-interaction search engine.
+
+>>> import gingham
+>>> index = gingham.Index.create("my-index", doc_embeddings, doc_ids, nbits=2)
+>>> results = index.search(query_embeddings, top_k=10)
+"""
+
+from gingham._version import __version__
+from gingham.config import BuildConfig, SearchConfig
+from gingham.errors import (
+    GinghamError,
+    IndexCorruptError,
+    IndexFormatError,
+    IndexLockedError,
+    MissingDependencyError,
+)
+from gingham.index import Index, exact_search
+from gingham.results import SearchResults
+
+__all__ = [
+    "BuildConfig",
+    "GinghamError",
+    "Index",
+    "IndexCorruptError",
+    "IndexFormatError",
+    "IndexLockedError",
+    "MissingDependencyError",
+    "SearchConfig",
+    "SearchResults",
+    "__version__",
+    "exact_search",
+]

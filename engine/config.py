@@ -1,0 +1,172 @@
+"""Typed, frozen configs, one per phase: :class:`BuildConfig` for building an index, :class:`SearchConfig` for
+searching it. Both validate on construction; unknown keys are errors; defaults derived from ``top_k`` are
+returned as a new config, never written back."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+NBITS_ALLOWED = (1, 2, 4)
+
+
+def _from_mapping(cls, values: Mapping[str, Any]):
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} option(s) {unknown}; allowed options are {sorted(names)}"
+        )
+    return cls(**values)
+
+
+def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not _is_np_int(value):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _is_np_int(value) -> bool:
+    import numpy as np
+
+    return isinstance(value, np.integer)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """How an index is built.
+
+    nbits: bits per dimension of the quantised residual (1, 2 or 4).
+    n_centroids: size of the codebook; ``None`` picks PLAID's default from the number of tokens
+        (a power of two near 16 * sqrt(n_tokens)), capped for tiny corpora.
+    kmeans_niters: k-means iterations.
+    kmeans_sample: number of token vectors k-means trains on; ``None`` uses ``kmeans_points_per_centroid`` per
+        centroid (all tokens if there are fewer).
+    kmeans_points_per_centroid: see ``kmeans_sample``.
+    codec_sample: number of held-out token vectors the residual buckets are fitted on.
+    batch_size: tokens compressed per block, which bounds the build's scratch memory.
+    seed: seed of every random choice of the build; the same seed and data give the same index.
+    """
+
+    nbits: int = 2
+    n_centroids: int | None = None
+    kmeans_niters: int = 4
+    kmeans_sample: int | None = None
+    kmeans_points_per_centroid: int = 40
+    codec_sample: int = 65_536
+    batch_size: int = 262_144
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.nbits not in NBITS_ALLOWED:
+            raise ValueError(f"nbits must be one of {NBITS_ALLOWED}, got {self.nbits!r}")
+        _check_int("n_centroids", self.n_centroids, 1, allow_none=True)
+        _check_int("kmeans_niters", self.kmeans_niters, 1)
+        _check_int("kmeans_sample", self.kmeans_sample, 1, allow_none=True)
+        _check_int("kmeans_points_per_centroid", self.kmeans_points_per_centroid, 1)
+        _check_int("codec_sample", self.codec_sample, 16)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("seed", self.seed, 0)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "BuildConfig":
+        return _from_mapping(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def resolve_n_centroids(self, n_tokens: int) -> int:
+        """The codebook size for ``n_tokens`` tokens: the configured one, or PLAID's power-of-two default."""
+        if n_tokens < 1:
+            raise ValueError("cannot build a codebook from 0 tokens")
+        if self.n_centroids is not None:
+            if self.n_centroids > n_tokens:
+                raise ValueError(
+                    f"n_centroids={self.n_centroids} exceeds the number of tokens ({n_tokens}); "
+                    "use fewer centroids or leave n_centroids=None for the default"
+                )
+            return self.n_centroids
+        k = 2 ** int(math.floor(math.log2(16 * math.sqrt(n_tokens))))
+        # tiny corpora: keep at least ~4 tokens per centroid so that centroids summarise something
+        cap = 2 ** int(math.floor(math.log2(max(1, n_tokens // 4))))
+        return max(1, min(k, cap))
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How a search runs. ``None`` fields take PLAID's defaults for ``top_k`` (see :meth:`resolved`).
+
+    top_k: results per query.
+    n_ivf_probe: centroids probed per query token for candidates.
+    centroid_score_threshold: centroids whose best score against the query is below this are pruned in the
+        first centroid-interaction pass.
+    n_full_scores: documents kept by the pruned centroid-interaction pass; a quarter of them (at least top_k)
+        are decompressed and scored exactly.
+    min_candidates: after ``n_ivf_probe`` rounds, keep probing each query token's next-best centroid (up to
+        ``max_ivf_probe``) until this many candidate documents are found; 0 disables (PLAID's fixed probe).
+        Default: ``n_full_scores``. It also keeps recall under selective ``subset=`` filters.
+    max_ivf_probe: bound on the centroids probed per query token by ``min_candidates``.
+    exhaustive: score every document exactly over its decompressed tokens (ground truth; slow).
+    """
+
+    top_k: int = 10
+    n_ivf_probe: int | None = None
+    centroid_score_threshold: float | None = None
+    n_full_scores: int | None = None
+    min_candidates: int | None = None
+    max_ivf_probe: int = 64
+    exhaustive: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("top_k", self.top_k, 1)
+        _check_int("min_candidates", self.min_candidates, 0, allow_none=True)
+        _check_int("max_ivf_probe", self.max_ivf_probe, 1)
+        _check_int("n_ivf_probe", self.n_ivf_probe, 1, allow_none=True)
+        _check_int("n_full_scores", self.n_full_scores, 1, allow_none=True)
+        t = self.centroid_score_threshold
+        if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t)):
+            raise ValueError(f"centroid_score_threshold must be a finite number or None, got {t!r}")
+        if not isinstance(self.exhaustive, bool):
+            raise ValueError(f"exhaustive must be True or False, got {self.exhaustive!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "SearchConfig":
+        return _from_mapping(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "SearchConfig":
+        """A new config with ``changes`` applied (unknown names are an error)."""
+        return _from_mapping(type(self), {**self.to_dict(), **changes})
+
+    def resolved(self) -> "SearchConfig":
+        """A new config with every ``None`` replaced by PLAID's default for this ``top_k``."""
+        k = self.top_k
+        if k <= 10:
+            probe, thresh, ndocs = 1, 0.5, 256
+        elif k <= 100:
+            probe, thresh, ndocs = 2, 0.45, 1024
+        else:
+            probe, thresh, ndocs = 4, 0.4, max(k * 4, 4096)
+        n_full = max(self.n_full_scores if self.n_full_scores is not None else ndocs, k)
+        return dataclasses.replace(
+            self,
+            n_ivf_probe=self.n_ivf_probe if self.n_ivf_probe is not None else probe,
+            centroid_score_threshold=(
+                self.centroid_score_threshold if self.centroid_score_threshold is not None else thresh
+            ),
+            n_full_scores=n_full,
+            min_candidates=self.min_candidates if self.min_candidates is not None else n_full,
+        )
+
+    @property
+    def n_exact(self) -> int:
+        """Documents scored exactly after the unpruned centroid pass (a resolved config only)."""
+        assert self.n_full_scores is not None, "call resolved() first"
+        return max(self.n_full_scores // 4, self.top_k)

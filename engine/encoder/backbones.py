@@ -1,0 +1,147 @@
+"""Backbones: load a transformers encoder without remote code and run it over right-padded batches.
+
+LFM2 checkpoints (``model_type: lfm2``) run through :func:`lfm2_forward`, written on transformers' own LFM2
+modules. The bidirectional variant (LiquidAI's ``Lfm2BidirectionalModel``, shipped as remote code that
+Gingham never executes) differs from the causal decoder in two places only: attention sees the whole
+sequence (minus padding), and each short convolution is centred on its token instead of looking back.
+Padded positions are zeroed before every convolution, so they act like the zeros past a sequence's end
+and never leak into real tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .resolve import CheckpointSpec
+
+logger = logging.getLogger(__name__)
+
+
+def _torch():
+    from gingham.errors import require
+
+    return require("torch", "encoder")
+
+
+def _is_bidirectional(raw: dict) -> bool:
+    """A causal LFM2 decoder, or the bidirectional encoder LiquidAI ships as remote code?"""
+    names = list(raw.get("architectures") or []) + [str(v) for v in (raw.get("auto_map") or {}).values()]
+    if any("bidirectional" in n.lower() for n in names):
+        return True
+    if raw.get("is_causal") is False or raw.get("bidirectional") is True:
+        return True
+    return False
+
+
+class Backbone:
+    """A loaded transformer plus how to call it: ``hidden = backbone(input_ids, attention_mask)``."""
+
+    def __init__(self, model, model_type: str, bidirectional: bool, hidden_size: int):
+        self.model = model
+        self.model_type = model_type
+        self.bidirectional = bidirectional
+        self.hidden_size = hidden_size
+
+    def __call__(self, input_ids, attention_mask):
+        if self.model_type == "lfm2":
+            return lfm2_forward(self.model, input_ids, attention_mask, bidirectional=self.bidirectional)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def load_backbone(spec: CheckpointSpec, *, dtype, device: str) -> Backbone:
+    """Build the config class from ``config.json`` by ``model_type`` (ignoring ``auto_map``) and load weights."""
+    _torch()
+    from gingham.errors import require
+
+    transformers = require("transformers", "encoder")
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    raw = json.loads((spec.backbone / "config.json").read_text(encoding="utf-8"))
+    model_type = str(raw.get("model_type", ""))
+    bidirectional = True
+    if model_type.startswith("lfm2") and model_type != "lfm2":
+        logger.info("reading model_type %r as 'lfm2'", model_type)
+        bidirectional = _is_bidirectional(raw) or "bidirectional" in model_type
+        model_type = "lfm2"
+    elif model_type == "lfm2":
+        bidirectional = _is_bidirectional(raw)
+    if model_type not in CONFIG_MAPPING:
+        raise ValueError(
+            f"{spec.backbone / 'config.json'}: model_type {raw.get('model_type')!r} is not known to transformers "
+            f"{transformers.__version__}; upgrade transformers or use a BERT / ModernBERT / LFM2 checkpoint"
+        )
+    clean = {k: v for k, v in raw.items() if k not in ("auto_map", "model_type", "architectures")}
+    config = CONFIG_MAPPING[model_type].from_dict(clean)
+    model_cls = MODEL_MAPPING[type(config)]
+    kwargs = {"config": config, "dtype": dtype}
+    if model_type in ("lfm2", "bert", "modernbert"):
+        kwargs["attn_implementation"] = "sdpa"
+    if model_type in ("bert", "roberta", "xlm-roberta"):
+        kwargs["add_pooling_layer"] = False  # the pooler is unused (and often absent from ColBERT checkpoints)
+    model = model_cls.from_pretrained(str(spec.backbone), **kwargs)
+    model.eval().to(device)
+    hidden = int(getattr(config, "hidden_size"))
+    return Backbone(model, model_type, bidirectional, hidden)
+
+
+def lfm2_forward(model, input_ids, attention_mask, *, bidirectional: bool = True):
+    """Run an ``Lfm2Model`` over a right-padded batch; bidirectional or causal; returns (B, L, H) states."""
+    torch = _torch()
+    import torch.nn.functional as F
+
+    batch, length = input_ids.shape
+    hidden = model.embed_tokens(input_ids)
+    dtype = hidden.dtype
+    keep = attention_mask.to(torch.bool)
+    # additive mask (B, 1, L, L): 0 where a query may look, the dtype's minimum elsewhere
+    allowed = keep[:, None, None, :].expand(batch, 1, length, length)
+    if not bidirectional:
+        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=hidden.device).tril()
+    # a padded query row with nothing allowed would give NaN; let it see itself (its output is discarded)
+    allowed = allowed | torch.eye(length, dtype=torch.bool, device=hidden.device)
+    neg = torch.finfo(dtype).min
+    attn_mask = torch.zeros(allowed.shape, dtype=dtype, device=hidden.device).masked_fill(~allowed, neg)
+    position_ids = torch.arange(length, device=hidden.device)[None, :]
+    position_embeddings = model.rotary_emb(hidden, position_ids=position_ids)
+    gate = keep[:, :, None].to(dtype)
+
+    for layer in model.layers:
+        residual = hidden
+        normed = layer.operator_norm(hidden)
+        if layer.is_attention_layer:
+            out, _ = layer.self_attn(
+                hidden_states=normed,
+                position_embeddings=position_embeddings,
+                attention_mask=attn_mask,
+                is_causal=False,
+            )
+        else:
+            conv = layer.conv
+            bcx = conv.in_proj(normed * gate) * gate
+            b, c, x = bcx.chunk(3, dim=-1)
+            bx = (b * x).transpose(1, 2)  # (B, H, L)
+            kernel = conv.conv.weight.shape[-1]
+            left = (kernel - 1) // 2 if bidirectional else kernel - 1
+            bx = F.pad(bx, (left, kernel - 1 - left))
+            y = F.conv1d(bx, conv.conv.weight, conv.conv.bias, groups=bx.shape[1])
+            out = conv.out_proj((c * y.transpose(1, 2)).contiguous())
+        hidden = residual + out
+        hidden = hidden + layer.feed_forward(layer.ffn_norm(hidden))
+    return model.embedding_norm(hidden)
+
+
+def load_state_dict(folder: Path) -> dict:
+    """Weights of a small module folder (``1_Dense/``) or a full checkpoint, without pickle where possible."""
+    torch = _torch()
+    st = folder / "model.safetensors"
+    if st.exists():
+        from safetensors.torch import load_file
+
+        return load_file(str(st))
+    binary = folder / "pytorch_model.bin"
+    if binary.exists():
+        return torch.load(str(binary), map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"{folder} holds neither model.safetensors nor pytorch_model.bin")

@@ -1,0 +1,64 @@
+"""Resolved settings of a late-interaction encoder (what the checkpoint says, overridden by the caller)."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+
+#: ColBERT's and PyLate's default skiplist: every ASCII punctuation character.
+PUNCTUATION: tuple[str, ...] = tuple(string.punctuation)
+
+LAYOUTS = ("pylate", "stanford", "plain")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Everything that decides which vectors a text becomes. Frozen; validated on construction.
+
+    ``query_prefix`` / ``document_prefix`` are inserted as one token right after the first token
+    (``[CLS]`` / BOS) when ``prefix_is_token`` says the tokenizer knows them as one token (PyLate's
+    ``[Q] `` / ``[D] ``, Stanford ColBERT's ``[unused0]`` / ``[unused1]``); otherwise they are
+    prepended to the text (sentence-transformers prompts such as e5's ``query: ``).
+    """
+
+    query_prefix: str = ""
+    document_prefix: str = ""
+    query_length: int = 32
+    document_length: int = 180
+    do_query_expansion: bool = False
+    attend_to_expansion_tokens: bool = False
+    skiplist_words: tuple[str, ...] = ()
+    skiplist_ids: tuple[int, ...] = ()
+    dim: int = 128
+    normalize: bool = True
+    layout: str = "plain"
+    model_type: str = ""
+    bidirectional: bool = True
+    query_prefix_id: int | None = None
+    document_prefix_id: int | None = None
+    expansion_token_id: int | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("query_length", "document_length", "dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"EncoderConfig.{name} must be a positive int, got {value!r}")
+        min_len = 3 if self.query_prefix_id is not None else 2
+        if self.query_length < min_len:
+            raise ValueError(
+                f"EncoderConfig.query_length={self.query_length} leaves no room for text after the special "
+                f"tokens; use query_length >= {min_len + 1}"
+            )
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"EncoderConfig.layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
+        if self.do_query_expansion and self.expansion_token_id is None:
+            raise ValueError(
+                "do_query_expansion=True needs an expansion token, but the tokenizer has neither a mask nor a "
+                "pad token; pass do_query_expansion=False or use a tokenizer with a [MASK] or pad token"
+            )
+        object.__setattr__(self, "skiplist_words", tuple(self.skiplist_words))
+        object.__setattr__(self, "skiplist_ids", tuple(sorted(set(int(i) for i in self.skiplist_ids))))

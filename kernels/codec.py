@@ -1,0 +1,87 @@
+"""Codec kernels: nearest-centroid assignment, residual quantisation + bit packing, decompression.
+
+Packing layout (shared with :mod:`gingham.kernels.reference`): a token's ``dim`` bucket codes of ``nbits`` bits
+each are packed little-end first, ``8 // nbits`` dimensions per byte; dimension ``j`` lives in byte
+``j // (8 // nbits)`` at bit offset ``(j % (8 // nbits)) * nbits``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def nearest_centroids(x, centroids_t, block_rows):
+    """Index of the highest-dot-product centroid for every row of ``x``.
+
+    x: (n, dim) float32 C-contiguous; centroids_t: (dim, n_centroids) float32 C-contiguous (centroids transposed);
+    block_rows: rows scored per matrix product, which bounds scratch memory to ``block_rows * n_centroids`` floats.
+    Ties go to the lowest centroid index. Returns int64 (n,).
+    """
+    n = x.shape[0]
+    k = centroids_t.shape[1]
+    out = np.empty(n, dtype=np.int64)
+    for start in range(0, n, block_rows):
+        stop = min(n, start + block_rows)
+        scores = np.dot(x[start:stop], centroids_t)
+        for i in prange(stop - start):
+            best = 0
+            best_score = scores[i, 0]
+            for c in range(1, k):
+                s = scores[i, c]
+                if s > best_score:
+                    best_score = s
+                    best = c
+            out[start + i] = best
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def compress_residuals(x, centroids, codes, cutoffs, nbits):
+    """Quantise ``x - centroids[codes]`` per dimension with ``cutoffs`` and pack the bucket ids.
+
+    x: (n, dim) float32; centroids: (n_centroids, dim) float32; codes: (n,) integer centroid ids;
+    cutoffs: (dim, 2**nbits - 1) float32, ascending per row; bucket b of dimension d holds residuals r with
+    ``cutoffs[d, b-1] <= r < cutoffs[d, b]``. Returns uint8 (n, dim * nbits // 8).
+    """
+    n, dim = x.shape
+    per_byte = 8 // nbits
+    n_bytes = dim // per_byte
+    n_cut = cutoffs.shape[1]
+    out = np.zeros((n, n_bytes), dtype=np.uint8)
+    for i in prange(n):
+        c = codes[i]
+        for byte in range(n_bytes):
+            packed = 0
+            for slot in range(per_byte):
+                d = byte * per_byte + slot
+                r = x[i, d] - centroids[c, d]
+                b = 0
+                while b < n_cut and r >= cutoffs[d, b]:
+                    b += 1
+                packed |= b << (slot * nbits)
+            out[i, byte] = packed
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def decompress(codes, packed, centroids, lut):
+    """Rebuild token vectors: ``centroids[codes] + decoded residuals``.
+
+    lut: (n_bytes, 256, 8 // nbits) float32 from :func:`gingham.codec.decode_lut`: the residual values that byte
+    value v at byte position p stands for. Returns float32 (n, dim).
+    """
+    n = codes.shape[0]
+    n_bytes = packed.shape[1]
+    per_byte = lut.shape[2]
+    dim = centroids.shape[1]
+    out = np.empty((n, dim), dtype=np.float32)
+    for i in prange(n):
+        c = codes[i]
+        for byte in range(n_bytes):
+            v = packed[i, byte]
+            base = byte * per_byte
+            for slot in range(per_byte):
+                out[i, base + slot] = centroids[c, base + slot] + lut[byte, v, slot]
+    return out

@@ -1,0 +1,119 @@
+"""Plain numpy references of every kernel, written for clarity, not speed. Tests compare the kernels to these."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def nearest_centroids(x, centroids_t, block_rows=None):
+    return np.argmax(x.astype(np.float64) @ centroids_t.astype(np.float64), axis=1).astype(np.int64)
+
+
+def bucketize(residuals, cutoffs):
+    """Bucket id of each residual entry: number of the dimension's cutoffs that are <= the value."""
+    return np.stack(
+        [np.searchsorted(cutoffs[d], residuals[:, d], side="right") for d in range(residuals.shape[1])], axis=1
+    )
+
+
+def pack_bits(buckets, nbits):
+    per_byte = 8 // nbits
+    n, dim = buckets.shape
+    grouped = buckets.reshape(n, dim // per_byte, per_byte).astype(np.uint16)
+    shifts = (np.arange(per_byte) * nbits).astype(np.uint16)
+    return (grouped << shifts).sum(axis=2).astype(np.uint8)
+
+
+def unpack_bits(packed, nbits):
+    per_byte = 8 // nbits
+    shifts = np.arange(per_byte) * nbits
+    vals = (packed[:, :, None].astype(np.int64) >> shifts) & ((1 << nbits) - 1)
+    return vals.reshape(packed.shape[0], packed.shape[1] * per_byte)
+
+
+def compress_residuals(x, centroids, codes, cutoffs, nbits):
+    residuals = x - centroids[codes]
+    return pack_bits(bucketize(residuals, cutoffs), nbits)
+
+
+def decompress_with_weights(codes, packed, centroids, weights, nbits):
+    """Decompression straight from the bucket values ``weights`` (dim, 2**nbits), no lookup table."""
+    buckets = unpack_bits(packed, nbits)
+    dims = np.arange(centroids.shape[1])
+    return (centroids[codes] + weights[dims[None, :], buckets]).astype(np.float32)
+
+
+def decompress(codes, packed, centroids, lut):
+    n_bytes, _, per_byte = lut.shape
+    out = centroids[codes].astype(np.float32).copy()
+    for p in range(n_bytes):
+        out[:, p * per_byte:(p + 1) * per_byte] += lut[p, packed[:, p]]
+    return out
+
+
+def build_ivf(codes, doc_offsets, n_centroids):
+    lists = [set() for _ in range(n_centroids)]
+    for d in range(len(doc_offsets) - 1):
+        for c in codes[doc_offsets[d]:doc_offsets[d + 1]]:
+            lists[int(c)].add(d)
+    docs = [sorted(s) for s in lists]
+    offsets = np.zeros(n_centroids + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in docs])
+    flat = np.array([d for s in docs for d in s], dtype=np.int32)
+    return flat, offsets
+
+
+def ivf_candidates(ranked, ivf_docs, ivf_offsets, doc_mask, n_docs, min_rounds, min_candidates):
+    found = set()
+    for r in range(ranked.shape[1]):
+        if r >= min_rounds and len(found) >= min_candidates:
+            break
+        for c in set(ranked[:, r].tolist()):
+            docs = ivf_docs[ivf_offsets[c]:ivf_offsets[c + 1]].tolist()
+            found.update(d for d in docs if not len(doc_mask) or doc_mask[d])
+    return np.array(sorted(found), dtype=np.int64)
+
+
+def centroid_interaction(cands, doc_offsets, codes, cscores, keep, prune):
+    out = np.zeros(len(cands), dtype=np.float32)
+    for i, d in enumerate(cands):
+        doc_codes = codes[doc_offsets[d]:doc_offsets[d + 1]]
+        if prune:
+            doc_codes = doc_codes[keep[doc_codes]]
+        if len(doc_codes):
+            out[i] = cscores[doc_codes].max(axis=0).sum()
+    return out
+
+
+def gather_decompress(docs, doc_offsets, codes, packed, centroids, lut):
+    rows = np.concatenate([np.arange(doc_offsets[d], doc_offsets[d + 1]) for d in docs] or [np.zeros(0, np.int64)])
+    seg = np.zeros(len(docs) + 1, dtype=np.int64)
+    seg[1:] = np.cumsum([doc_offsets[d + 1] - doc_offsets[d] for d in docs])
+    return decompress(codes[rows], packed[rows], centroids, lut), seg
+
+
+def maxsim(query, doc):
+    """MaxSim of one query (n_q, dim) against one document (n_d, dim); an empty document scores 0."""
+    if len(doc) == 0:
+        return np.float32(0.0)
+    return np.float32((query.astype(np.float64) @ doc.astype(np.float64).T).max(axis=1).sum())
+
+
+def segment_maxsim(scores, seg_offsets, q_offsets):
+    out = np.zeros((len(q_offsets) - 1, len(seg_offsets) - 1), dtype=np.float32)
+    for d in range(len(seg_offsets) - 1):
+        block = scores[seg_offsets[d]:seg_offsets[d + 1]]
+        if len(block) == 0:
+            continue
+        for q in range(len(q_offsets) - 1):
+            out[q, d] = block[:, q_offsets[q]:q_offsets[q + 1]].max(axis=0).sum()
+    return out
+
+
+def topk(scores, k):
+    order = np.lexsort((np.arange(len(scores)), -np.asarray(scores, dtype=np.float64)))
+    return order[:k].astype(np.int64)
+
+
+def topk_rows(scores, k):
+    return np.stack([topk(row, k) for row in scores]) if len(scores) else np.zeros((0, k), np.int64)

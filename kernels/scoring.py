@@ -1,0 +1,229 @@
+"""Search kernels: candidate generation, centroid interaction, decompression of candidates, MaxSim, top-k.
+
+Scores of query tokens against centroids arrive as ``cscores`` of shape (n_centroids, n_query_tokens), row-major,
+so that one token's centroid id reads one contiguous row. Ragged data (documents, query batches) is a flat array
+plus int64 offsets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True)
+def ivf_candidates(ranked, ivf_docs, ivf_offsets, doc_mask, n_docs, min_rounds, min_candidates):
+    """Sorted unique documents listed under the query tokens' best centroids, probing wider when too few.
+
+    ranked: (n_query_tokens, max_rounds) int64, each row a query token's centroids best first. Round r adds
+    every token's r-th centroid; after ``min_rounds`` rounds, probing stops as soon as ``min_candidates``
+    documents were found (``min_candidates=0``: exactly ``min_rounds`` rounds, PLAID's fixed probe).
+    doc_mask: uint8 (n_docs,), non-zero marks an allowed document, or empty to allow all. Returns int64.
+    """
+    use_mask = doc_mask.shape[0] > 0
+    n_tokens, max_rounds = ranked.shape
+    seen_doc = np.zeros(n_docs, dtype=np.uint8)
+    seen_centroid = np.zeros(ivf_offsets.shape[0] - 1, dtype=np.uint8)
+    out = np.empty(min(n_docs, 1024), dtype=np.int64)
+    n = 0
+    for r in range(max_rounds):
+        if r >= min_rounds and n >= min_candidates:
+            break
+        for qt in range(n_tokens):
+            c = ranked[qt, r]
+            if seen_centroid[c]:
+                continue
+            seen_centroid[c] = 1
+            for j in range(ivf_offsets[c], ivf_offsets[c + 1]):
+                d = ivf_docs[j]
+                if seen_doc[d] or (use_mask and doc_mask[d] == 0):
+                    continue
+                seen_doc[d] = 1
+                if n == out.shape[0]:
+                    grown = np.empty(min(n_docs, 2 * n), dtype=np.int64)
+                    grown[:n] = out
+                    out = grown
+                out[n] = d
+                n += 1
+    return np.sort(out[:n])
+
+
+@njit(cache=True, nogil=True)
+def centroid_interaction(cands, doc_offsets, codes, cscores, keep, prune):
+    """Approximate MaxSim of each candidate from its tokens' centroid scores.
+
+    For query token q, a document scores ``max over its tokens t of cscores[codes[t], q]``; the document's score is
+    the sum over q. With ``prune`` set, tokens whose centroid has ``keep[c] == False`` are skipped (PLAID's
+    centroid pruning). A query token that sees no token contributes 0. Returns float32 (n_candidates,).
+    """
+    nq = cscores.shape[1]
+    out = np.empty(cands.shape[0], dtype=np.float32)
+    best = np.empty(nq, dtype=np.float32)
+    for i in range(cands.shape[0]):
+        d = cands[i]
+        best[:] = -np.inf
+        for t in range(doc_offsets[d], doc_offsets[d + 1]):
+            c = codes[t]
+            if prune and not keep[c]:
+                continue
+            for q in range(nq):
+                s = cscores[c, q]
+                if s > best[q]:
+                    best[q] = s
+        acc = np.float32(0.0)
+        for q in range(nq):
+            if best[q] != -np.inf:
+                acc += best[q]
+        out[i] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def gather_decompress(docs, doc_offsets, codes, packed, centroids, lut):
+    """Decompress the tokens of ``docs`` into one flat block.
+
+    Returns (vectors float32 (n_tokens, dim), seg_offsets int64 (len(docs) + 1,)) where document ``docs[i]`` owns
+    rows ``seg_offsets[i]:seg_offsets[i+1]``.
+    """
+    n = docs.shape[0]
+    seg = np.empty(n + 1, dtype=np.int64)
+    seg[0] = 0
+    for i in range(n):
+        d = docs[i]
+        seg[i + 1] = seg[i] + doc_offsets[d + 1] - doc_offsets[d]
+    dim = centroids.shape[1]
+    n_bytes = packed.shape[1]
+    per_byte = lut.shape[2]
+    out = np.empty((seg[n], dim), dtype=np.float32)
+    row = 0
+    for i in range(n):
+        d = docs[i]
+        for t in range(doc_offsets[d], doc_offsets[d + 1]):
+            c = codes[t]
+            for byte in range(n_bytes):
+                v = packed[t, byte]
+                base = byte * per_byte
+                for slot in range(per_byte):
+                    out[row, base + slot] = centroids[c, base + slot] + lut[byte, v, slot]
+            row += 1
+    return out, seg
+
+
+@njit(cache=True, nogil=True)
+def _pair_maxsim(scores, lo, hi, q_lo, q_hi):
+    acc = np.float32(0.0)
+    if hi == lo:
+        return acc
+    for j in range(q_lo, q_hi):
+        m = scores[lo, j]
+        for t in range(lo + 1, hi):
+            s = scores[t, j]
+            if s > m:
+                m = s
+        acc += m
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def segment_maxsim(scores, seg_offsets, q_offsets):
+    """MaxSim of every (query, document) pair from a token-by-query-token score block.
+
+    scores: (n_doc_tokens, n_query_tokens) float32, row t = one document token against every query token of every
+    query in the batch; seg_offsets: (n_docs + 1,) int64 over rows; q_offsets: (n_queries + 1,) int64 over
+    columns. Returns float32 (n_queries, n_docs): for query i and document d, the sum over i's query tokens of the
+    max over d's tokens. An empty document scores 0. Serial: safe to call from many threads at once.
+    """
+    n_docs = seg_offsets.shape[0] - 1
+    n_queries = q_offsets.shape[0] - 1
+    out = np.zeros((n_queries, n_docs), dtype=np.float32)
+    for d in range(n_docs):
+        for qi in range(n_queries):
+            out[qi, d] = _pair_maxsim(scores, seg_offsets[d], seg_offsets[d + 1], q_offsets[qi], q_offsets[qi + 1])
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def segment_maxsim_parallel(scores, seg_offsets, q_offsets):
+    """:func:`segment_maxsim` with documents spread over numba's threads (for large brute-force blocks)."""
+    n_docs = seg_offsets.shape[0] - 1
+    n_queries = q_offsets.shape[0] - 1
+    out = np.zeros((n_queries, n_docs), dtype=np.float32)
+    for d in prange(n_docs):
+        for qi in range(n_queries):
+            out[qi, d] = _pair_maxsim(scores, seg_offsets[d], seg_offsets[d + 1], q_offsets[qi], q_offsets[qi + 1])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _worse(s_a, i_a, s_b, i_b):
+    return s_a < s_b or (s_a == s_b and i_a > i_b)
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(hs, hi, pos, size):
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            return
+        child = left
+        right = left + 1
+        if right < size and _worse(hs[right], hi[right], hs[left], hi[left]):
+            child = right
+        if _worse(hs[child], hi[child], hs[pos], hi[pos]):
+            hs[pos], hs[child] = hs[child], hs[pos]
+            hi[pos], hi[child] = hi[child], hi[pos]
+            pos = child
+        else:
+            return
+
+
+@njit(cache=True, nogil=True)
+def topk(scores, k):
+    """Positions of the ``k`` highest scores, best first; equal scores rank the lower position first.
+
+    Returns int64 (min(k, len(scores)),).
+    """
+    n = scores.shape[0]
+    k = min(k, n)
+    hs = np.empty(k, dtype=np.float64)
+    hi = np.empty(k, dtype=np.int64)
+    size = 0
+    for i in range(n):
+        s = scores[i]
+        if size < k:
+            # sift up
+            pos = size
+            hs[pos] = s
+            hi[pos] = i
+            size += 1
+            while pos > 0:
+                parent = (pos - 1) // 2
+                if _worse(hs[pos], hi[pos], hs[parent], hi[parent]):
+                    hs[pos], hs[parent] = hs[parent], hs[pos]
+                    hi[pos], hi[parent] = hi[parent], hi[pos]
+                    pos = parent
+                else:
+                    break
+        elif _worse(hs[0], hi[0], s, i):
+            hs[0] = s
+            hi[0] = i
+            _sift_down(hs, hi, 0, size)
+    out = np.empty(k, dtype=np.int64)
+    for j in range(k - 1, -1, -1):
+        out[j] = hi[0]
+        size -= 1
+        hs[0] = hs[size]
+        hi[0] = hi[size]
+        _sift_down(hs, hi, 0, size)
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def topk_rows(scores, k):
+    """:func:`topk` of every row of a (n_rows, n) matrix. Returns int64 (n_rows, min(k, n))."""
+    n_rows = scores.shape[0]
+    kk = min(k, scores.shape[1])
+    out = np.empty((n_rows, kk), dtype=np.int64)
+    for r in prange(n_rows):
+        out[r] = topk(scores[r], kk)
+    return out

@@ -1,0 +1,48 @@
+"""Compile every kernel on tiny inputs, so the first real call does not pay for JIT compilation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def warmup() -> None:
+    """Compile (or load from numba's cache) each kernel for the dtypes Gingham uses."""
+    from gingham.kernels.codec import compress_residuals, decompress, nearest_centroids
+    from gingham.kernels.ivf import build_ivf
+    from gingham.kernels.scoring import (
+        centroid_interaction,
+        gather_decompress,
+        ivf_candidates,
+        segment_maxsim,
+        segment_maxsim_parallel,
+        topk,
+        topk_rows,
+    )
+
+    rng = np.random.default_rng(0)
+    dim, n_c = 8, 4
+    x = rng.standard_normal((6, dim)).astype(np.float32)
+    cents = rng.standard_normal((n_c, dim)).astype(np.float32)
+    cents_t = np.ascontiguousarray(cents.T)
+    doc_offsets = np.array([0, 2, 6], dtype=np.int64)
+    q = rng.standard_normal((3, dim)).astype(np.float32)
+    cscores = np.ascontiguousarray((cents @ q.T).astype(np.float32))
+    keep = np.ones(n_c, dtype=np.bool_)
+    for nbits in (1, 2, 4):
+        cutoffs = np.sort(rng.standard_normal((dim, 2**nbits - 1)).astype(np.float32), axis=1)
+        lut = np.zeros((dim * nbits // 8, 256, 8 // nbits), dtype=np.float32)
+        for code_dtype in (np.uint8, np.uint16, np.int32):
+            codes = nearest_centroids(x, cents_t, 4).astype(code_dtype)
+            packed = compress_residuals(x, cents, codes, cutoffs, nbits)
+            decompress(codes, packed, cents, lut)
+            ivf_docs, ivf_offsets = build_ivf(codes, doc_offsets, n_c)
+            for mask in (np.zeros(0, np.uint8), np.ones(2, np.uint8)):
+                ranked = np.arange(n_c, dtype=np.int64).reshape(1, n_c)
+                cands = ivf_candidates(ranked, ivf_docs, ivf_offsets, mask, 2, 1, 1)
+            centroid_interaction(cands, doc_offsets, codes, cscores, keep, True)
+            vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, lut)
+    scores = np.ascontiguousarray(vecs @ q.T)
+    sims = segment_maxsim(scores, seg, np.array([0, 3], dtype=np.int64))
+    segment_maxsim_parallel(scores, seg, np.array([0, 3], dtype=np.int64))
+    topk(sims[0], 1)
+    topk_rows(sims, 1)

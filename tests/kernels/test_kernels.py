@@ -1,0 +1,194 @@
+"""Every kernel against its plain numpy reference, on seeded random shapes and the edge cases."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gingham.codec import decode_lut, fit_buckets
+from gingham.kernels import codec as kc
+from gingham.kernels import ivf as ki
+from gingham.kernels import reference as ref
+from gingham.kernels import scoring as ks
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def _codebook(rng, n_c, dim):
+    c = rng.standard_normal((n_c, dim)).astype(np.float32)
+    return c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
+@SETTINGS
+@given(n=st.integers(0, 300), n_c=st.integers(1, 40), dim=st.sampled_from([8, 16, 96, 128]),
+       block=st.integers(1, 64), seed=st.integers(0, 2**16))
+def test_nearest_centroids(n, n_c, dim, block, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    c = _codebook(rng, n_c, dim)
+    got = kc.nearest_centroids(x, np.ascontiguousarray(c.T), block)
+    want = ref.nearest_centroids(x, c.T)
+    # float32 vs float64 products may flip exact near-ties; the chosen centroid must score as well as the best
+    s = x.astype(np.float64) @ c.T.astype(np.float64)
+    assert got.dtype == np.int64 and got.shape == (n,)
+    np.testing.assert_allclose(s[np.arange(n), got], s[np.arange(n), want], atol=1e-5)
+
+
+def test_nearest_centroids_ties_lowest_index():
+    c = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    x = np.array([[1.0, 0.0]], dtype=np.float32)
+    assert kc.nearest_centroids(x, np.ascontiguousarray(c.T), 4)[0] == 0
+
+
+@SETTINGS
+@given(n=st.integers(0, 200), nbits=st.sampled_from([1, 2, 4]), dim=st.sampled_from([8, 96, 128, 384]),
+       code_dtype=st.sampled_from([np.uint8, np.uint16, np.int32]), seed=st.integers(0, 2**16))
+def test_compress_and_decompress(n, nbits, dim, code_dtype, seed):
+    rng = np.random.default_rng(seed)
+    c = _codebook(rng, 7, dim)
+    x = rng.standard_normal((n, dim)).astype(np.float32) * 0.3
+    codes = rng.integers(0, 7, n).astype(code_dtype)
+    sample = rng.standard_normal((256, dim)) * 0.3
+    cutoffs, weights = fit_buckets(sample, nbits, 3)
+    cutoffs = cutoffs.astype(np.float32)
+    weights = weights.astype(np.float32)
+    packed = kc.compress_residuals(x, c, codes, cutoffs, nbits)
+    np.testing.assert_array_equal(packed, ref.compress_residuals(x, c, codes, cutoffs, nbits))
+    assert packed.shape == (n, dim * nbits // 8) and packed.dtype == np.uint8
+    lut = decode_lut(weights, nbits)
+    out = kc.decompress(codes, packed, c, lut)
+    np.testing.assert_allclose(out, ref.decompress(codes, packed, c, lut), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out, ref.decompress_with_weights(codes, packed, c, weights, nbits), atol=1e-6)
+
+
+def test_pack_layout_is_low_bits_first():
+    buckets = np.array([[1, 2, 3, 0]])
+    assert ref.pack_bits(buckets, 2)[0, 0] == 1 | (2 << 2) | (3 << 4)
+    np.testing.assert_array_equal(ref.unpack_bits(ref.pack_bits(buckets, 2), 2), buckets)
+
+
+def _ragged(rng, n_docs, max_len, n_c, allow_empty=False):
+    lengths = rng.integers(0 if allow_empty else 1, max_len + 1, n_docs)
+    offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    codes = rng.integers(0, n_c, int(offsets[-1])).astype(np.uint16)
+    return codes, offsets
+
+
+@SETTINGS
+@given(n_docs=st.integers(0, 60), max_len=st.integers(1, 12), n_c=st.integers(1, 20), seed=st.integers(0, 2**16))
+def test_build_ivf(n_docs, max_len, n_c, seed):
+    rng = np.random.default_rng(seed)
+    codes, offsets = _ragged(rng, n_docs, max_len, n_c)
+    docs, ivf_off = ki.build_ivf(codes, offsets, n_c)
+    want_docs, want_off = ref.build_ivf(codes, offsets, n_c)
+    np.testing.assert_array_equal(docs, want_docs)
+    np.testing.assert_array_equal(ivf_off, want_off)
+    assert docs.dtype == np.int32 and ivf_off.dtype == np.int64
+
+
+@SETTINGS
+@given(n_docs=st.integers(1, 60), n_c=st.integers(1, 20), n_qt=st.integers(1, 6), rounds=st.integers(1, 5),
+       min_rounds=st.integers(1, 5), min_cands=st.integers(0, 70), use_mask=st.booleans(), seed=st.integers(0, 2**16))
+def test_ivf_candidates(n_docs, n_c, n_qt, rounds, min_rounds, min_cands, use_mask, seed):
+    rng = np.random.default_rng(seed)
+    codes, offsets = _ragged(rng, n_docs, 8, n_c)
+    ivf_docs, ivf_off = ki.build_ivf(codes, offsets, n_c)
+    ranked = rng.integers(0, n_c, (n_qt, rounds)).astype(np.int64)
+    mask = (rng.random(n_docs) < 0.5).astype(np.uint8) if use_mask else np.zeros(0, np.uint8)
+    args = (ranked, ivf_docs, ivf_off, mask, n_docs, min_rounds, min_cands)
+    np.testing.assert_array_equal(ks.ivf_candidates(*args), ref.ivf_candidates(*args))
+
+
+@SETTINGS
+@given(n_docs=st.integers(0, 40), n_c=st.integers(1, 30), nq=st.integers(1, 8), prune=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_centroid_interaction(n_docs, n_c, nq, prune, seed):
+    rng = np.random.default_rng(seed)
+    codes, offsets = _ragged(rng, n_docs, 10, n_c)
+    cscores = rng.standard_normal((n_c, nq)).astype(np.float32)
+    keep = rng.random(n_c) < 0.5
+    cands = np.sort(rng.choice(max(n_docs, 1), min(n_docs, 15), replace=False)).astype(np.int64)
+    got = ks.centroid_interaction(cands, offsets, codes, cscores, keep, prune)
+    want = ref.centroid_interaction(cands, offsets, codes, cscores, keep, prune)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@SETTINGS
+@given(n_docs=st.integers(0, 30), nbits=st.sampled_from([1, 2, 4]), seed=st.integers(0, 2**16))
+def test_gather_decompress(n_docs, nbits, seed):
+    rng = np.random.default_rng(seed)
+    dim, n_c = 16, 5
+    codes, offsets = _ragged(rng, n_docs, 6, n_c)
+    c = _codebook(rng, n_c, dim)
+    packed = rng.integers(0, 256, (len(codes), dim * nbits // 8)).astype(np.uint8)
+    weights = np.sort(rng.standard_normal((dim, 2**nbits)), axis=1).astype(np.float32)
+    lut = decode_lut(weights, nbits)
+    docs = rng.permutation(n_docs)[: n_docs // 2].astype(np.int64)
+    got, seg = ks.gather_decompress(docs, offsets, codes, packed, c, lut)
+    want, want_seg = ref.gather_decompress(docs, offsets, codes, packed, c, lut)
+    np.testing.assert_array_equal(seg, want_seg)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@SETTINGS
+@given(n_docs=st.integers(0, 30), n_queries=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_segment_maxsim(n_docs, n_queries, seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 6, n_docs)  # empty documents included
+    seg = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(lengths, out=seg[1:])
+    qlens = rng.integers(1, 5, n_queries)
+    q_off = np.zeros(n_queries + 1, dtype=np.int64)
+    np.cumsum(qlens, out=q_off[1:])
+    scores = rng.standard_normal((int(seg[-1]), int(q_off[-1]))).astype(np.float32)
+    want = ref.segment_maxsim(scores, seg, q_off)
+    np.testing.assert_allclose(ks.segment_maxsim(scores, seg, q_off), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ks.segment_maxsim_parallel(scores, seg, q_off), want, rtol=1e-5, atol=1e-5)
+
+
+def test_maxsim_matches_definition():
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((4, 8)).astype(np.float32)
+    docs = [rng.standard_normal((n, 8)).astype(np.float32) for n in (1, 3, 7)]
+    flat = np.concatenate(docs)
+    seg = np.array([0, 1, 4, 11], dtype=np.int64)
+    got = ks.segment_maxsim(np.ascontiguousarray(flat @ q.T), seg, np.array([0, 4], dtype=np.int64))[0]
+    np.testing.assert_allclose(got, [ref.maxsim(q, d) for d in docs], rtol=1e-5)
+
+
+@SETTINGS
+@given(scores=st.lists(st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0]) | st.floats(-5, 5, width=32), max_size=60),
+       k=st.integers(1, 80))
+def test_topk(scores, k):
+    s = np.array(scores, dtype=np.float32)
+    got = ks.topk(s, k)
+    np.testing.assert_array_equal(got, ref.topk(s, k))  # ties: lower position first; k > n gives n
+
+
+def test_topk_rows():
+    rng = np.random.default_rng(3)
+    s = rng.integers(0, 4, (5, 17)).astype(np.float32)  # many ties
+    np.testing.assert_array_equal(ks.topk_rows(s, 6), ref.topk_rows(s, 6))
+    assert ks.topk_rows(s, 100).shape == (5, 17)
+
+
+def test_warmup_runs():
+    from gingham.kernels import warmup
+
+    warmup()
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_fit_buckets_lowers_error_versus_quantiles(nbits):
+    rng = np.random.default_rng(nbits)
+    r = rng.laplace(size=(4000, 8)) * 0.1
+    c0, w0 = fit_buckets(r, nbits, 0)
+    c1, w1 = fit_buckets(r, nbits, 10)
+
+    def mse(c, w):
+        b = ref.bucketize(r, c)
+        return np.mean((w[np.arange(8)[None, :], b] - r) ** 2)
+
+    assert mse(c1, w1) <= mse(c0, w0) + 1e-12
+    assert (np.diff(w1, axis=1) >= 0).all() and (np.diff(c1, axis=1) >= 0).all()
