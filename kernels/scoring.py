@@ -227,3 +227,73 @@ def topk_rows(scores, k):
     for r in prange(n_rows):
         out[r] = topk(scores[r], kk)
     return out
+
+
+@njit(cache=True, nogil=True)
+def rank_centroids(cscores, n_rounds):
+    """Each query token's ``n_rounds`` best centroids, best first (ties: lower id first), and every centroid's best
+    score over the query tokens, in one pass over ``cscores`` (n_centroids, n_query_tokens).
+
+    Returns (ranked int64 (n_query_tokens, n_rounds), best float32 (n_centroids,)).
+    """
+    n_c, nq = cscores.shape
+    r = min(n_rounds, n_c)
+    top_s = np.full((nq, r), -np.inf, dtype=np.float32)
+    top_i = np.full((nq, r), n_c, dtype=np.int64)
+    best = np.empty(n_c, dtype=np.float32)
+    for c in range(n_c):
+        m = cscores[c, 0]
+        for q in range(nq):
+            s = cscores[c, q]
+            if s > m:
+                m = s
+            if s > top_s[q, r - 1]:
+                # insert keeping the row sorted descending; equal scores keep the earlier (lower) id first
+                pos = r - 1
+                while pos > 0 and top_s[q, pos - 1] < s:
+                    top_s[q, pos] = top_s[q, pos - 1]
+                    top_i[q, pos] = top_i[q, pos - 1]
+                    pos -= 1
+                top_s[q, pos] = s
+                top_i[q, pos] = c
+        best[c] = m
+    return top_i, best
+
+
+@njit(cache=True, nogil=True)
+def lut_maxsim(docs, doc_offsets, codes, packed, cscores, qlut):
+    """Exact MaxSim of one query against ``docs`` straight from the packed residuals (implicit decompression).
+
+    A token t scores ``cscores[codes[t], q] + sum_p qlut[p, packed[t, p], q]`` against query token q: the
+    centroid's score plus the residual's, read from a per-query table that holds, for every byte position p and
+    byte value v, the dot product of the residual values v encodes with q's matching dimensions.
+    qlut: (n_bytes, 256, n_query_tokens) float32. Returns float32 (len(docs),).
+    """
+    nq = cscores.shape[1]
+    n_bytes = packed.shape[1]
+    out = np.zeros(docs.shape[0], dtype=np.float32)
+    acc = np.empty(nq, dtype=np.float32)
+    best = np.empty(nq, dtype=np.float32)
+    for i in range(docs.shape[0]):
+        d = docs[i]
+        lo = doc_offsets[d]
+        hi = doc_offsets[d + 1]
+        if hi == lo:
+            continue
+        best[:] = -np.inf
+        for t in range(lo, hi):
+            c = codes[t]
+            for q in range(nq):
+                acc[q] = cscores[c, q]
+            for p in range(n_bytes):
+                v = packed[t, p]
+                for q in range(nq):
+                    acc[q] += qlut[p, v, q]
+            for q in range(nq):
+                if acc[q] > best[q]:
+                    best[q] = acc[q]
+        total = np.float32(0.0)
+        for q in range(nq):
+            total += best[q]
+        out[i] = total
+    return out

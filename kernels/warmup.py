@@ -13,6 +13,8 @@ def warmup() -> None:
         centroid_interaction,
         gather_decompress,
         ivf_candidates,
+        lut_maxsim,
+        rank_centroids,
         segment_maxsim,
         segment_maxsim_parallel,
         topk,
@@ -41,8 +43,11 @@ def warmup() -> None:
                 cands = ivf_candidates(ranked, ivf_docs, ivf_offsets, mask, 2, 1, 1)
             centroid_interaction(cands, doc_offsets, codes, cscores, keep, True)
             vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, lut)
+            qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)
+            lut_maxsim(cands, doc_offsets, codes, packed, cscores, qlut)
     scores = np.ascontiguousarray(vecs @ q.T)
     sims = segment_maxsim(scores, seg, np.array([0, 3], dtype=np.int64))
     segment_maxsim_parallel(scores, seg, np.array([0, 3], dtype=np.int64))
+    rank_centroids(cscores, 2)
     topk(sims[0], 1)
     topk_rows(sims, 1)

@@ -192,3 +192,39 @@ def test_fit_buckets_lowers_error_versus_quantiles(nbits):
 
     assert mse(c1, w1) <= mse(c0, w0) + 1e-12
     assert (np.diff(w1, axis=1) >= 0).all() and (np.diff(c1, axis=1) >= 0).all()
+
+
+@SETTINGS
+@given(n_c=st.integers(1, 50), nq=st.integers(1, 6), rounds=st.integers(1, 60), ties=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_rank_centroids(n_c, nq, rounds, ties, seed):
+    rng = np.random.default_rng(seed)
+    cs = rng.standard_normal((n_c, nq)).astype(np.float32)
+    if ties:
+        cs = np.round(cs)  # many equal scores: lower centroid id first
+    ranked, best = ks.rank_centroids(cs, rounds)
+    want_ranked, want_best = ref.rank_centroids(cs, rounds)
+    np.testing.assert_array_equal(ranked, want_ranked)
+    np.testing.assert_array_equal(best, want_best)
+
+
+@SETTINGS
+@given(n_docs=st.integers(0, 25), nbits=st.sampled_from([1, 2, 4]), dim=st.sampled_from([8, 96, 128]),
+       nq=st.integers(1, 8), seed=st.integers(0, 2**16))
+def test_lut_maxsim_equals_maxsim_over_decompressed(n_docs, nbits, dim, nq, seed):
+    from gingham.codec import query_lut
+
+    rng = np.random.default_rng(seed)
+    n_c = 6
+    codes, offsets = _ragged(rng, n_docs, 7, n_c, allow_empty=True)
+    c = _codebook(rng, n_c, dim)
+    packed = rng.integers(0, 256, (len(codes), dim * nbits // 8)).astype(np.uint8)
+    weights = np.sort(rng.standard_normal((dim, 2**nbits)) * 0.1, axis=1).astype(np.float32)
+    lut = decode_lut(weights, nbits)
+    q = rng.standard_normal((nq, dim)).astype(np.float32)
+    np.testing.assert_allclose(query_lut(lut, q), ref.query_lut(lut, q), rtol=1e-4, atol=1e-5)
+    docs = rng.permutation(n_docs)[: max(0, n_docs - 3)].astype(np.int64)
+    cscores = np.ascontiguousarray(c @ q.T)
+    got = ks.lut_maxsim(docs, offsets, codes, packed, cscores, query_lut(lut, q))
+    want = ref.lut_maxsim(docs, offsets, codes, packed, c, lut, q)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,208 @@
+"""``gingham bench``: build time, latency, throughput, memory and recall vs exact MaxSim, side by side with
+exact brute force and optional peers (fast-plaid) over the same embeddings, in one run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+import gingham
+from gingham.kernels import warmup
+
+from . import peers as peers_mod
+from .embeddings import EmbeddingCache, flatten
+from .metrics import evaluate, overlap_recall, ranked_lists
+from .sweep import measure, pareto, sweep, tune
+from .timing import environment, peak_rss_mb, rss_mb, summarize, time_call, time_each
+
+log = logging.getLogger(__name__)
+
+PEER_SETTINGS = ({"n_ivf_probe": 8, "n_full_scores": 4096}, {"n_ivf_probe": 4, "n_full_scores": 1024},
+                 {"n_ivf_probe": 2, "n_full_scores": 256}, {"n_ivf_probe": 1, "n_full_scores": 64})
+
+
+def synthetic_data(n_docs: int, n_queries: int, seed: int = 0) -> dict:
+    from gingham.synthetic import make_corpus, make_queries
+
+    corpus = make_corpus(n_docs, seed=seed)
+    queries, targets = make_queries(corpus, n_queries, seed=seed + 1)
+    return {"name": f"synthetic-{n_docs}", "docs": corpus.docs(), "doc_ids": None, "queries": queries,
+            "targets": targets, "qrels": None, "query_ids": None, "encoding": None}
+
+
+def beir_data(folder: Path, out: Path, model: str, limit_queries: int | None, limit_docs: int | None,
+              encoder_options: Mapping | None = None) -> dict:
+    from .data import load_beir
+
+    task = load_beir(folder, limit_queries=limit_queries, limit_docs=limit_docs)
+    cache = EmbeddingCache(out / "embeddings", model, lambda: _load_encoder(model, encoder_options))
+    docs = cache.get(task.corpus.name, task.corpus.texts, "documents")
+    queries = cache.get(f"{task.name}-queries", task.query_texts, "queries")
+    sample = task.query_texts[:20]
+    single = time_each(lambda t: cache.encoder.encode_queries([t], show_progress=False), sample, warm=2)
+    encoding = {"documents": docs.stats(), "queries": queries.stats(), "query_single": summarize(single)}
+    return {"name": task.name, "docs": docs.items(), "doc_ids": task.corpus.ids, "queries": queries.items(),
+            "targets": None, "qrels": task.qrels, "query_ids": task.query_ids, "encoding": encoding}
+
+
+def _load_encoder(model: str, options: Mapping | None = None):
+    from gingham.encoder import load_encoder
+
+    return load_encoder(model, **dict(options or {}))
+
+
+def _quality(data: dict, positions: np.ndarray, ids, exact_pos: np.ndarray, top_k: int) -> dict:
+    q = {f"recall@{top_k}_vs_exact": overlap_recall(positions, exact_pos, top_k)}
+    if data["targets"] is not None:
+        q[f"target@{top_k}"] = float(np.mean([t in row for t, row in zip(data["targets"], positions)]))
+        q["target@1"] = float(np.mean(positions[:, 0] == data["targets"]))
+    if data["qrels"] is not None:
+        run = {str(qid): [str(d) for d in row if d is not None] for qid, row in zip(data["query_ids"], ids)}
+        q.update(evaluate(data["qrels"], run, ("nDCG@10", "RR@10", f"R@{top_k}")))
+    return q
+
+
+def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir: str | Path | None = None,
+              model: str = "multilingual-e5-small", encoder_options: Mapping | None = None,
+              nbits: Sequence[int] = (2, 4), top_k: int = 10, do_sweep: bool = False,
+              grid: Mapping | None = None, target_recall: float | None = 0.95, peers: Sequence[str] = (),
+              peers_python: str | Path | None = None, limit_queries: int | None = None,
+              limit_docs: int | None = None, seed: int = 0, plots: bool = True, keep_indexes: bool = False) -> dict:
+    """Run the benchmark and write ``results.json``, ``summary.md`` and plots into ``out``; returns the results.
+
+    Data: a seeded synthetic corpus of ``n_docs`` documents and ``n_queries`` queries, or a BEIR folder
+    (``beir``) encoded with ``model`` (cached in ``out/embeddings``). Per nbits: build (seconds, tokens/s, peak
+    RSS, bytes per token), single-query latency p50/p95/p99 and batch throughput at default settings, recall
+    vs exact MaxSim over the uncompressed vectors; with ``do_sweep`` a settings sweep (latency–recall frontier)
+    and, with ``target_recall``, the tuned settings. Peers run in their own Python (see :mod:`.peers`).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    data = (beir_data(Path(beir), out, model, limit_queries, limit_docs, encoder_options) if beir is not None
+            else synthetic_data(n_docs, n_queries, seed))
+    docs, queries = data["docs"], data["queries"]
+    flat, offsets = flatten(docs)
+    lengths = np.diff(offsets)
+    n_tokens = int(offsets[-1])
+    k = min(top_k, len(docs))
+    t0 = time.perf_counter()
+    warmup()
+    warmup_s = time.perf_counter() - t0
+    results: dict = {"kind": "bench", "data": {"name": data["name"], "n_docs": len(docs), "n_tokens": n_tokens,
+                                               "dim": int(flat.shape[1]), "n_queries": len(queries),
+                                               "mean_query_tokens": float(np.mean([len(q) for q in queries]))},
+                     "top_k": k, "environment": environment(), "warmup_s": warmup_s, "encoding": data["encoding"],
+                     "engines": {}, "sweeps": {}, "tuning": {}, "peers_skipped": {}}
+    engines = results["engines"]
+    # exact brute force over the uncompressed vectors: the reference of every recall
+    batch_s, exact = time_call(lambda: gingham.exact_search(queries, flat, k, lengths=lengths))
+    exact_single = time_each(lambda q: gingham.exact_search(q, flat, k, lengths=lengths), queries[:min(50, len(queries))])
+    engines["exact"] = {"engine": "exact MaxSim (uncompressed)", "latency": summarize(exact_single),
+                        "single_s": exact_single, "batch_s": batch_s, "qps": len(queries) / batch_s,
+                        "bytes_per_token": 4.0 * flat.shape[1],
+                        "quality": _quality(data, exact.positions, _ids(data, exact.positions), exact.positions, k),
+                        "peak_rss_mb": peak_rss_mb()}
+    for nb in nbits:
+        path = out / "indexes" / f"gingham-nbits{nb}"
+        t0 = time.perf_counter()
+        ix = gingham.Index.create(path, flat, data["doc_ids"], lengths=lengths, nbits=nb, seed=seed,
+                                  overwrite=True, show_progress=False)
+        build_s = time.perf_counter() - t0
+        info = ix.info()
+        m = measure(ix, queries, exact.positions, k)
+        batch_s, res = time_call(lambda: ix.search(queries, k))
+        name = f"gingham-nbits{nb}"
+        engines[name] = {"engine": "gingham", "nbits": nb, "settings": ix.search_defaults.replace(top_k=k).resolved().to_dict(),
+                         "build_s": build_s, "build_tokens_per_s": n_tokens / build_s,
+                         "n_centroids": info["n_centroids"],
+                         "bytes_per_token": info["bytes_per_token_compressed"],
+                         "bytes_per_token_on_disk": info["bytes_per_token_on_disk"],
+                         "latency": m["latency"], "single_s": m["seconds"], "batch_s": batch_s,
+                         "qps": len(queries) / batch_s, "quality": _quality(data, res.positions, res.ids, exact.positions, k),
+                         "peak_rss_mb": peak_rss_mb(), "rss_mb": rss_mb()}
+        if do_sweep:
+            rows = sweep(ix, queries, exact.positions, k, grid)
+            results["sweeps"][name] = {"rows": rows, "pareto": pareto(rows)}
+        if target_recall is not None and do_sweep:
+            t = tune(ix, queries, target_recall=target_recall, top_k=k, exact_positions=exact.positions,
+                     grid=grid, sample=min(64, len(queries)), seed=seed)
+            t.pop("rows")
+            results["tuning"][name] = t
+        del ix
+        if not keep_indexes:
+            shutil.rmtree(path, ignore_errors=True)
+    for peer in peers:
+        python = Path(peers_python) if peers_python else peers_mod.default_python()
+        why = peers_mod.available(peer, python)
+        if why:
+            results["peers_skipped"][peer] = why
+            log.warning("skipping peer %s: %s", peer, why)
+            continue
+        inputs = peers_mod.write_inputs(out / "peers" / "inputs", docs, queries)
+        for nb in nbits:
+            settings = list(PEER_SETTINGS if do_sweep else PEER_SETTINGS[:1])
+            try:
+                rep = peers_mod.run(peer, python, inputs, {"nbits": nb, "top_k": k, "settings": settings})
+            except (RuntimeError, OSError, ValueError) as exc:
+                results["peers_skipped"][f"{peer}-nbits{nb}"] = str(exc)
+                continue
+            rows = []
+            for r in rep.pop("runs"):
+                pos = np.asarray(r["positions"], dtype=np.int64)
+                rows.append({"settings": r["settings"], "recall": overlap_recall(pos, exact.positions, k),
+                             **summarize(r["single_s"]), "qps": len(queries) / r["batch_s"], "_pos": pos,
+                             "_single": r["single_s"], "batch_s": r["batch_s"]})
+            first = rows[0]
+            engines[f"{peer}-nbits{nb}"] = {
+                "engine": peer, "nbits": nb, "settings": first["settings"], **{k2: v for k2, v in rep.items()},
+                "build_tokens_per_s": n_tokens / rep["build_s"],
+                "latency": summarize(first["_single"]), "single_s": first["_single"], "batch_s": first["batch_s"],
+                "qps": first["qps"], "quality": _quality(data, first["_pos"], _ids(data, first["_pos"]), exact.positions, k)}
+            for r in rows:
+                r.pop("_pos"), r.pop("_single")
+            if do_sweep:
+                results["sweeps"][f"{peer}-nbits{nb}"] = {"rows": rows, "pareto": pareto(rows)}
+        shutil.rmtree(inputs, ignore_errors=True)
+    results["ratios"] = ratios(engines)
+    results["peak_rss_mb"] = peak_rss_mb()
+    results["total_s"] = time.perf_counter() - t_start
+    from .report import write_bench_report
+
+    write_bench_report(out, results, plots=plots)
+    return results
+
+
+def _ids(data: dict, positions: np.ndarray):
+    if data["doc_ids"] is None:
+        return positions
+    ids = np.asarray(data["doc_ids"], dtype=object)
+    return [[ids[p] if p >= 0 else None for p in row] for row in positions]
+
+
+def ratios(engines: Mapping[str, Mapping]) -> dict:
+    """Gingham against each other engine at the same nbits (and against exact): latency, throughput, build."""
+    out = {}
+    for name, g in engines.items():
+        if g.get("engine") != "gingham":
+            continue
+        for other_name, o in engines.items():
+            if other_name == name or (o.get("engine") not in ("exact MaxSim (uncompressed)",) and o.get("nbits") != g["nbits"]):
+                continue
+            if o.get("engine") == "gingham":
+                continue
+            r = {"p50_speedup": o["latency"]["p50_ms"] / g["latency"]["p50_ms"],
+                 "p99_speedup": o["latency"]["p99_ms"] / g["latency"]["p99_ms"],
+                 "qps_ratio": g["qps"] / o["qps"]}
+            if "build_s" in o:
+                r["build_speedup"] = o["build_s"] / g["build_s"]
+            key = next(x for x in g["quality"] if x.startswith("recall@"))
+            r["recall_diff"] = g["quality"][key] - o["quality"][key]
+            out[f"{name} vs {other_name}"] = r
+    return out
