@@ -1,7 +1,9 @@
-"""The Index: build from token embeddings, open, search.
+"""The Index: build from token embeddings, open, search, and update in place.
 
-An open Index is read-only and safe to search from many threads at once: its arrays are memory-mapped read-only
-and every search allocates its own scratch.
+An open Index is safe to search from many threads at once: each search holds one immutable :class:`Snapshot`
+(memory-mapped read-only arrays) for its whole run. Writes (``add``, ``delete``, ``upsert``, ``compact``,
+``rebuild``) take the index's cross-process write lock, build on the newest committed state on disk, and publish a
+new generation atomically; readers pick it up with :meth:`Index.refresh`.
 """
 
 from __future__ import annotations
@@ -12,25 +14,28 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from gingham import progress, validation
+from gingham import progress, storage, validation
 from gingham._version import __version__
-from gingham.codec import ResidualCodec, codes_dtype, decode_lut, train_centroids
+from gingham.codec import ResidualCodec, codes_dtype, train_centroids
 from gingham.config import BuildConfig, SearchConfig
 from gingham.errors import IndexFormatError
-from gingham.ids import DocIds, pack_strings, unpack_string
+from gingham.ids import DocIds
 from gingham.kernels.codec import decompress
-from gingham.kernels.ivf import build_ivf
+from gingham.kernels.scoring import topk
 from gingham.results import SearchResults
-from gingham.search import NO_MASK, IndexArrays, blocked_exact, plaid_search, rerank
-from gingham import storage
+from gingham.search import NO_MASK, blocked_exact, plaid_search, rerank
+from gingham.segment import CODEBOOK_ARRAYS, SEGMENT_ARRAYS, Snapshot, segment_arrays
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
+#: Codebook drift (mean squared reconstruction error of added tokens over that of the build's held-out tokens)
+#: above which the index recommends :meth:`Index.rebuild`.
+DRIFT_WARNING = 1.5
 
 
 def _sample_positions(n_tokens: int, n_kmeans: int, n_codec: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -46,78 +51,104 @@ def _sample_positions(n_tokens: int, n_kmeans: int, n_codec: int, seed: int) -> 
 class Index:
     """A compressed late-interaction index on disk. Create with :meth:`create`, open with :meth:`open`."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray]):
+    def __init__(self, path: Path, snapshot: Snapshot):
         self.path = path
-        self.manifest = manifest
-        self.codec = ResidualCodec(
-            centroids=np.ascontiguousarray(arrays["centroids"]),
-            cutoffs=np.ascontiguousarray(arrays["bucket_cutoffs"]),
-            weights=np.ascontiguousarray(arrays["bucket_weights"]),
-            nbits=int(manifest["nbits"]),
-        )
-        self.doc_ids = DocIds.from_arrays(manifest["doc_id_kind"], arrays)
-        self._arrays = IndexArrays(
-            centroids=self.codec.centroids,
-            lut=decode_lut(self.codec.weights, self.codec.nbits),
-            codes=arrays["codes"],
-            residuals=arrays["residuals"],
-            doc_offsets=np.ascontiguousarray(arrays["doc_offsets"]),
-            ivf_docs=arrays["ivf_docs"],
-            ivf_offsets=np.ascontiguousarray(arrays["ivf_offsets"]),
-        )
-        self._texts = (arrays["texts_utf8"], arrays["texts_offsets"]) if "texts_utf8" in arrays else None
+        self._snap = snapshot
         self._encoder = None
         self._encoder_lock = threading.Lock()
-        self.build_config = BuildConfig.from_dict(manifest["build_config"])
-        self.search_defaults = SearchConfig.from_dict(manifest.get("search_defaults", {}))
+        self._write_mutex = threading.Lock()
 
     # ---------------------------------------------------------------------------------------------- properties
     @property
+    def manifest(self) -> dict[str, Any]:
+        return self._snap.manifest
+
+    @property
+    def codec(self) -> ResidualCodec:
+        return self._snap.codec
+
+    @property
     def dim(self) -> int:
-        return self.codec.dim
+        return self._snap.codec.dim
 
     @property
     def nbits(self) -> int:
-        return self.codec.nbits
+        return self._snap.codec.nbits
 
     @property
     def n_docs(self) -> int:
-        return len(self._arrays.doc_offsets) - 1
+        """Live documents."""
+        return self._snap.n_live
 
     @property
     def n_tokens(self) -> int:
-        return int(self._arrays.doc_offsets[-1])
+        return self._snap.n_tokens
+
+    @property
+    def generation(self) -> int:
+        return self._snap.generation
+
+    @property
+    def build_config(self) -> BuildConfig:
+        return BuildConfig.from_dict(self.manifest["build_config"])
+
+    @property
+    def search_defaults(self) -> SearchConfig:
+        return SearchConfig.from_dict(self.manifest.get("search_defaults", {}))
 
     def __len__(self) -> int:
         return self.n_docs
 
+    def __contains__(self, doc_id) -> bool:
+        return len(self._snap.positions([doc_id], missing_ok=True)) == 1
+
     def __repr__(self) -> str:
         return (f"Index({str(self.path)!r}, n_docs={self.n_docs}, n_tokens={self.n_tokens}, dim={self.dim}, "
-                f"nbits={self.nbits}, n_centroids={self.codec.n_centroids})")
+                f"nbits={self.nbits}, n_centroids={self.codec.n_centroids}, segments={len(self._snap.segments)})")
+
+    def ids(self) -> list:
+        """Every live document's id."""
+        return self._snap.all_ids()
 
     def info(self) -> dict[str, Any]:
-        """Counts, sizes and configs, as recorded in the manifest plus sizes measured on disk."""
-        files = self.manifest["files"]
-        compressed = self._arrays.codes.nbytes + self._arrays.residuals.nbytes
+        """Counts, sizes, configs and codebook health, as committed plus sizes measured on disk."""
+        snap = self._snap
+        files = snap.manifest["files"]
+        compressed = sum(s.arrays.codes.nbytes + s.arrays.residuals.nbytes for s in snap.segments)
         total = sum(f["bytes"] for f in files.values())
+        n_tokens = max(1, snap.n_tokens)
         return {
             "path": str(self.path),
-            "format_version": self.manifest["format_version"],
-            "engine_version": self.manifest["engine_version"],
-            "generation": self.manifest["generation"],
-            "n_docs": self.n_docs,
-            "n_tokens": self.n_tokens,
+            "format_version": snap.manifest["format_version"],
+            "engine_version": snap.manifest["engine_version"],
+            "generation": snap.generation,
+            "n_docs": snap.n_live,
+            "n_deleted": snap.n_positions - snap.n_live,
+            "n_segments": len(snap.segments),
+            "n_tokens": snap.n_tokens,
             "dim": self.dim,
             "nbits": self.nbits,
             "n_centroids": self.codec.n_centroids,
-            "codes_dtype": self.manifest["codes_dtype"],
-            "bytes_per_token_compressed": compressed / max(1, self.n_tokens),
-            "bytes_per_token_on_disk": total / max(1, self.n_tokens),
+            "codes_dtype": snap.manifest["codes_dtype"],
+            "bytes_per_token_compressed": compressed / n_tokens,
+            "bytes_per_token_on_disk": total / n_tokens,
             "bytes_on_disk": total,
-            "build_config": self.manifest["build_config"],
-            "search_defaults": self.manifest.get("search_defaults", {}),
-            "created": self.manifest.get("created"),
+            "codebook_drift": self.codebook_drift(),
+            "build_config": snap.manifest["build_config"],
+            "search_defaults": snap.manifest.get("search_defaults", {}),
+            "created": snap.manifest.get("created"),
         }
+
+    def codebook_drift(self) -> float:
+        """Reconstruction error of tokens added after the build, relative to the build's own (1.0 = as good).
+
+        Above ~1.5 the codebook fits new data badly: :meth:`rebuild` re-clusters.
+        """
+        base = self.manifest.get("codec_mse") or 0.0
+        added = [(s["mse"], s["n_tokens"]) for s in self.manifest["segments"] if s.get("mse") is not None]
+        if not added or base <= 0:
+            return 1.0
+        return float(sum(m * n for m, n in added) / sum(n for _, n in added) / base)
 
     # ---------------------------------------------------------------------------------------------- build/open
     @classmethod
@@ -132,6 +163,7 @@ class Index:
         overwrite: bool = False,
         show_progress: bool | None = None,
         texts: Sequence[str] | None = None,
+        metadata: Sequence[Mapping] | None = None,
         encoder: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> "Index":
@@ -142,74 +174,213 @@ class Index:
         config / options: a :class:`BuildConfig`, a dict, or its fields as keyword arguments.
         overwrite: replace an existing index at ``path`` (atomically: readers see the old or the new one).
         texts: the documents' texts, stored to show with results (optional).
+        metadata: one JSON-serialisable dict per document, for filtered search (optional).
         encoder: how the embeddings were made (``{"model": ..., "options": {...}}``), so that text queries can be
             encoded the same way; set by :meth:`from_texts`.
         """
         cfg = _build_config(config, options)
         flat, doc_offsets = validation.documents(embeddings, lengths)
-        ids = DocIds.from_user(doc_ids, len(doc_offsets) - 1)
-        if texts is not None and len(texts) != len(ids):
-            raise ValueError(f"got {len(texts)} texts for {len(ids)} documents; pass one text per document")
+        n_docs = len(doc_offsets) - 1
+        ids = DocIds.from_user(doc_ids, n_docs)
+        texts, metadata = _check_extras(texts, metadata, n_docs)
         dim = flat.shape[1]
         if (dim * cfg.nbits) % 8:
             raise ValueError(f"dim {dim} times nbits {cfg.nbits} must be a multiple of 8 to pack residuals into bytes")
         root = Path(path)
-        if root.exists() and not root.is_dir():
-            raise ValueError(f"{root} exists and is not a directory; choose another path for the index")
-        existing = (root / storage.MANIFEST).exists()
-        if existing and not overwrite:
-            raise FileExistsError(f"an index already exists at {root}; pass overwrite=True to replace it")
-        if root.exists() and not existing and any(
-            not (p.name.startswith(storage.GEN_PREFIX) or p.name == storage.LOCK) for p in root.iterdir()
-        ):
-            raise FileExistsError(f"{root} exists, is not empty and holds no Gingham index; choose an empty path")
-        codec, codes, residuals = _train_and_compress(flat, cfg, show_progress)
+        _check_target(root, overwrite)
+        codec, codec_mse = _train_codec(flat, cfg, show_progress)
+        codes, residuals = _compress(codec, flat, cfg.batch_size, show_progress)
         with progress.bar(1, "index", show_progress) as bar:
-            ivf_docs, ivf_offsets = build_ivf(codes, doc_offsets, codec.n_centroids)
+            arrays = {f"s000001/{k}": v for k, v in
+                      segment_arrays(codec, codes, residuals, doc_offsets, ids, texts, metadata).items()}
             bar.update(1)
-        arrays = {
-            "centroids": codec.centroids,
-            "bucket_cutoffs": codec.cutoffs,
-            "bucket_weights": codec.weights,
-            "codes": codes,
-            "residuals": residuals,
-            "doc_offsets": doc_offsets,
-            "ivf_docs": ivf_docs,
-            "ivf_offsets": ivf_offsets,
-            **ids.arrays(),
-        }
-        if texts is not None:
-            arrays["texts_utf8"], arrays["texts_offsets"] = pack_strings([str(t) for t in texts])
+        arrays.update(centroids=codec.centroids, bucket_cutoffs=codec.cutoffs, bucket_weights=codec.weights)
         manifest = {
             "engine_version": __version__,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _now(),
             "build_config": cfg.to_dict(),
             "search_defaults": {},
             "dim": dim,
             "dtype": "float32",
             "nbits": cfg.nbits,
-            "n_docs": len(doc_offsets) - 1,
-            "n_tokens": int(doc_offsets[-1]),
             "n_centroids": codec.n_centroids,
             "codes_dtype": codes.dtype.name,
             "doc_id_kind": ids.kind,
+            "codec_mse": codec_mse,
             "encoder": dict(encoder) if encoder else None,
+            "next_segment": 2,
+            "segments": [{"name": "s000001", "n_docs": n_docs, "n_tokens": int(doc_offsets[-1]), "mse": None}],
         }
-        write_generation(root, arrays, manifest)
+        root.mkdir(parents=True, exist_ok=True)
+        with storage.write_lock(root):
+            previous = _read_if_any(root)
+            _commit(root, previous, manifest, arrays, keep={})
         return cls.open(root)
 
     @classmethod
     def open(cls, path: PathLike, verify: bool = False) -> "Index":
         """Open the index at ``path`` (arrays memory-mapped read-only). ``verify`` also checks every sha256."""
         root = Path(path)
-        manifest = storage.read_manifest(root)
-        arrays = storage.load_arrays(root, manifest, verify=verify)
-        missing = {"centroids", "bucket_cutoffs", "bucket_weights", "codes", "residuals", "doc_offsets",
-                   "ivf_docs", "ivf_offsets"} - set(arrays)
-        if missing:
-            raise IndexFormatError(f"{root} lacks the arrays {sorted(missing)}; rebuild the index")
-        return cls(root, manifest, arrays)
+        return cls(root, _load_snapshot(root, storage.read_manifest(root), verify))
 
+    def refresh(self) -> bool:
+        """Pick up a generation committed since this Index was opened (by this or another process).
+
+        Searches already running finish on the state they started with. Returns True if the state changed.
+        """
+        manifest = storage.read_manifest(self.path)
+        if manifest["generation"] == self._snap.generation:
+            return False
+        self._snap = _load_snapshot(self.path, manifest)
+        return True
+
+    def verify(self) -> None:
+        """Check every file against its sha256 and the arrays' internal consistency; raise on any mismatch."""
+        storage.load_arrays(self.path, self.manifest, verify=True)
+        from gingham.consistency import check_snapshot
+
+        check_snapshot(self._snap)
+
+    # ---------------------------------------------------------------------------------------------- updates
+    def add(
+        self,
+        embeddings: Sequence[np.ndarray] | np.ndarray,
+        doc_ids: Sequence | np.ndarray,
+        *,
+        lengths=None,
+        texts: Sequence[str] | None = None,
+        metadata: Sequence[Mapping] | None = None,
+        show_progress: bool | None = None,
+    ) -> int:
+        """Add documents under new ids (an id already in the index is an error: use :meth:`upsert`).
+
+        New tokens are compressed with the existing codebook; see :meth:`codebook_drift`. Returns the generation.
+        """
+        return self._upsert(embeddings, doc_ids, lengths, texts, metadata, replace=False, show_progress=show_progress)
+
+    def upsert(self, embeddings, doc_ids, *, lengths=None, texts=None, metadata=None, show_progress=None) -> int:
+        """Add documents, replacing any live document with the same id, in one atomic commit."""
+        return self._upsert(embeddings, doc_ids, lengths, texts, metadata, replace=True, show_progress=show_progress)
+
+    def delete(self, doc_ids: Iterable, *, missing_ok: bool = False) -> int:
+        """Delete documents by id: invisible to searches at once (after :meth:`refresh` in other readers);
+        space is reclaimed by :meth:`compact`. Returns the generation."""
+        doc_ids = list(doc_ids)
+
+        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+            positions = snap.positions(doc_ids, missing_ok=missing_ok)
+            _write_deletions(snap, writer, manifest, positions)
+
+        return self._write(change)
+
+    def compact(self, show_progress: bool | None = None) -> int:
+        """Rewrite the live documents into one segment (same codebook), dropping deleted ones. Readers keep
+        searching the old generation until they refresh. Returns the generation."""
+
+        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+            from gingham.compaction import merge_segments
+
+            for seg in snap.segments:
+                for key in list(writer.files):
+                    if key.startswith(f"{seg.name}/"):
+                        writer.drop(key)
+            name = _next_segment(manifest)
+            n_docs, n_tokens = merge_segments(snap, writer, name, show_progress)
+            manifest["segments"] = [{"name": name, "n_docs": n_docs, "n_tokens": n_tokens,
+                                     "mse": _merged_mse(snap.manifest)}] if n_docs else []
+
+        return self._write(change)
+
+    def rebuild(self, show_progress: bool | None = None, **options: Any) -> "Index":
+        """Re-cluster: train a new codebook on the live documents' (decompressed) tokens and recompress them all.
+
+        Use when :meth:`codebook_drift` reports that added documents fit the codebook badly. Build options (for
+        example ``nbits``) may change. Readers keep the old generation until they refresh.
+        """
+        snap = self._snap
+        docs, ids, texts, metas = [], [], [], []
+        for seg in snap.segments:
+            live = seg.live_mask()
+            for pos in np.flatnonzero(live):
+                docs.append(self._decompress(seg, int(pos)))
+                ids.append(seg.ids[int(pos)])
+                texts.append(seg.text(int(pos)))
+                metas.append(seg.metadata(int(pos)))
+        if not docs:
+            raise ValueError("the index has no live documents to rebuild from")
+        cfg = BuildConfig.from_dict({**snap.manifest["build_config"], **options})
+        rebuilt = Index.create(
+            self.path, docs, ids, config=cfg, overwrite=True, show_progress=show_progress,
+            texts=texts if snap.segments[0].texts is not None else None,
+            metadata=metas if snap.segments[0].meta is not None else None,
+            encoder=snap.manifest.get("encoder"),
+        )
+        self._snap = rebuilt._snap
+        return self
+
+    def set_search_defaults(self, **settings: Any) -> int:
+        """Store search settings (``SearchConfig`` fields) as this index's defaults. Returns the generation."""
+        checked = SearchConfig.from_dict(settings).to_dict()
+        given = {k: checked[k] for k in settings}
+
+        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+            manifest["search_defaults"] = given
+
+        return self._write(change)
+
+    def _upsert(self, embeddings, doc_ids, lengths, texts, metadata, replace: bool, show_progress) -> int:
+        flat, doc_offsets = validation.documents(embeddings, lengths, dim=self.dim)
+        n_docs = len(doc_offsets) - 1
+        ids = DocIds.from_user(doc_ids, n_docs)
+        if ids.kind != self.manifest["doc_id_kind"]:
+            raise ValueError(f"this index uses {self.manifest['doc_id_kind']} ids; got {ids.kind} ids")
+        texts, metadata = _check_extras(texts, metadata, n_docs)
+        codec = self.codec
+        codes, residuals = _compress(codec, flat, self.build_config.batch_size, show_progress)
+        mse = _reconstruction_mse(codec, flat, codes, residuals)
+        new_ids = ids.to_list()
+
+        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+            existing = snap.positions(new_ids, missing_ok=True)
+            if len(existing) and not replace:
+                dup = snap.take(existing[:1])[0]
+                raise ValueError(f"document id {dup!r} is already in the index; use upsert() to replace it")
+            has_texts = any(s.texts is not None for s in snap.segments)
+            if snap.segments and (texts is not None) != has_texts:
+                raise ValueError("pass texts for every add, or for none: this index "
+                                 + ("stores" if has_texts else "does not store") + " texts")
+            _write_deletions(snap, writer, manifest, existing)
+            name = _next_segment(manifest)
+            for key, arr in segment_arrays(codec, codes, residuals, doc_offsets, ids, texts, metadata).items():
+                writer.save(f"{name}/{key}", arr)
+            manifest["segments"].append({"name": name, "n_docs": n_docs, "n_tokens": int(doc_offsets[-1]),
+                                         "mse": mse})
+
+        generation = self._write(change)
+        if self.codebook_drift() > DRIFT_WARNING:
+            log.warning("codebook drift %.2f: added documents fit the codebook badly; consider index.rebuild()",
+                        self.codebook_drift())
+        return generation
+
+    def _write(self, change: Callable[[Snapshot, storage.GenerationWriter, dict], None]) -> int:
+        """Apply ``change`` to the newest committed state under the write lock and commit a new generation."""
+        with self._write_mutex, storage.write_lock(self.path):
+            manifest = storage.read_manifest(self.path)
+            snap = self._snap if manifest["generation"] == self._snap.generation else _load_snapshot(self.path, manifest)
+            new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "generation")}
+            new_manifest["segments"] = [dict(s) for s in manifest["segments"]]
+            writer = storage.GenerationWriter(self.path, manifest["generation"] + 1, keep=manifest["files"])
+            try:
+                change(snap, writer, new_manifest)
+                committed = writer.commit(new_manifest)
+            except BaseException:
+                writer.abort()
+                raise
+            storage.remove_stale(self.path, storage.referenced_dirs(committed))
+            self._snap = _load_snapshot(self.path, committed)
+            return self._snap.generation
+
+    # ---------------------------------------------------------------------------------------------- text
     @classmethod
     def from_texts(
         cls,
@@ -220,6 +391,7 @@ class Index:
         model: str = "multilingual-e5-small",
         encoder_options: Mapping[str, Any] | None = None,
         store_texts: bool = True,
+        metadata: Sequence[Mapping] | None = None,
         batch_size: int | None = None,
         show_progress: bool | None = None,
         overwrite: bool = False,
@@ -229,23 +401,27 @@ class Index:
         ``multilingual-e5-small``) and build an index; text queries are later encoded the same way."""
         from gingham.encoder import load_encoder
 
-        texts = list(texts)
-        if not texts:
-            raise ValueError("no texts given")
-        for i, t in enumerate(texts):
-            if not isinstance(t, str) or not t.strip():
-                raise ValueError(f"text {i} is empty or not a string ({t!r}); every document needs text")
+        texts = _check_texts(texts, "text")
         enc_opts = dict(encoder_options or {})
         encoder = load_encoder(model, **enc_opts)
         embeddings = encoder.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
         index = cls.create(
             path, embeddings, doc_ids, overwrite=overwrite, show_progress=show_progress,
-            texts=texts if store_texts else None,
+            texts=texts if store_texts else None, metadata=metadata,
             encoder={"model": str(model), "options": enc_opts, "config": _jsonable(encoder.config)},
             **options,
         )
         index._encoder = encoder
         return index
+
+    def add_texts(self, texts: Sequence[str], doc_ids: Sequence, *, metadata=None, upsert: bool = False,
+                  show_progress: bool | None = None) -> int:
+        """Encode ``texts`` with the index's encoder and add (or upsert) them."""
+        texts = _check_texts(texts, "text")
+        embeddings = self.encoder.encode_documents(texts, show_progress=show_progress)
+        stored = texts if any(s.texts is not None for s in self._snap.segments) else None
+        op = self.upsert if upsert else self.add
+        return op(embeddings, doc_ids, texts=stored, metadata=metadata, show_progress=show_progress)
 
     @property
     def encoder(self):
@@ -267,11 +443,7 @@ class Index:
     def search_text(self, queries: str | Sequence[str], top_k: int | None = None, *, encoder=None,
                     **kwargs: Any) -> SearchResults:
         """Encode text queries with the index's encoder (or ``encoder``) and :meth:`search`."""
-        single = isinstance(queries, str)
-        texts = [queries] if single else list(queries)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str) or not t.strip():
-                raise ValueError(f"query {i} is empty or not a string ({t!r})")
+        texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")
         enc = encoder if encoder is not None else self.encoder
         if enc.dim != self.dim:
             raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the index holds {self.dim}-dim ones")
@@ -279,39 +451,42 @@ class Index:
 
     def text(self, doc: Any) -> str | None:
         """The stored text of the document with caller id ``doc`` (None if texts were not stored)."""
-        if self._texts is None:
-            return None
-        return unpack_string(*self._texts, int(self.doc_ids.positions([doc])[0]))
+        seg, local = self._snap.locate(int(self._snap.positions([doc])[0]))
+        return seg.text(local)
 
-    def verify(self) -> None:
-        """Check every file against its sha256 and the arrays' internal consistency; raise on any mismatch."""
-        storage.load_arrays(self.path, self.manifest, verify=True)
-        from gingham.consistency import check_arrays
-
-        check_arrays(self._arrays, self.codec.n_centroids)
+    def metadata(self, doc: Any) -> dict | None:
+        """The metadata dict of the document with caller id ``doc`` (None if none was stored)."""
+        seg, local = self._snap.locate(int(self._snap.positions([doc])[0]))
+        return seg.metadata(local)
 
     # ---------------------------------------------------------------------------------------------- search
-    def _config(self, top_k: int | None, overrides: Mapping[str, Any]) -> SearchConfig:
-        base = self.search_defaults
+    def _config(self, top_k: int | None, overrides: Mapping[str, Any], n_live: int) -> SearchConfig:
         changes = dict(overrides)
         if top_k is not None:
             changes["top_k"] = top_k
-        cfg = base.replace(**changes) if changes else base
-        validation.top_k(cfg.top_k, self.n_docs)
+        cfg = self.search_defaults.replace(**changes) if changes else self.search_defaults
+        validation.top_k(cfg.top_k, n_live)
         return cfg.resolved()
 
-    def _mask(self, subset) -> np.ndarray:
-        if subset is None:
-            return NO_MASK
-        positions = self.doc_ids.positions(subset)
-        mask = np.zeros(self.n_docs, dtype=np.uint8)
-        mask[positions] = 1
-        return mask
-
-    def _results(self, positions: np.ndarray, scores: np.ndarray) -> SearchResults:
-        positions = np.where(np.isfinite(scores), positions, -1).astype(np.int64)
-        scores = np.where(positions >= 0, scores, -np.inf).astype(np.float32)
-        return SearchResults(positions=positions, scores=scores, ids=self.doc_ids.take(positions))
+    @staticmethod
+    def _masks(snap: Snapshot, subset, where) -> list[np.ndarray] | None:
+        """Per-segment uint8 masks of searchable documents, or None when every stored document is."""
+        if subset is None and where is None and snap.n_live == snap.n_positions:
+            return None
+        masks = [seg.live_mask() for seg in snap.segments]
+        if subset is not None:
+            allowed = np.zeros(snap.n_positions, dtype=np.uint8)
+            allowed[snap.positions(subset)] = 1
+            masks = [m & allowed[seg.base:seg.base + seg.n_docs] for m, seg in zip(masks, snap.segments)]
+        if where is not None:
+            if not callable(where):
+                raise ValueError("where= must be a callable taking a document's metadata dict and returning a bool")
+            for m, seg in zip(masks, snap.segments):
+                metas = seg.all_metadata()
+                for pos in np.flatnonzero(m):
+                    if not where(metas[pos] or {}):
+                        m[pos] = 0
+        return masks
 
     def search(
         self,
@@ -319,89 +494,140 @@ class Index:
         top_k: int | None = None,
         *,
         subset: Iterable | None = None,
+        where: Callable[[dict], bool] | None = None,
         n_threads: int | None = None,
         show_progress: bool | None = None,
         **overrides: Any,
     ) -> SearchResults:
         """Search with one query (a 2-D array) or a batch (a list of 2-D arrays or a 3-D array).
 
-        top_k and overrides (``n_ivf_probe``, ``centroid_score_threshold``, ``n_full_scores``, ``exhaustive``)
-        apply to this call only. ``subset`` restricts results to the given caller ids. Returns
-        :class:`SearchResults` with one row per query.
+        top_k and overrides (``n_ivf_probe``, ``centroid_score_threshold``, ``n_full_scores``, ``min_candidates``,
+        ``max_ivf_probe``, ``exhaustive``) apply to this call only. ``subset`` restricts results to the given ids;
+        ``where`` to documents whose metadata satisfies a predicate. Candidate generation counts only allowed
+        documents, so selective filters probe further instead of losing recall. Returns :class:`SearchResults`
+        with one row per query.
         """
-        cfg = self._config(top_k, overrides)
+        snap = self._snap
+        cfg = self._config(top_k, overrides, snap.n_live)
         q_flat, q_offsets, _ = validation.queries(queries, self.dim)
-        mask = self._mask(subset)
+        masks = self._masks(snap, subset, where)
         if cfg.exhaustive:
-            return self._exhaustive(q_flat, q_offsets, cfg.top_k, mask, show_progress)
-        n_allowed = self.n_docs if subset is None else int(mask.sum())
+            return self._exhaustive(snap, q_flat, q_offsets, cfg.top_k, masks, show_progress)
         qs = [q_flat[q_offsets[i]:q_offsets[i + 1]] for i in range(len(q_offsets) - 1)]
-        if subset is not None and n_allowed <= cfg.n_full_scores:
-            # a selective filter: score every allowed document exactly rather than hope candidates reach it
-            allowed = np.flatnonzero(mask)
-            run = lambda q: rerank(self._arrays, q, allowed, cfg.top_k)  # noqa: E731
-        else:
-            run = lambda q: plaid_search(self._arrays, q, cfg, mask)  # noqa: E731
+        plans = []
+        for i, seg in enumerate(snap.segments):
+            mask = NO_MASK if masks is None else masks[i]
+            n_allowed = seg.n_docs if masks is None else int(mask.sum())
+            if n_allowed == 0:
+                continue
+            if masks is not None and n_allowed <= cfg.n_full_scores:
+                plans.append((seg, "exact", np.flatnonzero(mask)))  # selective: score every allowed doc exactly
+            else:
+                plans.append((seg, "plaid", mask))
+
+        def run(q: np.ndarray):
+            pos_parts, score_parts = [], []
+            for seg, how, arg in plans:
+                if how == "exact":
+                    pos, sc = rerank(seg.arrays, q, arg, cfg.top_k)
+                else:
+                    pos, sc = plaid_search(seg.arrays, q, cfg, arg)
+                pos_parts.append(pos + seg.base)
+                score_parts.append(sc)
+            if len(pos_parts) == 1:
+                return pos_parts[0], score_parts[0]
+            if not pos_parts:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            pos, sc = np.concatenate(pos_parts), np.concatenate(score_parts)
+            order = np.lexsort((pos, -sc))[:cfg.top_k]  # ties: lower position first, as within a segment
+            return pos[order], sc[order]
+
         out_pos = np.full((len(qs), cfg.top_k), -1, dtype=np.int64)
         out_scores = np.full((len(qs), cfg.top_k), -np.inf, dtype=np.float32)
         workers = _threads(n_threads) if len(qs) > 1 else 1
         with progress.bar(len(qs), "search", show_progress if len(qs) > 1 else False, unit="query") as bar:
-            if workers == 1:
-                results = (run(q) for q in qs)
-            else:
-                pool = ThreadPoolExecutor(workers, thread_name_prefix="gingham-search")
-                results = pool.map(run, qs)
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="gingham-search") if workers > 1 else None
             try:
+                results = pool.map(run, qs) if pool else (run(q) for q in qs)
                 for i, (pos, sc) in enumerate(results):
                     out_pos[i, :len(pos)] = pos
                     out_scores[i, :len(sc)] = sc
                     bar.update(1)
             finally:
-                if workers > 1:
+                if pool:
                     pool.shutdown()
-        return self._results(out_pos, out_scores)
+        return _results(snap, out_pos, out_scores)
 
-    def _exhaustive(self, q_flat, q_offsets, k, mask, show_progress) -> SearchResults:
-        ix = self._arrays
+    def _exhaustive(self, snap: Snapshot, q_flat, q_offsets, k, masks, show_progress) -> SearchResults:
+        n_q = len(q_offsets) - 1
+        pos_parts, score_parts = [], []
+        with progress.bar(snap.n_positions, "search", show_progress, unit="doc") as bar:
+            for i, seg in enumerate(snap.segments):
+                ix = seg.arrays
 
-        def tokens(lo: int, hi: int) -> np.ndarray:
-            a, b = ix.doc_offsets[lo], ix.doc_offsets[hi]
-            return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.lut)
+                def tokens(lo: int, hi: int, ix=ix) -> np.ndarray:
+                    a, b = ix.doc_offsets[lo], ix.doc_offsets[hi]
+                    return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.lut)
 
-        with progress.bar(self.n_docs, "search", show_progress, unit="doc") as bar:
-            pos, scores = blocked_exact(tokens, ix.doc_offsets, q_flat, q_offsets, k, mask, bar)
-        return self._results(pos, scores)
+                mask = NO_MASK if masks is None else masks[i]
+                pos, sc = blocked_exact(tokens, ix.doc_offsets, q_flat, q_offsets, min(k, seg.n_docs), mask, bar)
+                pos_parts.append(pos + seg.base)
+                score_parts.append(sc)
+        pos = np.concatenate(pos_parts, axis=1)
+        sc = np.concatenate(score_parts, axis=1)
+        out_pos = np.full((n_q, k), -1, dtype=np.int64)
+        out_sc = np.full((n_q, k), -np.inf, dtype=np.float32)
+        for r in range(n_q):
+            order = np.lexsort((pos[r], -sc[r]))[:k]
+            out_pos[r, :len(order)] = pos[r, order]
+            out_sc[r, :len(order)] = sc[r, order]
+        return _results(snap, out_pos, out_sc)
 
-    def exact_search(self, queries, top_k: int | None = None, *, subset=None, show_progress=None) -> SearchResults:
+    def exact_search(self, queries, top_k: int | None = None, *, subset=None, where=None,
+                     show_progress=None) -> SearchResults:
         """Exhaustive exact MaxSim over every document's decompressed tokens (ground truth for the index)."""
-        return self.search(queries, top_k, subset=subset, exhaustive=True, show_progress=show_progress)
+        return self.search(queries, top_k, subset=subset, where=where, exhaustive=True, show_progress=show_progress)
 
     def rerank(self, queries, candidates: Sequence[Iterable], top_k: int | None = None) -> SearchResults:
         """Exact MaxSim over the decompressed tokens of each query's given candidate ids (caller ids)."""
+        snap = self._snap
         q_flat, q_offsets, _ = validation.queries(queries, self.dim)
         n_q = len(q_offsets) - 1
         candidates = list(candidates)
         if len(candidates) != n_q:
             raise ValueError(f"got {len(candidates)} candidate lists for {n_q} queries; pass one list per query")
-        lists = [np.unique(self.doc_ids.positions(c)) for c in candidates]
+        lists = [np.unique(snap.positions(c)) for c in candidates]
         k = top_k if top_k is not None else max(1, max(len(c) for c in lists))
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         out_pos = np.full((n_q, k), -1, dtype=np.int64)
         out_scores = np.full((n_q, k), -np.inf, dtype=np.float32)
-        for i, docs in enumerate(lists):
-            if len(docs) == 0:
+        for i, positions in enumerate(lists):
+            q = q_flat[q_offsets[i]:q_offsets[i + 1]]
+            pos_parts, score_parts = [], []
+            for seg in snap.segments:
+                local = positions[(positions >= seg.base) & (positions < seg.base + seg.n_docs)] - seg.base
+                if len(local):
+                    pos, sc = rerank(seg.arrays, q, local, k)
+                    pos_parts.append(pos + seg.base)
+                    score_parts.append(sc)
+            if not pos_parts:
                 continue
-            pos, sc = rerank(self._arrays, q_flat[q_offsets[i]:q_offsets[i + 1]], docs, k)
-            out_pos[i, :len(pos)] = pos
-            out_scores[i, :len(sc)] = sc
-        return self._results(out_pos, out_scores)
+            pos, sc = np.concatenate(pos_parts), np.concatenate(score_parts)
+            order = topk(sc, k)
+            out_pos[i, :len(order)] = pos[order]
+            out_scores[i, :len(order)] = sc[order]
+        return _results(snap, out_pos, out_scores)
 
     def decompress(self, doc: Any) -> np.ndarray:
         """The decompressed token vectors (n_tokens, dim) of the document with caller id ``doc``."""
-        pos = int(self.doc_ids.positions([doc])[0])
-        ix = self._arrays
-        a, b = ix.doc_offsets[pos], ix.doc_offsets[pos + 1]
+        seg, local = self._snap.locate(int(self._snap.positions([doc])[0]))
+        return self._decompress(seg, local)
+
+    @staticmethod
+    def _decompress(seg, local: int) -> np.ndarray:
+        ix = seg.arrays
+        a, b = ix.doc_offsets[local], ix.doc_offsets[local + 1]
         return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.lut)
 
 
@@ -429,6 +655,121 @@ def exact_search(
 
 
 # -------------------------------------------------------------------------------------------------- helpers
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _results(snap: Snapshot, positions: np.ndarray, scores: np.ndarray) -> SearchResults:
+    positions = np.where(np.isfinite(scores), positions, -1).astype(np.int64)
+    scores = np.where(positions >= 0, scores, -np.inf).astype(np.float32)
+    return SearchResults(positions=positions, scores=scores, ids=snap.take(positions), generation=snap.generation)
+
+
+def _load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False) -> Snapshot:
+    arrays = storage.load_arrays(root, manifest, verify=verify)
+    missing = [k for k in CODEBOOK_ARRAYS if k not in arrays]
+    for seg in manifest.get("segments", []):
+        missing += [f"{seg['name']}/{k}" for k in SEGMENT_ARRAYS if f"{seg['name']}/{k}" not in arrays]
+    if missing or "segments" not in manifest:
+        raise IndexFormatError(f"{root} lacks the arrays {sorted(missing)}; rebuild the index")
+    return Snapshot(manifest, arrays)
+
+
+def _read_if_any(root: Path) -> dict | None:
+    if not (root / storage.MANIFEST).exists():
+        return None
+    try:
+        return storage.read_manifest(root)
+    except Exception:  # a corrupt previous manifest is replaced, not read
+        return None
+
+
+def _commit(root: Path, previous: dict | None, manifest: dict, arrays: Mapping[str, np.ndarray], keep) -> dict:
+    generation = (previous["generation"] + 1) if previous else 1
+    storage.remove_stale(root, keep=storage.referenced_dirs(previous))
+    writer = storage.GenerationWriter(root, generation, keep=keep)
+    try:
+        for name, arr in arrays.items():
+            writer.save(name, arr)
+        full = writer.commit(manifest)
+    except BaseException:
+        writer.abort()
+        raise
+    storage.remove_stale(root, keep=storage.referenced_dirs(full))
+    return full
+
+
+def _check_target(root: Path, overwrite: bool) -> None:
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} exists and is not a directory; choose another path for the index")
+    existing = (root / storage.MANIFEST).exists()
+    if existing and not overwrite:
+        raise FileExistsError(f"an index already exists at {root}; pass overwrite=True to replace it")
+    if root.exists() and not existing and any(
+        not (p.name.startswith(storage.GEN_PREFIX) or p.name == storage.LOCK) for p in root.iterdir()
+    ):
+        raise FileExistsError(f"{root} exists, is not empty and holds no Gingham index; choose an empty path")
+
+
+def _check_extras(texts, metadata, n_docs: int):
+    if texts is not None:
+        texts = list(texts)
+        if len(texts) != n_docs:
+            raise ValueError(f"got {len(texts)} texts for {n_docs} documents; pass one text per document")
+    if metadata is not None:
+        import json
+
+        metadata = list(metadata)
+        if len(metadata) != n_docs:
+            raise ValueError(f"got {len(metadata)} metadata dicts for {n_docs} documents; pass one per document")
+        for i, m in enumerate(metadata):
+            if m is not None and not isinstance(m, Mapping):
+                raise ValueError(f"metadata {i} must be a dict (or None), got {type(m).__name__}")
+            try:
+                json.dumps(m)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"metadata {i} is not JSON-serialisable: {exc}") from exc
+    return texts, metadata
+
+
+def _check_texts(texts, what: str) -> list[str]:
+    texts = list(texts)
+    if not texts:
+        raise ValueError(f"no {what}s given")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str) or not t.strip():
+            raise ValueError(f"{what} {i} is empty or not a string ({t!r})")
+    return texts
+
+
+def _next_segment(manifest: dict) -> str:
+    n = int(manifest.get("next_segment", len(manifest["segments"]) + 1))
+    manifest["next_segment"] = n + 1
+    return f"s{n:06d}"
+
+
+def _merged_mse(manifest: Mapping[str, Any]) -> float | None:
+    added = [(s["mse"], s["n_tokens"]) for s in manifest["segments"] if s.get("mse") is not None]
+    total = sum(s["n_tokens"] for s in manifest["segments"])
+    if not added or total == 0:
+        return None
+    base = manifest.get("codec_mse") or 0.0
+    built = total - sum(n for _, n in added)
+    return float((sum(m * n for m, n in added) + base * built) / total)
+
+
+def _write_deletions(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict, positions: np.ndarray) -> None:
+    if len(positions) == 0:
+        return
+    for seg in snap.segments:
+        local = positions[(positions >= seg.base) & (positions < seg.base + seg.n_docs)] - seg.base
+        if len(local) == 0:
+            continue
+        deleted = np.zeros(seg.n_docs, dtype=np.uint8) if seg.deleted is None else np.array(seg.deleted)
+        deleted[local] = 1
+        writer.save(f"{seg.name}/deleted", deleted)
+
+
 def _build_config(config, options) -> BuildConfig:
     if config is None:
         return BuildConfig.from_dict(options)
@@ -453,8 +794,16 @@ def _threads(n_threads: int | None) -> int:
     return n_threads
 
 
-def _train_and_compress(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[ResidualCodec, np.ndarray, np.ndarray]:
-    n_tokens, dim = flat.shape
+def _reconstruction_mse(codec: ResidualCodec, flat: np.ndarray, codes: np.ndarray, residuals: np.ndarray,
+                        sample: int = 65_536) -> float:
+    idx = np.linspace(0, len(flat) - 1, min(sample, len(flat))).astype(np.int64)
+    approx = decompress(codes[idx], residuals[idx], codec.centroids, codec.lut())
+    return float(np.mean((approx - flat[idx]) ** 2))
+
+
+def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[ResidualCodec, float]:
+    """Train centroids on a sample and fit the residual buckets on held-out tokens. Returns (codec, held-out MSE)."""
+    n_tokens = flat.shape[0]
     k = cfg.resolve_n_centroids(n_tokens)
     n_kmeans = min(n_tokens, cfg.kmeans_sample or k * cfg.kmeans_points_per_centroid)
     km_pos, codec_pos = _sample_positions(n_tokens, n_kmeans, cfg.codec_sample, cfg.seed)
@@ -462,36 +811,19 @@ def _train_and_compress(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tu
     with progress.bar(1, "kmeans", show_progress) as bar:
         centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
         bar.update(1)
-    codec = ResidualCodec.fit(centroids, flat[codec_pos], cfg.nbits)
-    codes = np.empty(n_tokens, dtype=codes_dtype(k))
+    heldout = np.ascontiguousarray(flat[codec_pos])
+    codec = ResidualCodec.fit(centroids, heldout, cfg.nbits)
+    codes, residuals = codec.compress(heldout)
+    return codec, _reconstruction_mse(codec, heldout, codes, residuals)
+
+
+def _compress(codec: ResidualCodec, flat: np.ndarray, batch_size: int, show_progress) -> tuple[np.ndarray, np.ndarray]:
+    n_tokens = flat.shape[0]
+    codes = np.empty(n_tokens, dtype=codes_dtype(codec.n_centroids))
     residuals = np.empty((n_tokens, codec.bytes_per_token), dtype=np.uint8)
     with progress.bar(n_tokens, "compress", show_progress, unit="tok") as bar:
-        for lo in range(0, n_tokens, cfg.batch_size):
-            hi = min(n_tokens, lo + cfg.batch_size)
+        for lo in range(0, n_tokens, batch_size):
+            hi = min(n_tokens, lo + batch_size)
             codes[lo:hi], residuals[lo:hi] = codec.compress(flat[lo:hi])
             bar.update(hi - lo)
-    return codec, codes, residuals
-
-
-def write_generation(root: Path, arrays: Mapping[str, np.ndarray], manifest: Mapping[str, Any]) -> dict:
-    """Write ``arrays`` as a new generation of the index at ``root`` and publish it atomically."""
-    root.mkdir(parents=True, exist_ok=True)
-    with storage.write_lock(root):
-        previous = None
-        if (root / storage.MANIFEST).exists():
-            try:
-                previous = storage.read_manifest(root)
-            except Exception:  # a corrupt previous manifest is replaced, not read
-                previous = None
-        generation = (previous["generation"] + 1) if previous else 1
-        storage.remove_stale(root, keep=previous["data_dir"] if previous else None)
-        writer = storage.GenerationWriter(root, generation)
-        try:
-            for name, arr in arrays.items():
-                writer.save(name, arr)
-            full = writer.commit(manifest)
-        except BaseException:
-            writer.abort()
-            raise
-        storage.remove_stale(root, keep=writer.name)
-    return full
+    return codes, residuals

@@ -14,11 +14,13 @@ class SearchResults:
     positions: int64 (n_queries, k) internal document numbers; -1 where fewer than k documents qualified.
     scores: float32 (n_queries, k) MaxSim scores; -inf where positions is -1.
     ids: (n_queries, k) the caller's document ids (int64 array with -1, or object array with None, for gaps).
+    generation: the index generation that answered (-1 for brute force over caller-given vectors).
     """
 
     positions: np.ndarray
     scores: np.ndarray
     ids: np.ndarray
+    generation: int = -1
 
     def __len__(self) -> int:
         return self.positions.shape[0]

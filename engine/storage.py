@@ -3,14 +3,17 @@
 ::
 
     index/
-      manifest.json        format, versions, configs, counts, and every data file with size, shape, dtype, sha256
-      gen-000001-<rand>/   the arrays of one generation, as plain .npy (memory-mapped read-only on open)
+      manifest.json        format, versions, configs, counts, segments, and every data file with its path, size,
+                           shape, dtype and sha256
+      gen-000001-<rand>/   arrays written by generation 1 (codebook, first segment), plain .npy, memory-mapped
+      gen-000002-<rand>/   arrays written by generation 2 (say, a segment of added documents, deletion masks)
       LOCK                 the writers' lock file
 
-A write puts a complete new generation directory beside the current one, fsyncs it, then replaces
-``manifest.json`` atomically (write to a temporary file, fsync, ``os.replace``, fsync the directory). A crash at any
-point leaves either the old manifest (and a stray directory that the next writer removes) or the new one:
-never a torn index. Old generations are removed after the swap; readers that still map them keep working.
+Files are immutable once written. A commit writes its new files into a new generation directory, fsyncs them,
+then replaces ``manifest.json`` atomically (write to a temporary file, fsync, ``os.replace``, fsync the
+directory); files it keeps from earlier generations are referenced, not copied. A crash at any point leaves either
+the old manifest (plus a stray directory that the next writer removes) or the new one: never a torn index.
+Directories no manifest references are removed after a commit; readers that still map them keep working.
 """
 
 from __future__ import annotations
@@ -76,30 +79,59 @@ def write_lock(root: Path, blocking: bool = True) -> Iterator[None]:
 
 
 class GenerationWriter:
-    """Writes the arrays of one new generation; :meth:`commit` makes it the index's current state."""
+    """Writes the new files of one generation; :meth:`commit` makes it the index's current state.
 
-    def __init__(self, root: Path, generation: int):
+    ``keep`` holds the file entries carried over from the previous generation (referenced, not copied).
+    """
+
+    def __init__(self, root: Path, generation: int, keep: Mapping[str, Mapping[str, Any]] | None = None):
         self.root = root
         self.generation = generation
         self.name = f"{GEN_PREFIX}{generation:06d}-{secrets.token_hex(4)}"
         self.dir = root / self.name
         self.dir.mkdir(parents=True)
-        self.files: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (keep or {}).items()}
+
+    def _path(self, name: str) -> Path:
+        """File of logical array ``name`` ("segment/array" names become "segment.array.npy")."""
+        return self.dir / (name.replace("/", ".") + ".npy")
+
+    def _record(self, name: str, path: Path, shape, dtype: np.dtype) -> None:
+        self.files[name] = {
+            "path": f"{self.name}/{path.name}",
+            "bytes": path.stat().st_size,
+            "shape": list(shape),
+            "dtype": np.dtype(dtype).str,
+            "sha256": sha256_file(path),
+        }
 
     def save(self, name: str, array: np.ndarray) -> None:
-        path = self.dir / f"{name}.npy"
+        path = self._path(name)
         array = np.ascontiguousarray(array)
         with open(path, "wb") as f:
             np.save(f, array, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-        self.files[name] = {
-            "file": path.name,
-            "bytes": path.stat().st_size,
-            "shape": list(array.shape),
-            "dtype": array.dtype.str,
-            "sha256": sha256_file(path),
-        }
+        self._record(name, path, array.shape, array.dtype)
+
+    def create(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """A writable memory-mapped .npy in this generation, to be filled out of core and then :meth:`seal`-ed."""
+        path = self._path(name)
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+
+    def seal(self, name: str, array: np.memmap) -> None:
+        array.flush()
+        path = self._path(name)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._record(name, path, array.shape, array.dtype)
+
+    def drop(self, name: str) -> None:
+        """Stop referencing a carried-over file (its directory is removed once nothing references it)."""
+        self.files.pop(name, None)
 
     def commit(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         """Atomically publish ``manifest`` (plus the files written here) as the index's current state."""
@@ -109,7 +141,6 @@ class GenerationWriter:
             format=FORMAT_NAME,
             format_version=FORMAT_VERSION,
             generation=self.generation,
-            data_dir=self.name,
             files=self.files,
         )
         tmp = self.root / f".{MANIFEST}.{secrets.token_hex(4)}.tmp"
@@ -125,10 +156,16 @@ class GenerationWriter:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def remove_stale(root: Path, keep: str | None) -> None:
-    """Remove generation directories and temporary manifests other than ``keep`` (call under the write lock)."""
+def referenced_dirs(manifest: Mapping[str, Any] | None) -> set[str]:
+    if not manifest:
+        return set()
+    return {meta["path"].split("/", 1)[0] for meta in manifest["files"].values()}
+
+
+def remove_stale(root: Path, keep: set[str]) -> None:
+    """Remove generation directories not in ``keep`` and temporary manifests (call under the write lock)."""
     for entry in root.iterdir():
-        stale_gen = entry.name.startswith(GEN_PREFIX) and entry.name != keep and entry.is_dir()
+        stale_gen = entry.name.startswith(GEN_PREFIX) and entry.name not in keep and entry.is_dir()
         stale_tmp = entry.name.startswith(f".{MANIFEST}.") and entry.name.endswith(".tmp")
         if stale_gen:
             shutil.rmtree(entry, ignore_errors=True)
@@ -163,10 +200,9 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 def load_arrays(root: Path, manifest: Mapping[str, Any], verify: bool = False) -> dict[str, np.ndarray]:
     """Memory-map every array the manifest lists, checking size, shape and dtype (and sha256 if ``verify``)."""
-    data_dir = root / manifest["data_dir"]
     arrays: dict[str, np.ndarray] = {}
     for name, meta in manifest["files"].items():
-        path = data_dir / meta["file"]
+        path = root / meta["path"]
         if not path.exists():
             raise IndexCorruptError(f"index file {path} is missing; restore the index from a backup or rebuild it")
         size = path.stat().st_size
@@ -185,6 +221,8 @@ def load_arrays(root: Path, manifest: Mapping[str, Any], verify: bool = False) -
             # numpy cannot memory-map a zero-length array; such arrays are read (they are only a header)
             mode = "r" if int(np.prod(meta["shape"])) > 0 else None
             arr = np.load(path, mmap_mode=mode, allow_pickle=False)
+            if mode is None:
+                arr.setflags(write=False)
         except (ValueError, OSError) as exc:
             raise IndexCorruptError(f"index file {path} is not a valid .npy file ({exc}); rebuild the index") from exc
         if list(arr.shape) != list(meta["shape"]) or arr.dtype.str != meta["dtype"]:

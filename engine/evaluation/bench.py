@@ -18,7 +18,7 @@ from gingham.kernels import warmup
 from . import peers as peers_mod
 from .embeddings import EmbeddingCache, flatten
 from .metrics import evaluate, overlap_recall, ranked_lists
-from .sweep import measure, pareto, sweep, tune
+from .sweep import measure, pareto, select, sweep
 from .timing import environment, peak_rss_mb, rss_mb, summarize, time_call, time_each
 
 log = logging.getLogger(__name__)
@@ -130,11 +130,9 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
         if do_sweep:
             rows = sweep(ix, queries, exact.positions, k, grid)
             results["sweeps"][name] = {"rows": rows, "pareto": pareto(rows)}
-        if target_recall is not None and do_sweep:
-            t = tune(ix, queries, target_recall=target_recall, top_k=k, exact_positions=exact.positions,
-                     grid=grid, sample=min(64, len(queries)), seed=seed)
-            t.pop("rows")
-            results["tuning"][name] = t
+        if target_recall is not None and do_sweep:  # the sweep ran on every query: choose from its rows
+            results["tuning"][name] = {**select(rows, target_recall), "top_k": k, "n_sample": len(queries),
+                                       "reference": "exact MaxSim over the uncompressed vectors"}
         del ix
         if not keep_indexes:
             shutil.rmtree(path, ignore_errors=True)
@@ -149,7 +147,8 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
         for nb in nbits:
             settings = list(PEER_SETTINGS if do_sweep else PEER_SETTINGS[:1])
             try:
-                rep = peers_mod.run(peer, python, inputs, {"nbits": nb, "top_k": k, "settings": settings})
+                rep = peers_mod.run(peer, python, inputs, {"nbits": nb, "top_k": k, "settings": settings,
+                                                          "n_single": min(50, len(queries))})
             except (RuntimeError, OSError, ValueError) as exc:
                 results["peers_skipped"][f"{peer}-nbits{nb}"] = str(exc)
                 continue

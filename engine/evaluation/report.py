@@ -139,7 +139,7 @@ def plot_latency(path: Path, r: Mapping) -> None:
     names = [n for n, e in r["engines"].items() if e.get("single_s")]
     data = [np.asarray(r["engines"][n]["single_s"]) * 1e3 for n in names]
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(names) + 2))
-    ax.boxplot(data, vert=False, whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
+    ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(names) + 1), names)
     ax.set_xscale("log")
     ax.set_xlabel("single-query latency (ms, log); whiskers p1–p99")

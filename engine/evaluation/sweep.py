@@ -98,8 +98,16 @@ def tune(index, queries: Sequence[np.ndarray], *, target_recall: float = 0.95, t
         reference = "exact MaxSim over the uncompressed vectors"
         truth = np.asarray(exact_positions)[idx]
     rows = sweep(index, sample_q, truth, top_k, grid)
+    return {**select(rows, target_recall), "top_k": top_k, "reference": reference, "n_sample": len(sample_q),
+            "rows": rows}
+
+
+def select(rows: Sequence[Mapping], target_recall: float) -> dict:
+    """The fastest (p50) sweep row with recall >= target_recall, else the most accurate one (``met`` False)."""
+    if not rows:
+        raise ValueError("no sweep rows to choose from")
     ok = [r for r in rows if r["recall"] >= target_recall]
-    best = min(ok, key=lambda r: (r["p50_ms"], -r["recall"])) if ok else max(rows, key=lambda r: (r["recall"], -r["p50_ms"]))
+    best = (min(ok, key=lambda r: (r["p50_ms"], -r["recall"])) if ok
+            else max(rows, key=lambda r: (r["recall"], -r["p50_ms"])))
     return {"settings": dict(best["settings"]), "recall": best["recall"], "p50_ms": best["p50_ms"],
-            "met": bool(ok), "target_recall": target_recall, "top_k": top_k, "reference": reference,
-            "n_sample": len(sample_q), "rows": rows}
+            "met": bool(ok), "target_recall": target_recall}

@@ -23,8 +23,8 @@ def test_flat_input_equals_list_input(tmp_path, corpus):
     lengths = [len(d) for d in corpus]
     a = gingham.Index.create(tmp_path / "a", corpus, seed=3)
     b = gingham.Index.create(tmp_path / "b", flat, lengths=lengths, seed=3)
-    np.testing.assert_array_equal(np.asarray(a._arrays.codes), np.asarray(b._arrays.codes))
-    np.testing.assert_array_equal(np.asarray(a._arrays.residuals), np.asarray(b._arrays.residuals))
+    np.testing.assert_array_equal(np.asarray(a._snap.segments[0].arrays.codes), np.asarray(b._snap.segments[0].arrays.codes))
+    np.testing.assert_array_equal(np.asarray(a._snap.segments[0].arrays.residuals), np.asarray(b._snap.segments[0].arrays.residuals))
 
 
 def test_int_ids_and_result_types(tmp_path, corpus):

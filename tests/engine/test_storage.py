@@ -21,9 +21,9 @@ def test_save_open_round_trip(tmp_path, small_docs):
     again = gingham.Index.open(tmp_path / "ix", verify=True)
     again.verify()
     assert again.n_docs == len(small_docs) and again.dim == 32 and again.nbits == 4
-    assert again.doc_ids.to_list() == ids
+    assert again.ids() == ids
     assert again.info()["n_tokens"] == sum(len(d) for d in small_docs)
-    assert isinstance(again._arrays.codes, np.memmap)
+    assert isinstance(again._snap.segments[0].arrays.codes, np.memmap)
     manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
     assert manifest["format_version"] == storage.FORMAT_VERSION
     for meta in manifest["files"].values():
@@ -103,7 +103,7 @@ def test_unknown_format_version(tmp_path, small_docs):
 
 def test_truncated_file_is_named(tmp_path, small_docs):
     ix = gingham.Index.create(tmp_path / "ix", small_docs)
-    victim = tmp_path / "ix" / ix.manifest["data_dir"] / "residuals.npy"
+    victim = tmp_path / "ix" / ix.manifest["files"]["s000001/residuals"]["path"]
     with open(victim, "r+b") as f:
         f.truncate(os.path.getsize(victim) - 5)
     with pytest.raises(gingham.IndexCorruptError, match="residuals.npy"):
@@ -112,7 +112,7 @@ def test_truncated_file_is_named(tmp_path, small_docs):
 
 def test_flipped_byte_caught_by_verify(tmp_path, small_docs):
     ix = gingham.Index.create(tmp_path / "ix", small_docs)
-    victim = tmp_path / "ix" / ix.manifest["data_dir"] / "codes.npy"
+    victim = tmp_path / "ix" / ix.manifest["files"]["s000001/codes"]["path"]
     data = bytearray(victim.read_bytes())
     data[-1] ^= 0xFF
     victim.write_bytes(bytes(data))

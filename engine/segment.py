@@ -1,0 +1,179 @@
+"""Segments and snapshots: the in-memory view of one committed generation of an index.
+
+An index is a shared codebook plus a list of immutable segments (documents added together); deletions are a
+per-segment mask, rewritten by the commit that deletes. Documents are numbered by a global position: segment
+``i`` owns positions ``base_i .. base_i + n_docs_i - 1``. A :class:`Snapshot` never changes once loaded, so a
+search that holds one sees one consistent state while writers commit new generations.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from gingham.codec import ResidualCodec, decode_lut
+from gingham.ids import DocIds, pack_strings, unpack_string
+from gingham.kernels.ivf import build_ivf
+from gingham.search import IndexArrays
+
+CODEBOOK_ARRAYS = ("centroids", "bucket_cutoffs", "bucket_weights")
+SEGMENT_ARRAYS = ("codes", "residuals", "doc_offsets", "ivf_docs", "ivf_offsets")
+
+
+def segment_arrays(codec: ResidualCodec, codes: np.ndarray, residuals: np.ndarray, doc_offsets: np.ndarray,
+                   ids: DocIds, texts=None, metadata=None) -> dict[str, np.ndarray]:
+    """The arrays of a new segment (inverted lists built here), keyed by their file names."""
+    ivf_docs, ivf_offsets = build_ivf(codes, doc_offsets, codec.n_centroids)
+    arrays = {"codes": codes, "residuals": residuals, "doc_offsets": doc_offsets, "ivf_docs": ivf_docs,
+              "ivf_offsets": ivf_offsets, **ids.arrays()}
+    if texts is not None:
+        arrays["texts_utf8"], arrays["texts_offsets"] = pack_strings([str(t) for t in texts])
+    if metadata is not None:
+        arrays["meta_utf8"], arrays["meta_offsets"] = pack_strings(
+            [json.dumps(m, ensure_ascii=False, sort_keys=True) for m in metadata])
+    return arrays
+
+
+@dataclass
+class Segment:
+    name: str
+    base: int
+    arrays: IndexArrays
+    ids: DocIds
+    texts: tuple[np.ndarray, np.ndarray] | None
+    meta: tuple[np.ndarray, np.ndarray] | None
+    deleted: np.ndarray | None  # uint8 (n_docs,), 1 = deleted
+    _meta_cache: list | None = field(default=None, repr=False)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.arrays.doc_offsets) - 1
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.arrays.doc_offsets[-1])
+
+    @property
+    def n_live(self) -> int:
+        return self.n_docs - (int(self.deleted.sum()) if self.deleted is not None else 0)
+
+    def live_mask(self) -> np.ndarray:
+        """uint8 (n_docs,), 1 for live documents."""
+        if self.deleted is None:
+            return np.ones(self.n_docs, dtype=np.uint8)
+        return (1 - self.deleted).astype(np.uint8)
+
+    def text(self, pos: int) -> str | None:
+        return unpack_string(*self.texts, pos) if self.texts is not None else None
+
+    def metadata(self, pos: int) -> dict | None:
+        if self.meta is None:
+            return None
+        return json.loads(unpack_string(*self.meta, pos))
+
+    def all_metadata(self) -> list:
+        if self._meta_cache is None:
+            self._meta_cache = [self.metadata(i) for i in range(self.n_docs)]
+        return self._meta_cache
+
+
+class Snapshot:
+    """One committed generation: manifest, codec and segments. Immutable after construction."""
+
+    def __init__(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray]):
+        self.manifest = dict(manifest)
+        self.generation = int(manifest["generation"])
+        self.codec = ResidualCodec(
+            centroids=np.ascontiguousarray(arrays["centroids"]),
+            cutoffs=np.ascontiguousarray(arrays["bucket_cutoffs"]),
+            weights=np.ascontiguousarray(arrays["bucket_weights"]),
+            nbits=int(manifest["nbits"]),
+        )
+        lut = decode_lut(self.codec.weights, self.codec.nbits)
+        self.segments: list[Segment] = []
+        base = 0
+        for seg in manifest["segments"]:
+            name = seg["name"]
+
+            def get(key: str, _n=name):
+                return arrays.get(f"{_n}/{key}")
+
+            ix = IndexArrays(
+                centroids=self.codec.centroids, lut=lut, codes=get("codes"), residuals=get("residuals"),
+                doc_offsets=np.ascontiguousarray(get("doc_offsets")), ivf_docs=get("ivf_docs"),
+                ivf_offsets=np.ascontiguousarray(get("ivf_offsets")),
+            )
+            ids = DocIds.from_arrays(manifest["doc_id_kind"], {k.split("/", 1)[1]: v for k, v in arrays.items()
+                                                               if k.startswith(f"{name}/doc_ids")})
+            texts = (get("texts_utf8"), get("texts_offsets")) if get("texts_utf8") is not None else None
+            meta = (get("meta_utf8"), get("meta_offsets")) if get("meta_utf8") is not None else None
+            deleted = get("deleted")
+            segment = Segment(name, base, ix, ids, texts, meta, np.asarray(deleted) if deleted is not None else None)
+            self.segments.append(segment)
+            base += segment.n_docs
+        self.n_positions = base
+        self.bases = np.array([s.base for s in self.segments] + [base], dtype=np.int64)
+        self._lookup: dict | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def n_live(self) -> int:
+        return sum(s.n_live for s in self.segments)
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(s.n_tokens for s in self.segments)
+
+    def locate(self, position: int) -> tuple[Segment, int]:
+        i = int(np.searchsorted(self.bases, position, side="right")) - 1
+        seg = self.segments[i]
+        return seg, position - seg.base
+
+    def lookup(self) -> dict:
+        """Caller id -> global position, live documents only (built on first use)."""
+        if self._lookup is None:
+            with self._lock:
+                if self._lookup is None:
+                    table = {}
+                    for seg in self.segments:
+                        ids = seg.ids.to_list()
+                        live = seg.live_mask()
+                        for pos, i in enumerate(ids):
+                            if live[pos]:
+                                table[i] = seg.base + pos
+                    self._lookup = table
+        return self._lookup
+
+    def positions(self, ids, missing_ok: bool = False) -> np.ndarray:
+        table = self.lookup()
+        kind = self.manifest["doc_id_kind"]
+        out = []
+        for i in ids:
+            key = int(i) if kind == "int" and isinstance(i, (int, np.integer)) else i
+            pos = table.get(key)
+            if pos is None:
+                if missing_ok:
+                    continue
+                raise KeyError(f"document id {i!r} is not in the index")
+            out.append(pos)
+        return np.array(out, dtype=np.int64)
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """Caller ids at global ``positions``; -1 gives -1 (int ids) or None (str ids)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        int_ids = self.manifest["doc_id_kind"] == "int"
+        out = np.full(positions.shape, -1, dtype=np.int64) if int_ids else np.empty(positions.shape, dtype=object)
+        for idx, pos in np.ndenumerate(positions):
+            if pos < 0:
+                continue
+            seg, local = self.locate(int(pos))
+            out[idx] = seg.ids[local]
+        return out
+
+    def all_ids(self) -> list:
+        """Every live document's caller id, in position order."""
+        return [i for seg in self.segments for i, live in zip(seg.ids.to_list(), seg.live_mask()) if live]
