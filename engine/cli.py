@@ -134,6 +134,69 @@ def verify(index_dir: Path = typer.Argument(..., help="Index directory.")) -> No
 
 
 @app.command()
+def add(
+    index_dir: Path = typer.Argument(..., help="Index directory (built from texts)."),
+    corpus: Path = typer.Argument(..., help="JSONL / TSV / BEIR corpus of documents to add."),
+    upsert: bool = typer.Option(False, help="Replace documents whose id is already in the index."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Encode documents with the index's encoder and add them (one atomic commit)."""
+    _setup_logging(quiet)
+    from gingham import Index
+    from gingham.corpus import read_texts
+
+    try:
+        ix = Index.open(index_dir)
+        ids, texts = read_texts(corpus, "corpus")
+        generation = ix.add_texts(texts, ids, upsert=upsert, show_progress=not quiet)
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as exc:
+        _fail(exc)
+    typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents (codebook drift {ix.codebook_drift():.2f})")
+
+
+@app.command()
+def delete(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    ids: list[str] = typer.Argument(..., help="Document ids to delete."),
+    missing_ok: bool = typer.Option(False, help="Ignore ids that are not in the index."),
+) -> None:
+    """Delete documents by id (one atomic commit)."""
+    from gingham import Index
+
+    try:
+        ix = Index.open(index_dir)
+        keys = [int(i) for i in ids] if ix.manifest["doc_id_kind"] == "int" else ids
+        generation = ix.delete(keys, missing_ok=missing_ok)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        _fail(exc)
+    typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents")
+
+
+@app.command()
+def compact(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+    """Merge segments and drop deleted documents."""
+    from gingham import Index
+
+    ix = Index.open(index_dir)
+    generation = ix.compact()
+    typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents in 1 segment")
+
+
+@app.command()
+def serve(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
+    port: int = typer.Option(8765),
+    max_request_mb: float = typer.Option(32.0, help="Largest request body accepted, in MiB."),
+) -> None:
+    """Serve the index over HTTP (FastAPI): search, add, delete, info, health."""
+    _setup_logging(False)
+    from gingham.server import serve as _serve
+
+    _serve(index_dir, host=host, port=port, max_request_bytes=int(max_request_mb * 2**20))
+
+
+@app.command()
 def warmup() -> None:
     """Compile the numba kernels (or load them from numba's cache)."""
     from gingham.kernels import warmup as _warmup
