@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import gingham
 from tests.conftest import normalised
@@ -49,12 +51,14 @@ def test_single_query_is_one_row_and_matches_batch(index, corpus):
     assert three_d.ids.shape == (2, 5)
 
 
-def test_exhaustive_equals_exact_maxsim_over_decompressed(index, corpus):
-    rng = np.random.default_rng(1)
-    queries = [normalised(rng, 6, 64) for _ in range(5)]
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**16), k=st.integers(1, 120), n_q_tokens=st.integers(1, 12))
+def test_exhaustive_equals_exact_maxsim_over_decompressed(index, corpus, seed, k, n_q_tokens):
+    rng = np.random.default_rng(seed)
+    queries = [normalised(rng, n_q_tokens, 64) for _ in range(3)]
     decompressed = [index.decompress(f"d{i}") for i in range(len(corpus))]
-    want = gingham.exact_search(queries, decompressed, top_k=10)
-    got = index.search(queries, top_k=10, exhaustive=True)
+    want = gingham.exact_search(queries, decompressed, top_k=k)
+    got = index.search(queries, top_k=k, exhaustive=True)
     np.testing.assert_array_equal(got.positions, want.positions)
     np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
 
