@@ -25,13 +25,15 @@ def main() -> None:
     ap.add_argument("--target-recall", type=float, default=0.95)
     ap.add_argument("--peers", default="", help="comma-separated, e.g. fast-plaid")
     ap.add_argument("--peers-python", type=Path, default=None)
+    ap.add_argument("--peer-settings", default=None, help='JSON list, e.g. [{"n_ivf_probe": 8, "n_full_scores": 4096}]')
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("gingham").setLevel(logging.INFO)
     grid = {k: tuple(v) for k, v in json.loads(args.grid).items()} if args.grid else None
     run_bench(args.out, n_docs=args.n_docs, n_queries=args.n_queries, nbits=[int(x) for x in args.nbits.split(",")],
               do_sweep=args.sweep, grid=grid, target_recall=args.target_recall,
-              peers=[p for p in args.peers.split(",") if p], peers_python=args.peers_python)
+              peers=[p for p in args.peers.split(",") if p], peers_python=args.peers_python,
+              peer_settings=json.loads(args.peer_settings) if args.peer_settings else None)
     print((args.out / "summary.md").read_text())
 
 

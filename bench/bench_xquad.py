@@ -23,6 +23,8 @@ def main() -> None:
     ap.add_argument("--limit-queries", type=int, default=None)
     ap.add_argument("--nbits", default="2,4")
     ap.add_argument("--model", default="multilingual-e5-small")
+    ap.add_argument("--top-k", type=int, default=100)
+    ap.add_argument("--metrics", default="nDCG@10,RR@10,R@10,R@100,AP@100")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("gingham").setLevel(logging.INFO)
@@ -30,7 +32,7 @@ def main() -> None:
     langs = args.languages.split(",") if args.languages else None
     tasks = load_xquad(data, args.mode, langs, limit_queries=args.limit_queries)
     run_eval(tasks, args.out, model=args.model, nbits=[int(x) for x in args.nbits.split(",")],
-             name=f"{data.name} ({args.mode})")
+             top_k=args.top_k, metrics=args.metrics.split(","), name=f"{data.name} ({args.mode})")
     print((args.out / "summary.md").read_text())
 
 

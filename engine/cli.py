@@ -205,6 +205,11 @@ def warmup() -> None:
     typer.echo("kernels ready")
 
 
+from gingham.evaluation.cli import register as _register_evaluation  # noqa: E402
+
+_register_evaluation(app)
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())
 

@@ -67,7 +67,10 @@ def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np
     rounds = cfg.n_ivf_probe if cfg.min_candidates == 0 else max(cfg.n_ivf_probe, cfg.max_ivf_probe)
     ranked, best = rank_centroids(cscores, rounds)
     n_docs = len(ix.doc_offsets) - 1
-    cands = ivf_candidates(ranked, ix.ivf_docs, ix.ivf_offsets, doc_mask, n_docs, cfg.n_ivf_probe, cfg.min_candidates)
+    n_allowed = n_docs if len(doc_mask) == 0 else int(doc_mask.sum())
+    # never probe for more candidates than there are documents to find
+    cands = ivf_candidates(ranked, ix.ivf_docs, ix.ivf_offsets, doc_mask, n_docs, cfg.n_ivf_probe,
+                           min(cfg.min_candidates, n_allowed))
     if len(cands) > cfg.n_full_scores:
         keep = best >= cfg.centroid_score_threshold
         approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, cscores, keep, True)

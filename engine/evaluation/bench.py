@@ -1,5 +1,8 @@
 """``gingham bench``: build time, latency, throughput, memory and recall vs exact MaxSim, side by side with
-exact brute force and optional peers (fast-plaid) over the same embeddings, in one run."""
+exact brute force and optional peers (fast-plaid) over the same embeddings, in one run.
+
+``peer_settings``: the peers' search settings (default: four from n_ivf_probe 8 / n_full_scores 4096 down with
+``do_sweep``, else the first)."""
 
 from __future__ import annotations
 
@@ -73,7 +76,8 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
               nbits: Sequence[int] = (2, 4), top_k: int = 10, do_sweep: bool = False,
               grid: Mapping | None = None, target_recall: float | None = 0.95, peers: Sequence[str] = (),
               peers_python: str | Path | None = None, limit_queries: int | None = None,
-              limit_docs: int | None = None, seed: int = 0, plots: bool = True, keep_indexes: bool = False) -> dict:
+              limit_docs: int | None = None, seed: int = 0, plots: bool = True, keep_indexes: bool = False,
+              peer_settings: Sequence[Mapping] | None = None) -> dict:
     """Run the benchmark and write ``results.json``, ``summary.md`` and plots into ``out``; returns the results.
 
     Data: a seeded synthetic corpus of ``n_docs`` documents and ``n_queries`` queries, or a BEIR folder
@@ -145,7 +149,7 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
             continue
         inputs = peers_mod.write_inputs(out / "peers" / "inputs", docs, queries)
         for nb in nbits:
-            settings = list(PEER_SETTINGS if do_sweep else PEER_SETTINGS[:1])
+            settings = [dict(x) for x in (peer_settings or (PEER_SETTINGS if do_sweep else PEER_SETTINGS[:1]))]
             try:
                 rep = peers_mod.run(peer, python, inputs, {"nbits": nb, "top_k": k, "settings": settings,
                                                           "n_single": min(50, len(queries))})

@@ -122,8 +122,9 @@ def plot_frontier(path: Path, r: Mapping) -> None:
                 label=f"{name} (Pareto)")
     for j, (name, e) in enumerate(r["engines"].items()):
         ax.scatter([e["latency"]["p50_ms"]], [e["quality"][f"recall@{k}_vs_exact"]], marker="*", s=120,
-                   color=f"C{j + 5}", edgecolor="k", zorder=5, label=f"{name} default")
+                   color=f"C{(j + 4) % 10}", edgecolor="k", zorder=5, label=f"{name} default")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("single-query latency p50 (ms, log)")
     ax.set_ylabel(f"recall@{k} vs exact MaxSim")
     ax.set_title(f"Latency–recall frontier — {r['data']['name']}")
@@ -142,6 +143,7 @@ def plot_latency(path: Path, r: Mapping) -> None:
     ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(names) + 1), names)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("single-query latency (ms, log); whiskers p1–p99")
     ax.set_title(f"Latency distribution at default settings — {r['data']['name']}")
     ax.grid(True, axis="x", which="both", alpha=0.3)
