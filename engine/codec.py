@@ -116,6 +116,7 @@ class ResidualCodec:
     cutoffs: np.ndarray  # (dim, 2**nbits - 1) float32
     weights: np.ndarray  # (dim, 2**nbits) float32
     nbits: int
+    normalize: bool = False  # tokens were unit vectors: rescale decompressed tokens to unit length
 
     @property
     def dim(self) -> int:
@@ -131,7 +132,8 @@ class ResidualCodec:
         return self.dim * self.nbits // 8
 
     @classmethod
-    def fit(cls, centroids: np.ndarray, heldout: np.ndarray, nbits: int, lloyd_iters: int = 12) -> "ResidualCodec":
+    def fit(cls, centroids: np.ndarray, heldout: np.ndarray, nbits: int, lloyd_iters: int = 12,
+            normalize: bool = False) -> "ResidualCodec":
         """Fit per-dimension bucket cutoffs and values on the residuals of ``heldout`` tokens.
 
         Starts from PLAID's quantile buckets and refines them with Lloyd-Max iterations (each value the mean of its
@@ -145,6 +147,7 @@ class ResidualCodec:
             cutoffs=np.ascontiguousarray(cutoffs, dtype=np.float32),
             weights=np.ascontiguousarray(weights, dtype=np.float32),
             nbits=nbits,
+            normalize=normalize,
         )
 
     @property
@@ -162,4 +165,4 @@ class ResidualCodec:
         return decode_lut(self.weights, self.nbits)
 
     def decompress(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
-        return decompress(codes, packed, self.centroids, self.lut())
+        return decompress(codes, packed, self.centroids, self.lut(), self.normalize)

@@ -207,6 +207,7 @@ class Index:
             "codes_dtype": codes.dtype.name,
             "doc_id_kind": ids.kind,
             "codec_mse": codec_mse,
+            "normalized": codec.normalize,
             "encoder": dict(encoder) if encoder else None,
             "next_segment": 2,
             "segments": [{"name": "s000001", "n_docs": n_docs, "n_tokens": int(doc_offsets[-1]), "mse": None}],
@@ -567,7 +568,7 @@ class Index:
 
                 def tokens(lo: int, hi: int, ix=ix) -> np.ndarray:
                     a, b = ix.doc_offsets[lo], ix.doc_offsets[hi]
-                    return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.lut)
+                    return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.lut, ix.normalize)
 
                 mask = NO_MASK if masks is None else masks[i]
                 pos, sc = blocked_exact(tokens, ix.doc_offsets, q_flat, q_offsets, min(k, seg.n_docs), mask, bar)
@@ -628,7 +629,7 @@ class Index:
     def _decompress(seg, local: int) -> np.ndarray:
         ix = seg.arrays
         a, b = ix.doc_offsets[local], ix.doc_offsets[local + 1]
-        return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.lut)
+        return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.lut, ix.normalize)
 
 
 def exact_search(
@@ -797,7 +798,7 @@ def _threads(n_threads: int | None) -> int:
 def _reconstruction_mse(codec: ResidualCodec, flat: np.ndarray, codes: np.ndarray, residuals: np.ndarray,
                         sample: int = 65_536) -> float:
     idx = np.linspace(0, len(flat) - 1, min(sample, len(flat))).astype(np.int64)
-    approx = decompress(codes[idx], residuals[idx], codec.centroids, codec.lut())
+    approx = decompress(codes[idx], residuals[idx], codec.centroids, codec.lut(), codec.normalize)
     return float(np.mean((approx - flat[idx]) ** 2))
 
 
@@ -812,9 +813,18 @@ def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Res
         centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
         bar.update(1)
     heldout = np.ascontiguousarray(flat[codec_pos])
-    codec = ResidualCodec.fit(centroids, heldout, cfg.nbits)
+    codec = ResidualCodec.fit(centroids, heldout, cfg.nbits, normalize=_unit_vectors(flat))
     codes, residuals = codec.compress(heldout)
     return codec, _reconstruction_mse(codec, heldout, codes, residuals)
+
+
+def _unit_vectors(flat: np.ndarray, tol: float = 1e-3) -> bool:
+    """Whether every token is a unit vector (as ColBERT encoders emit), checked in blocks."""
+    for lo in range(0, len(flat), 1 << 20):
+        norms = np.linalg.norm(flat[lo:lo + (1 << 20)], axis=1)
+        if np.abs(norms - 1).max() > tol:
+            return False
+    return True
 
 
 def _compress(codec: ResidualCodec, flat: np.ndarray, batch_size: int, show_progress) -> tuple[np.ndarray, np.ndarray]:

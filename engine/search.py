@@ -35,6 +35,7 @@ class IndexArrays(NamedTuple):
     doc_offsets: np.ndarray  # (n_docs + 1,) int64
     ivf_docs: np.ndarray  # (n_postings,) int32
     ivf_offsets: np.ndarray  # (n_centroids + 1,) int64
+    normalize: bool = False  # rescale decompressed tokens to unit length
 
 
 def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
@@ -43,7 +44,8 @@ def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.nda
     Decompression into one block plus a single matrix product measured as fast as scoring straight from the
     packed bytes through a per-query table (:func:`gingham.kernels.lut_maxsim`) at nbits=2, and faster at nbits=4.
     """
-    vecs, seg = gather_decompress(docs, ix.doc_offsets, ix.codes, ix.residuals, ix.centroids, ix.lut)
+    vecs, seg = gather_decompress(docs, ix.doc_offsets, ix.codes, ix.residuals, ix.centroids, ix.lut,
+                                  ix.normalize)
     scores = np.ascontiguousarray(vecs @ q.T)
     return segment_maxsim(scores, seg, np.array([0, q.shape[0]], dtype=np.int64))[0]
 

@@ -92,6 +92,7 @@ class Snapshot:
             cutoffs=np.ascontiguousarray(arrays["bucket_cutoffs"]),
             weights=np.ascontiguousarray(arrays["bucket_weights"]),
             nbits=int(manifest["nbits"]),
+            normalize=bool(manifest.get("normalized", False)),
         )
         lut = decode_lut(self.codec.weights, self.codec.nbits)
         self.segments: list[Segment] = []
@@ -105,7 +106,7 @@ class Snapshot:
             ix = IndexArrays(
                 centroids=self.codec.centroids, lut=lut, codes=get("codes"), residuals=get("residuals"),
                 doc_offsets=np.ascontiguousarray(get("doc_offsets")), ivf_docs=get("ivf_docs"),
-                ivf_offsets=np.ascontiguousarray(get("ivf_offsets")),
+                ivf_offsets=np.ascontiguousarray(get("ivf_offsets")), normalize=self.codec.normalize,
             )
             ids = DocIds.from_arrays(manifest["doc_id_kind"], {k.split("/", 1)[1]: v for k, v in arrays.items()
                                                                if k.startswith(f"{name}/doc_ids")})

@@ -66,8 +66,9 @@ def compress_residuals(x, centroids, codes, cutoffs, nbits):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def decompress(codes, packed, centroids, lut):
-    """Rebuild token vectors: ``centroids[codes] + decoded residuals``.
+def decompress(codes, packed, centroids, lut, normalize):
+    """Rebuild token vectors: ``centroids[codes] + decoded residuals``, rescaled to unit length if ``normalize``
+    (for indexes whose input tokens were unit vectors: it removes the radial part of the quantisation error).
 
     lut: (n_bytes, 256, 8 // nbits) float32 from :func:`gingham.codec.decode_lut`: the residual values that byte
     value v at byte position p stands for. Returns float32 (n, dim).
@@ -84,4 +85,17 @@ def decompress(codes, packed, centroids, lut):
             base = byte * per_byte
             for slot in range(per_byte):
                 out[i, base + slot] = centroids[c, base + slot] + lut[byte, v, slot]
+        if normalize:
+            _unit(out[i])
     return out
+
+
+@njit(cache=True, nogil=True)
+def _unit(row):
+    norm = np.float32(0.0)
+    for j in range(row.shape[0]):
+        norm += row[j] * row[j]
+    if norm > 0:
+        inv = np.float32(1.0) / np.sqrt(norm)
+        for j in range(row.shape[0]):
+            row[j] *= inv

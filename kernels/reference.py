@@ -43,11 +43,13 @@ def decompress_with_weights(codes, packed, centroids, weights, nbits):
     return (centroids[codes] + weights[dims[None, :], buckets]).astype(np.float32)
 
 
-def decompress(codes, packed, centroids, lut):
+def decompress(codes, packed, centroids, lut, normalize=False):
     n_bytes, _, per_byte = lut.shape
     out = centroids[codes].astype(np.float32).copy()
     for p in range(n_bytes):
         out[:, p * per_byte:(p + 1) * per_byte] += lut[p, packed[:, p]]
+    if normalize and len(out):
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-30)
     return out
 
 
@@ -85,11 +87,11 @@ def centroid_interaction(cands, doc_offsets, codes, cscores, keep, prune):
     return out
 
 
-def gather_decompress(docs, doc_offsets, codes, packed, centroids, lut):
+def gather_decompress(docs, doc_offsets, codes, packed, centroids, lut, normalize=False):
     rows = np.concatenate([np.arange(doc_offsets[d], doc_offsets[d + 1]) for d in docs] or [np.zeros(0, np.int64)])
     seg = np.zeros(len(docs) + 1, dtype=np.int64)
     seg[1:] = np.cumsum([doc_offsets[d + 1] - doc_offsets[d] for d in docs])
-    return decompress(codes[rows], packed[rows], centroids, lut), seg
+    return decompress(codes[rows], packed[rows], centroids, lut, normalize), seg
 
 
 def maxsim(query, doc):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from gingham.kernels.codec import _unit
+
 
 @njit(cache=True, nogil=True)
 def ivf_candidates(ranked, ivf_docs, ivf_offsets, doc_mask, n_docs, min_rounds, min_candidates):
@@ -79,8 +81,8 @@ def centroid_interaction(cands, doc_offsets, codes, cscores, keep, prune):
 
 
 @njit(cache=True, nogil=True)
-def gather_decompress(docs, doc_offsets, codes, packed, centroids, lut):
-    """Decompress the tokens of ``docs`` into one flat block.
+def gather_decompress(docs, doc_offsets, codes, packed, centroids, lut, normalize):
+    """Decompress the tokens of ``docs`` into one flat block (unit-length rows if ``normalize``).
 
     Returns (vectors float32 (n_tokens, dim), seg_offsets int64 (len(docs) + 1,)) where document ``docs[i]`` owns
     rows ``seg_offsets[i]:seg_offsets[i+1]``.
@@ -105,6 +107,8 @@ def gather_decompress(docs, doc_offsets, codes, packed, centroids, lut):
                 base = byte * per_byte
                 for slot in range(per_byte):
                     out[row, base + slot] = centroids[c, base + slot] + lut[byte, v, slot]
+            if normalize:
+                _unit(out[row])
             row += 1
     return out, seg
 

@@ -36,13 +36,15 @@ def warmup() -> None:
         for code_dtype in (np.uint8, np.uint16, np.int32):
             codes = nearest_centroids(x, cents_t, 4).astype(code_dtype)
             packed = compress_residuals(x, cents, codes, cutoffs, nbits)
-            decompress(codes, packed, cents, lut)
+            for norm in (False, True):
+                decompress(codes, packed, cents, lut, norm)
             ivf_docs, ivf_offsets = build_ivf(codes, doc_offsets, n_c)
             for mask in (np.zeros(0, np.uint8), np.ones(2, np.uint8)):
                 ranked = np.arange(n_c, dtype=np.int64).reshape(1, n_c)
                 cands = ivf_candidates(ranked, ivf_docs, ivf_offsets, mask, 2, 1, 1)
             centroid_interaction(cands, doc_offsets, codes, cscores, keep, True)
-            vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, lut)
+            for norm in (False, True):
+                vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, lut, norm)
             qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)
             lut_maxsim(cands, doc_offsets, codes, packed, cscores, qlut)
     scores = np.ascontiguousarray(vecs @ q.T)

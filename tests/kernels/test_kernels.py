@@ -56,8 +56,10 @@ def test_compress_and_decompress(n, nbits, dim, code_dtype, seed):
     np.testing.assert_array_equal(packed, ref.compress_residuals(x, c, codes, cutoffs, nbits))
     assert packed.shape == (n, dim * nbits // 8) and packed.dtype == np.uint8
     lut = decode_lut(weights, nbits)
-    out = kc.decompress(codes, packed, c, lut)
+    out = kc.decompress(codes, packed, c, lut, False)
     np.testing.assert_allclose(out, ref.decompress(codes, packed, c, lut), rtol=0, atol=1e-6)
+    unit = kc.decompress(codes, packed, c, lut, True)
+    np.testing.assert_allclose(unit, ref.decompress(codes, packed, c, lut, True), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out, ref.decompress_with_weights(codes, packed, c, weights, nbits), atol=1e-6)
 
 
@@ -115,8 +117,9 @@ def test_centroid_interaction(n_docs, n_c, nq, prune, seed):
 
 
 @SETTINGS
-@given(n_docs=st.integers(0, 30), nbits=st.sampled_from([1, 2, 4]), seed=st.integers(0, 2**16))
-def test_gather_decompress(n_docs, nbits, seed):
+@given(n_docs=st.integers(0, 30), nbits=st.sampled_from([1, 2, 4]), normalize=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_gather_decompress(n_docs, nbits, normalize, seed):
     rng = np.random.default_rng(seed)
     dim, n_c = 16, 5
     codes, offsets = _ragged(rng, n_docs, 6, n_c)
@@ -125,10 +128,10 @@ def test_gather_decompress(n_docs, nbits, seed):
     weights = np.sort(rng.standard_normal((dim, 2**nbits)), axis=1).astype(np.float32)
     lut = decode_lut(weights, nbits)
     docs = rng.permutation(n_docs)[: n_docs // 2].astype(np.int64)
-    got, seg = ks.gather_decompress(docs, offsets, codes, packed, c, lut)
-    want, want_seg = ref.gather_decompress(docs, offsets, codes, packed, c, lut)
+    got, seg = ks.gather_decompress(docs, offsets, codes, packed, c, lut, normalize)
+    want, want_seg = ref.gather_decompress(docs, offsets, codes, packed, c, lut, normalize)
     np.testing.assert_array_equal(seg, want_seg)
-    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 @SETTINGS
