@@ -64,6 +64,48 @@ def index(
 
 
 @app.command()
+def build(
+    source: Path = typer.Argument(..., help="Shards folder (NAME.npy + NAME.lengths.npy [+ NAME.ids.npy]), "
+                                  ".parquet, or JSONL/BEIR corpus."),
+    index_dir: Path = typer.Argument(..., help="Directory to write the index to."),
+    model: str = typer.Option("multilingual-e5-small", help="Encoder for a JSONL corpus."),
+    memory_budget_mb: float = typer.Option(1024, help="Memory budget of the build (sets the chunk size)."),
+    nbits: int = typer.Option(2),
+    n_centroids: Optional[int] = typer.Option(None),
+    seed: int = typer.Option(0),
+    expected_tokens: Optional[int] = typer.Option(None, help="Corpus size hint for the default codebook size."),
+    train_on: Optional[str] = typer.Option(None, help="'all' (two passes) or 'first' (one pass)."),
+    allow_hub: bool = typer.Option(False),
+    use_ray: bool = typer.Option(False, "--ray", help="Compress chunks as Ray tasks."),
+    ray_address: Optional[str] = typer.Option(None),
+    overwrite: bool = typer.Option(False),
+    restart: bool = typer.Option(False, help="Start over instead of resuming an interrupted build."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Build an index chunk by chunk in bounded memory; rerun the same command to resume an interrupted build."""
+    _setup_logging(quiet)
+    from gingham import streaming
+    from gingham.errors import IndexLockedError
+
+    try:
+        is_text = source.suffix in (".jsonl", ".json") or (source / "corpus.jsonl").exists()
+        src = (streaming.TextSource(source, model=model, encoder_options={"allow_hub": allow_hub})
+               if is_text else streaming.as_source(source))
+        kw = dict(memory_budget_mb=memory_budget_mb, nbits=nbits, n_centroids=n_centroids, seed=seed,
+                  expected_tokens=expected_tokens, train_on=train_on, overwrite=overwrite or restart,
+                  resume=not restart, show_progress=not quiet)
+        if use_ray:
+            from gingham import distributed
+
+            ix = distributed.build(index_dir, src, address=ray_address, **kw)
+        else:
+            ix = streaming.build(index_dir, src, **kw)
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError, IndexLockedError) as exc:
+        _fail(exc)
+    typer.echo(repr(ix))
+
+
+@app.command()
 def search(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     queries: list[str] = typer.Argument(None, help="Query texts (or use --queries-file)."),

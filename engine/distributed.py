@@ -1,0 +1,137 @@
+"""Distributed builds on a Ray cluster (``pip install 'gingham[ray]'``).
+
+The driver runs :func:`gingham.streaming.build` with Ray as its compressor: it reads the source, trains the codebook
+on the first tokens (as a local build does), then hands each chunk to a Ray task that compresses it with the shared
+codebook and writes the codes and residuals as ``.npy`` files into a staging folder on storage every node can
+reach. The driver commits the chunks in order as segments of the index (so a crash resumes like a local build,
+locally or on Ray), and finally merges them into one segment. The result is identical to a single-process build
+of the same source and options.
+
+::
+
+    import ray, gingham.distributed
+    ray.init(address="auto")
+    index = gingham.distributed.build("/shared/big-index", "/shared/shards/", memory_budget_mb=2048)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from gingham.codec import ResidualCodec
+from gingham.errors import MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "Ray is needed for distributed builds but is not installed; install it with: pip install 'gingham[ray]'"
+        ) from exc
+    return ray
+
+
+def compress_to_files(centroids: np.ndarray, cutoffs: np.ndarray, weights: np.ndarray, nbits: int,
+                      flat: np.ndarray, batch_size: int, prefix: str) -> tuple[str, str]:
+    """Compress ``flat`` with the codebook and write ``PREFIX.codes.npy`` / ``PREFIX.residuals.npy`` (a Ray task's
+    body; plain function so it is testable without Ray). Returns the two paths."""
+    from gingham.index import _compress
+
+    codec = ResidualCodec(centroids=centroids, cutoffs=cutoffs, weights=weights, nbits=nbits)
+    codes, residuals = _compress(codec, flat, batch_size, False)
+    paths = (f"{prefix}.codes.npy", f"{prefix}.residuals.npy")
+    for path, arr in zip(paths, (codes, residuals)):
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return paths
+
+
+class RayCompressor:
+    """Compress chunks as Ray tasks, at most ``max_in_flight`` at a time, yielding results in chunk order."""
+
+    def __init__(self, staging: Path, max_in_flight: int | None = None, cpus_per_task: float = 1):
+        ray = _ray()
+        if not ray.is_initialized():
+            raise RuntimeError("Ray is not initialised: call ray.init(...) (or pass address=) before building")
+        self.ray = ray
+        self.staging = Path(staging)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.max_in_flight = max_in_flight or max(2, cpus // max(1, int(cpus_per_task)) + 1)
+        self.task = ray.remote(num_cpus=cpus_per_task)(_task)
+
+    def __call__(self, codec: ResidualCodec, chunks: Iterable, batch_size: int) -> Iterator[tuple[Any, Any, Any]]:
+        ray = self.ray
+        self.staging.mkdir(parents=True, exist_ok=True)
+        book = [ray.put(codec.centroids), ray.put(codec.cutoffs), ray.put(codec.weights)]
+        pending: deque = deque()
+        n = 0
+        try:
+            for chunk in chunks:
+                prefix = str(self.staging / f"chunk-{n:08d}")
+                n += 1
+                ref = self.task.remote(*book, codec.nbits, chunk.flat, batch_size, prefix)
+                pending.append((chunk, ref))
+                if len(pending) >= self.max_in_flight:
+                    yield self._collect(*pending.popleft())
+            while pending:
+                yield self._collect(*pending.popleft())
+        finally:
+            for _, ref in pending:
+                ray.cancel(ref, force=True)
+
+    def _collect(self, chunk, ref):
+        codes_path, residuals_path = self.ray.get(ref)
+        codes, residuals = np.load(codes_path), np.load(residuals_path)
+        os.unlink(codes_path)
+        os.unlink(residuals_path)
+        return chunk, codes, residuals
+
+
+def _task(centroids, cutoffs, weights, nbits, flat, batch_size, prefix):
+    try:  # numba's threads: the CPUs Ray gave this task, not the whole node
+        import numba
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, int(cpus))))
+    except Exception:  # pragma: no cover
+        pass
+    return compress_to_files(centroids, cutoffs, weights, nbits, np.asarray(flat), batch_size, prefix)
+
+
+def build(path, source, *, address: str | None = None, staging_dir=None, max_in_flight: int | None = None,
+          cpus_per_task: float = 1, **kwargs: Any):
+    """:func:`gingham.streaming.build` with chunks compressed as Ray tasks; same arguments, same result.
+
+    address: a Ray cluster to connect to when Ray is not initialised yet (``"auto"``; None starts a local one).
+    staging_dir: where tasks write their compressed chunks (default: ``PATH.ray-staging`` beside the index; it
+        must be reachable from every node, like the index itself). Removed when the build ends.
+    max_in_flight: chunks compressed at once (default: the cluster's CPUs + 1; each holds a chunk in the object
+        store).
+    """
+    from gingham import streaming
+
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False)
+    staging = Path(staging_dir) if staging_dir else Path(str(path).rstrip("/\\") + ".ray-staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        compressor = RayCompressor(staging, max_in_flight, cpus_per_task)
+        return streaming.build(path, source, compressor=compressor, **kwargs)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
