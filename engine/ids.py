@@ -5,7 +5,7 @@ Stored without pickle: integers as one int64 array; strings as their UTF-8 bytes
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -31,7 +31,6 @@ class DocIds:
         self._ints = ints
         self._utf8 = utf8
         self._offsets = offsets
-        self._lookup: dict | None = None
 
     # construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -69,7 +68,6 @@ class DocIds:
         else:
             utf8, offsets = pack_strings(ids)
             out = cls("str", utf8=utf8, offsets=offsets)
-        out._lookup = seen
         return out
 
     @classmethod
@@ -107,16 +105,3 @@ class DocIds:
         if self.kind == "int":
             return self._ints.tolist()
         return [self[i] for i in range(len(self))]
-
-    def positions(self, ids: Iterable) -> np.ndarray:
-        """Internal positions of the caller's ``ids``; an unknown id is an error that names it."""
-        if self._lookup is None:
-            self._lookup = {v: i for i, v in enumerate(self.to_list())}
-        out = []
-        for i in ids:
-            key = int(i) if self.kind == "int" and isinstance(i, (int, np.integer)) else i
-            pos = self._lookup.get(key)
-            if pos is None:
-                raise KeyError(f"document id {i!r} is not in the index")
-            out.append(pos)
-        return np.array(out, dtype=np.int64)
