@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from gingham.cli_util import fail, setup_logging
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Gingham: compressed late-interaction (ColBERT / PLAID) search.")
 
 
-def _setup_logging(quiet: bool) -> None:
-    """The CLI (not the library) chooses log levels: gingham at INFO (progress bars on) unless quiet."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gingham").setLevel(logging.WARNING if quiet else logging.INFO)
-
-
-def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -42,7 +34,7 @@ def index(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Encode a corpus and build a compressed index."""
-    _setup_logging(quiet)
+    setup_logging(quiet)
     from gingham import Index
     from gingham.corpus import read_texts
 
@@ -57,7 +49,7 @@ def index(
                               n_centroids=n_centroids, seed=seed, overwrite=overwrite,
                               show_progress=not quiet)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
-        _fail(exc)
+        fail(exc)
     info = ix.info()
     typer.echo(f"indexed {info['n_docs']} documents ({info['n_tokens']} tokens, {info['n_centroids']} centroids, "
                f"{info['bytes_per_token_compressed']:.1f} B/token compressed) into {index_dir}")
@@ -83,7 +75,7 @@ def build(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build an index chunk by chunk in bounded memory; rerun the same command to resume an interrupted build."""
-    _setup_logging(quiet)
+    setup_logging(quiet)
     from gingham import streaming
     from gingham.errors import IndexLockedError
 
@@ -101,7 +93,7 @@ def build(
         else:
             ix = streaming.build(index_dir, src, **kw)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError, IndexLockedError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(repr(ix))
 
 
@@ -118,7 +110,7 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
     """Search an index built from texts with text queries."""
-    _setup_logging(True)
+    setup_logging(True)
     from gingham import Index
     from gingham.corpus import read_texts
 
@@ -135,7 +127,7 @@ def search(
                      if v is not None}
         res = ix.search_text(qtexts, top_k=min(top_k, ix.n_docs), exhaustive=exhaustive, **overrides)
     except (ValueError, FileNotFoundError, ImportError, KeyError) as exc:
-        _fail(exc)
+        fail(exc)
     for qi, (qid, qtext) in enumerate(zip(qids, qtexts)):
         rows = res.rows(qi)
         if as_json:
@@ -157,7 +149,7 @@ def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None
     try:
         ix = Index.open(index_dir)
     except Exception as exc:  # typed errors from open all say what to do
-        _fail(exc)
+        fail(exc)
     out = ix.info()
     out["encoder"] = ix.manifest.get("encoder")
     typer.echo(json.dumps(out, indent=2, default=str))
@@ -171,7 +163,7 @@ def verify(index_dir: Path = typer.Argument(..., help="Index directory.")) -> No
     try:
         Index.open(index_dir, verify=True).verify()
     except (GinghamError, FileNotFoundError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"{index_dir}: OK")
 
 
@@ -183,7 +175,7 @@ def add(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Encode documents with the index's encoder and add them (one atomic commit)."""
-    _setup_logging(quiet)
+    setup_logging(quiet)
     from gingham import Index
     from gingham.corpus import read_texts
 
@@ -192,7 +184,7 @@ def add(
         ids, texts = read_texts(corpus, "corpus")
         generation = ix.add_texts(texts, ids, upsert=upsert, show_progress=not quiet)
     except (ValueError, KeyError, FileNotFoundError, ImportError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents (codebook drift {ix.codebook_drift():.2f})")
 
 
@@ -210,7 +202,7 @@ def delete(
         keys = [int(i) for i in ids] if ix.manifest["doc_id_kind"] == "int" else ids
         generation = ix.delete(keys, missing_ok=missing_ok)
     except (ValueError, KeyError, FileNotFoundError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents")
 
 
@@ -232,7 +224,7 @@ def serve(
     max_request_mb: float = typer.Option(32.0, help="Largest request body accepted, in MiB."),
 ) -> None:
     """Serve the index over HTTP (FastAPI): search, add, delete, info, health."""
-    _setup_logging(False)
+    setup_logging(False)
     from gingham.server import serve as _serve
 
     _serve(index_dir, host=host, port=port, max_request_bytes=int(max_request_mb * 2**20))

@@ -366,18 +366,7 @@ class Index:
     def _write(self, change: Callable[[Snapshot, storage.GenerationWriter, dict], None]) -> int:
         """Apply ``change`` to the newest committed state under the write lock and commit a new generation."""
         with self._write_mutex, storage.write_lock(self.path):
-            manifest = storage.read_manifest(self.path)
-            snap = self._snap if manifest["generation"] == self._snap.generation else _load_snapshot(self.path, manifest)
-            new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "generation")}
-            new_manifest["segments"] = [dict(s) for s in manifest["segments"]]
-            writer = storage.GenerationWriter(self.path, manifest["generation"] + 1, keep=manifest["files"])
-            try:
-                change(snap, writer, new_manifest)
-                committed = writer.commit(new_manifest)
-            except BaseException:
-                writer.abort()
-                raise
-            storage.remove_stale(self.path, storage.referenced_dirs(committed))
+            committed = commit_change(self.path, change, self._snap)
             self._snap = _load_snapshot(self.path, committed)
             return self._snap.generation
 
@@ -656,6 +645,29 @@ def exact_search(
 
 
 # -------------------------------------------------------------------------------------------------- helpers
+def commit_change(root: Path, change: Callable[[Snapshot, storage.GenerationWriter, dict], None],
+                  current: Snapshot | None = None) -> dict:
+    """Apply ``change`` to the newest committed state at ``root`` and commit it as a new generation.
+
+    The caller holds the write lock. ``current`` is reused when it is still the newest state. Returns the
+    committed manifest; a failed change leaves the index as it was.
+    """
+    manifest = storage.read_manifest(root)
+    same = current is not None and manifest["generation"] == current.generation
+    snap = current if same else _load_snapshot(root, manifest)
+    new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "generation")}
+    new_manifest["segments"] = [dict(s) for s in manifest["segments"]]
+    writer = storage.GenerationWriter(root, manifest["generation"] + 1, keep=manifest["files"])
+    try:
+        change(snap, writer, new_manifest)
+        committed = writer.commit(new_manifest)
+    except BaseException:
+        writer.abort()
+        raise
+    storage.remove_stale(root, storage.referenced_dirs(committed))
+    return committed
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

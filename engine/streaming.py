@@ -53,6 +53,7 @@ from gingham.index import (
     _check_target,
     _commit,
     _compress,
+    commit_change,
     _load_snapshot,
     _merged_mse,
     _next_segment,
@@ -563,19 +564,7 @@ class _Meter:
 # ================================================================================================== build
 def _write_locked(root: Path, change: Callable[[Any, storage.GenerationWriter, dict], None]) -> dict:
     """Index._write for a caller that already holds the write lock for the whole build."""
-    manifest = storage.read_manifest(root)
-    snap = _load_snapshot(root, manifest)
-    new = {k: v for k, v in manifest.items() if k not in ("files", "generation")}
-    new["segments"] = [dict(s) for s in manifest["segments"]]
-    writer = storage.GenerationWriter(root, manifest["generation"] + 1, keep=manifest["files"])
-    try:
-        change(snap, writer, new)
-        committed = writer.commit(new)
-    except BaseException:
-        writer.abort()
-        raise
-    storage.remove_stale(root, storage.referenced_dirs(committed))
-    return committed
+    return commit_change(root, change)
 
 
 def _request(cfg: BuildConfig, source: Source, the_plan: Plan, n_centroids: int) -> dict[str, Any]:

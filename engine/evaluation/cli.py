@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from gingham.cli_util import fail, setup_logging
+
 MODES = ("beir", "x-en", "x-x", "xquad-r")
 
 
-def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gingham").setLevel(logging.WARNING if quiet else logging.INFO)
-
-
-def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -58,7 +51,7 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Retrieval quality of Gingham vs exact MaxSim (NDCG@10, MRR@10, recall, MAP) on BEIR or XQuAD data."""
-    _setup_logging(quiet)
+    setup_logging(quiet)
     from .data import load_beir, load_xquad
     from .evaluate import run_eval
 
@@ -77,7 +70,7 @@ def eval_command(
         res = run_eval(tasks, out, model=model, nbits=_ints(nbits, "--nbits"), top_k=top_k, metrics=names,
                        name=f"{Path(data).name} ({mode})", encoder_options=opts)
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))
     typer.echo(f"wrote {out}/results.json, summary.md, heatmap.png ({len(res['tasks'])} tasks)")
 
@@ -101,7 +94,7 @@ def bench_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
     """Latency (p50/p95/p99), throughput, build time, memory and recall vs exact MaxSim, with optional peers."""
-    _setup_logging(quiet)
+    setup_logging(quiet)
     from .bench import run_bench
 
     try:
@@ -111,7 +104,7 @@ def bench_command(
                         peers=peer_list, peers_python=peers_python, limit_queries=limit_queries,
                         limit_docs=limit_docs, seed=seed)
     except (ValueError, FileNotFoundError, ImportError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))
     for name, t in res.get("tuning", {}).items():
         typer.echo(f"{name}: tuned search_defaults {json.dumps(t['settings'])} (recall {t['recall']:.4f}, "
