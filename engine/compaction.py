@@ -1,80 +1,161 @@
-"""Compaction: rewrite the live documents of every segment into one segment, out of core."""
+"""Compaction: rewrite the live documents of every segment into one segment, out of core.
+
+Memory stays bounded whatever the corpus size: source arrays are read block by block through the file (never
+through their memory maps, whose touched pages would count towards the process's RSS), the new segment's files
+are written front to back (:meth:`gingham.storage.GenerationWriter.stream`), and the new inverted lists are
+merged from the segments' own lists a range of centroids at a time instead of being rebuilt from all the codes.
+What is held in memory grows with the number of documents only (offsets, ids, the position remap), never with
+the number of tokens.
+"""
 
 from __future__ import annotations
+
+import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from gingham import progress
-from gingham.ids import DocIds, pack_strings, unpack_string
-from gingham.kernels.ivf import build_ivf
+from gingham.ids import DocIds
 
 #: Tokens copied per step (bounds the memory compaction needs beyond the new segment's offsets and ids).
 COPY_BLOCK_TOKENS = 1 << 20
+#: Postings merged per step when the inverted lists are merged.
+MERGE_BLOCK_POSTINGS = 1 << 22
+
+
+def read_rows(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Rows ``lo:hi`` of ``arr`` as an in-memory array. A memory-mapped .npy is read through its file, so that
+    the rows never become resident pages of this process."""
+    fname = getattr(arr, "filename", None)
+    if isinstance(arr, np.memmap) and fname and arr.offset + arr.nbytes == os.path.getsize(fname):
+        row = int(np.prod(arr.shape[1:], dtype=np.int64))
+        with open(fname, "rb") as f:
+            f.seek(arr.offset + lo * row * arr.dtype.itemsize)
+            out = np.fromfile(f, dtype=arr.dtype, count=(hi - lo) * row)
+        return out.reshape((hi - lo,) + arr.shape[1:])
+    return np.array(arr[lo:hi])
+
+
+@dataclass
+class _Plan:
+    """The live documents of one source segment and where they land in the merged one."""
+
+    seg: object
+    live: np.ndarray  # sorted live positions in the segment
+    lengths: np.ndarray  # their token counts
+    new_base: int  # merged position of the first live document
+
+    def runs(self):
+        """(i, j): runs ``live[i:j]`` of consecutive documents of at most COPY_BLOCK_TOKENS tokens (or one doc)."""
+        i = 0
+        while i < len(self.live):
+            j, budget = i, 0
+            while j < len(self.live) and (j == i or self.live[j] == self.live[j - 1] + 1) \
+                    and budget < COPY_BLOCK_TOKENS:
+                budget += int(self.lengths[j])
+                j += 1
+            yield i, j
+            i = j
+
+    def remap(self) -> np.ndarray:
+        """Segment position -> merged position (int32), -1 for deleted documents."""
+        out = np.full(self.seg.n_docs, -1, dtype=np.int32)
+        out[self.live] = self.new_base + np.arange(len(self.live), dtype=np.int32)
+        return out
 
 
 def merge_segments(snap, writer, name: str, show_progress=None) -> tuple[int, int]:
     """Write segment ``name`` holding every live document of ``snap``, in position order, into ``writer``.
 
-    Codes and residuals are streamed through memory-mapped output files. Returns (n_docs, n_tokens).
+    Returns (n_docs, n_tokens).
     """
     plans = []
     n_docs = n_tokens = 0
     for seg in snap.segments:
         live = np.flatnonzero(seg.live_mask())
         lengths = np.diff(seg.arrays.doc_offsets)[live]
-        plans.append((seg, live, lengths))
+        plans.append(_Plan(seg, live, lengths, n_docs))
         n_docs += len(live)
         n_tokens += int(lengths.sum())
     if n_docs == 0:
         return 0, 0
-    n_bytes = snap.segments[0].arrays.residuals.shape[1]
-    codes = writer.create(f"{name}/codes", (n_tokens,), snap.segments[0].arrays.codes.dtype)
-    residuals = writer.create(f"{name}/residuals", (n_tokens, n_bytes), np.uint8)
+    first = snap.segments[0].arrays
     doc_offsets = np.zeros(n_docs + 1, dtype=np.int64)
-    ids, texts, metas = [], [], []
-    has_texts = all(seg.texts is not None for seg in snap.segments)
-    has_meta = all(seg.meta is not None for seg in snap.segments)
-    row = doc = 0
-    with progress.bar(n_tokens, "compact", show_progress, unit="tok") as bar:
-        for seg, live, lengths in plans:
-            src = seg.arrays
-            starts = src.doc_offsets[live]
-            # copy runs of consecutive live documents in blocks
-            i = 0
-            while i < len(live):
-                j = i
-                budget = 0
-                while j < len(live) and (j == i or live[j] == live[j - 1] + 1) and budget < COPY_BLOCK_TOKENS:
-                    budget += int(lengths[j])
-                    j += 1
-                a = int(starts[i])
-                b = a + budget
-                codes[row:row + budget] = src.codes[a:b]
-                residuals[row:row + budget] = src.residuals[a:b]
-                doc_offsets[doc + 1:doc + 1 + (j - i)] = row + np.cumsum(lengths[i:j])
-                row += budget
-                doc += j - i
-                bar.update(budget)
-                i = j
-            ids.extend(seg.ids[int(p)] for p in live)
-            if has_texts:
-                texts.extend(unpack_string(*seg.texts, int(p)) for p in live)
-            if has_meta:
-                metas.extend(unpack_string(*seg.meta, int(p)) for p in live)
-    writer.seal(f"{name}/codes", codes)
-    writer.seal(f"{name}/residuals", residuals)
-    ivf_docs, ivf_offsets = build_ivf(codes, doc_offsets, snap.codec.n_centroids)
+    with writer.stream(f"{name}/codes", (n_tokens,), first.codes.dtype) as codes, \
+            writer.stream(f"{name}/residuals", (n_tokens, first.residuals.shape[1]), np.uint8) as residuals, \
+            progress.bar(n_tokens, "compact", show_progress, unit="tok") as bar:
+        row = 0
+        for p in plans:
+            src = p.seg.arrays
+            for i, j in p.runs():
+                a = int(src.doc_offsets[p.live[i]])
+                b = a + int(p.lengths[i:j].sum())
+                codes.write(read_rows(src.codes, a, b))
+                residuals.write(read_rows(src.residuals, a, b))
+                doc = p.new_base + i
+                doc_offsets[doc + 1:doc + 1 + (j - i)] = row + np.cumsum(p.lengths[i:j])
+                row += b - a
+                bar.update(b - a)
     writer.save(f"{name}/doc_offsets", doc_offsets)
-    writer.save(f"{name}/ivf_docs", ivf_docs)
-    writer.save(f"{name}/ivf_offsets", ivf_offsets)
+    _merge_ivf(plans, snap.codec.n_centroids, writer, name)
+    ids = [p.seg.ids[int(pos)] for p in plans for pos in p.live]
     for key, arr in DocIds.from_user(ids, n_docs).arrays().items():
         writer.save(f"{name}/{key}", arr)
-    if has_texts:
-        utf8, offsets = pack_strings(texts)
-        writer.save(f"{name}/texts_utf8", utf8)
-        writer.save(f"{name}/texts_offsets", offsets)
-    if has_meta:
-        utf8, offsets = pack_strings(metas)
-        writer.save(f"{name}/meta_utf8", utf8)
-        writer.save(f"{name}/meta_offsets", offsets)
+    for field, attr in (("texts", "texts"), ("meta", "meta")):
+        if all(getattr(p.seg, attr) is not None for p in plans):
+            _merge_strings(plans, attr, writer, f"{name}/{field}")
     return n_docs, n_tokens
+
+
+def _merge_strings(plans, attr: str, writer, prefix: str) -> None:
+    """Concatenate the live documents' strings (UTF-8 + offsets) of every segment, streamed."""
+    sizes = [np.diff(getattr(p.seg, attr)[1])[p.live] for p in plans]
+    offsets = np.zeros(sum(len(s) for s in sizes) + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(sizes), out=offsets[1:])
+    with writer.stream(f"{prefix}_utf8", (int(offsets[-1]),), np.uint8) as out:
+        for p in plans:
+            utf8, offs = getattr(p.seg, attr)
+            for i, j in p.runs():
+                out.write(read_rows(utf8, int(offs[p.live[i]]), int(offs[p.live[j - 1] + 1])))
+    writer.save(f"{prefix}_offsets", offsets)
+
+
+def _merge_ivf(plans, n_centroids: int, writer, name: str) -> None:
+    """The merged segment's inverted lists, from the source segments' lists, a range of centroids at a time.
+
+    Segments hold increasing position ranges, so concatenating each centroid's (remapped) lists in segment order
+    keeps them sorted and unique, exactly as building them from the merged codes would.
+    """
+    remaps = [p.remap() for p in plans]
+    total = sum(int(p.seg.arrays.ivf_offsets[-1]) for p in plans)
+    step = max(1, -(-n_centroids // max(1, -(-total // MERGE_BLOCK_POSTINGS))))
+    ranges = [(c, min(c + step, n_centroids)) for c in range(0, n_centroids, step)]
+
+    def block(c0: int, c1: int):
+        docs, cents = [], []
+        for p, remap in zip(plans, remaps):
+            off = read_rows(p.seg.arrays.ivf_offsets, c0, c1 + 1)
+            docs.append(remap[read_rows(p.seg.arrays.ivf_docs, int(off[0]), int(off[-1]))])
+            cents.append(np.repeat(np.arange(c1 - c0), np.diff(off)))
+        docs, cents = np.concatenate(docs), np.concatenate(cents)
+        keep = docs >= 0
+        order = np.argsort(cents[keep], kind="stable")
+        return docs[keep][order], np.bincount(cents[keep], minlength=c1 - c0)
+
+    # first pass: postings per centroid (the file's length goes into its header); segments without deletions
+    # are counted from their offsets alone
+    ivf_offsets = np.zeros(n_centroids + 1, dtype=np.int64)
+    counts = ivf_offsets[1:]
+    for p, remap in zip(plans, remaps):
+        if len(p.live) == p.seg.n_docs:
+            counts += np.diff(np.asarray(p.seg.arrays.ivf_offsets))
+    if any(len(p.live) < p.seg.n_docs for p in plans):
+        counts[:] = 0
+        for c0, c1 in ranges:
+            counts[c0:c1] = block(c0, c1)[1]
+    np.cumsum(ivf_offsets, out=ivf_offsets)
+    with writer.stream(f"{name}/ivf_docs", (int(ivf_offsets[-1]),), np.int32) as out:
+        for c0, c1 in ranges:
+            out.write(block(c0, c1)[0])
+    writer.save(f"{name}/ivf_offsets", ivf_offsets)

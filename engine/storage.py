@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -78,6 +79,41 @@ def write_lock(root: Path, blocking: bool = True) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+class ArrayStream:
+    """Rows of one .npy file written in order: the header first, then :meth:`write` appends blocks of rows."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype) -> None:
+        self.path, self.shape, self.dtype = path, tuple(int(n) for n in shape), np.dtype(dtype)
+        self.rows = 0
+        self.file = open(path, "wb")
+        self._hash = hashlib.sha256()
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape})
+        self._put(header.getvalue())
+
+    def _put(self, data) -> None:
+        self.file.write(data)
+        self._hash.update(data)
+
+    def write(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.shape[1:] or self.rows + len(block) > self.shape[0]:
+            raise ValueError(f"cannot append {block.shape} to {self.path.name}: {self.rows} of {self.shape} written")
+        self._put(block.data)
+        self.rows += len(block)
+
+    def close(self) -> str:
+        """Flush and fsync; returns the file's sha256."""
+        if self.rows != self.shape[0]:
+            self.file.close()
+            raise ValueError(f"{self.path.name}: {self.rows} rows written, {self.shape[0]} declared")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        return self._hash.hexdigest()
+
+
 class GenerationWriter:
     """Writes the new files of one generation; :meth:`commit` makes it the index's current state.
 
@@ -96,13 +132,13 @@ class GenerationWriter:
         """File of logical array ``name`` ("segment/array" names become "segment.array.npy")."""
         return self.dir / (name.replace("/", ".") + ".npy")
 
-    def _record(self, name: str, path: Path, shape, dtype: np.dtype) -> None:
+    def _record(self, name: str, path: Path, shape, dtype: np.dtype, sha256: str | None = None) -> None:
         self.files[name] = {
             "path": f"{self.name}/{path.name}",
             "bytes": path.stat().st_size,
             "shape": list(shape),
             "dtype": np.dtype(dtype).str,
-            "sha256": sha256_file(path),
+            "sha256": sha256 or sha256_file(path),
         }
 
     def save(self, name: str, array: np.ndarray) -> None:
@@ -114,20 +150,21 @@ class GenerationWriter:
             os.fsync(f.fileno())
         self._record(name, path, array.shape, array.dtype)
 
-    def create(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-        """A writable memory-mapped .npy in this generation, to be filled out of core and then :meth:`seal`-ed."""
-        path = self._path(name)
-        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    @contextlib.contextmanager
+    def stream(self, name: str, shape: tuple[int, ...], dtype) -> Iterator["ArrayStream"]:
+        """A .npy of known ``shape`` written front to back in blocks of rows (see :class:`ArrayStream`).
 
-    def seal(self, name: str, array: np.memmap) -> None:
-        array.flush()
-        path = self._path(name)
-        fd = os.open(path, os.O_RDONLY)
+        Nothing is memory-mapped, so writing a file larger than memory adds nothing to the process's RSS; the
+        checksum is computed on the way. Leaving the block with rows missing is an error.
+        """
+        out = ArrayStream(self._path(name), shape, dtype)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._record(name, path, array.shape, array.dtype)
+            yield out
+        except BaseException:
+            out.file.close()
+            raise
+        digest = out.close()
+        self._record(name, out.path, out.shape, out.dtype, sha256=digest)
 
     def drop(self, name: str) -> None:
         """Stop referencing a carried-over file (its directory is removed once nothing references it)."""

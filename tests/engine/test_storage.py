@@ -133,3 +133,49 @@ def test_write_lock_is_exclusive(tmp_path):
         with pytest.raises(gingham.IndexLockedError):
             with storage.write_lock(tmp_path, blocking=False):
                 pass
+
+
+def test_streamed_array_equals_np_save_and_records_its_checksum(tmp_path):
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 255, (1000, 24), dtype=np.uint8)
+    writer = storage.GenerationWriter(tmp_path, 1)
+    with writer.stream("seg/residuals", arr.shape, arr.dtype) as out:
+        for lo in range(0, len(arr), 333):
+            out.write(arr[lo:lo + 333])
+    meta = writer.files["seg/residuals"]
+    path = tmp_path / meta["path"]
+    np.testing.assert_array_equal(np.load(path, mmap_mode="r"), arr)
+    assert meta["sha256"] == storage.sha256_file(path)
+    np.save(tmp_path / "ref.npy", arr)
+    assert path.read_bytes() == (tmp_path / "ref.npy").read_bytes()
+
+
+def test_streamed_array_refuses_missing_or_extra_rows(tmp_path):
+    writer = storage.GenerationWriter(tmp_path, 1)
+    with pytest.raises(ValueError, match="1 rows written, 3 declared"):
+        with writer.stream("a", (3, 2), np.int32) as out:
+            out.write(np.zeros((1, 2), np.int32))
+    with pytest.raises(ValueError, match="cannot append"):
+        with writer.stream("b", (1, 2), np.int32) as out:
+            out.write(np.zeros((2, 2), np.int32))
+    assert "a" not in writer.files and "b" not in writer.files
+
+
+def test_compaction_merges_inverted_lists_as_a_rebuild_would(tmp_path, small_docs):
+    from gingham.kernels.ivf import build_ivf
+
+    ids = [f"d{i}" for i in range(len(small_docs))]
+    ix = gingham.Index.create(tmp_path / "ix", small_docs[:30], ids[:30], texts=[f"t{i}" for i in range(30)])
+    ix.add(small_docs[30:], ids[30:], texts=[f"t{i}" for i in range(30, 60)])
+    ix.delete(["d3", "d4", "d40", "d59"])
+    ix.compact()
+    again = gingham.Index.open(tmp_path / "ix", verify=True)
+    seg = again._snap.segments[0]
+    docs, offsets = build_ivf(np.asarray(seg.arrays.codes), np.asarray(seg.arrays.doc_offsets),
+                              again.codec.n_centroids)
+    np.testing.assert_array_equal(seg.arrays.ivf_docs, docs)
+    np.testing.assert_array_equal(seg.arrays.ivf_offsets, offsets)
+    live = [i for i in ids if i not in {"d3", "d4", "d40", "d59"}]
+    assert again.ids() == live
+    assert again.text("d41") == "t41"
+    np.testing.assert_array_equal(again.decompress("d41"), ix.decompress("d41"))
