@@ -174,6 +174,8 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
                 results["sweeps"][f"{peer}-nbits{nb}"] = {"rows": rows, "pareto": pareto(rows)}
         shutil.rmtree(inputs, ignore_errors=True)
     results["ratios"] = ratios(engines)
+    if do_sweep and target_recall is not None:
+        results["at_target"] = at_target(results["sweeps"], target_recall)
     results["peak_rss_mb"] = peak_rss_mb()
     results["total_s"] = time.perf_counter() - t_start
     from .report import write_bench_report
@@ -187,6 +189,26 @@ def _ids(data: dict, positions: np.ndarray):
         return positions
     ids = np.asarray(data["doc_ids"], dtype=object)
     return [[ids[p] if p >= 0 else None for p in row] for row in positions]
+
+
+def at_target(sweeps: Mapping[str, Mapping], target_recall: float) -> dict:
+    """Every engine at equal recall: the fastest swept setting (by single-query p50) whose recall vs exact reaches
+    ``target_recall``, and Gingham's p50 against each peer's at that point (same nbits, and best of any nbits).
+    """
+    best = {name: select(s["rows"], target_recall) for name, s in sweeps.items()}
+    engine = {name: name.rsplit("-nbits", 1)[0] for name in best}
+    pairs = {}
+    mine = {n: b for n, b in best.items() if engine[n] == "gingham" and b["met"]}
+    for peer_name, p in best.items():
+        if engine[peer_name] == "gingham" or not p["met"]:
+            continue
+        same = peer_name.replace(engine[peer_name], "gingham", 1)
+        fastest = min(mine, key=lambda n: mine[n]["p50_ms"], default=None)
+        for g in dict.fromkeys(x for x in (same, fastest) if x in mine):
+            pairs[f"{g} vs {peer_name}"] = {"p50_ratio": mine[g]["p50_ms"] / p["p50_ms"],
+                                           "gingham_p50_ms": mine[g]["p50_ms"], "peer_p50_ms": p["p50_ms"],
+                                           "gingham_recall": mine[g]["recall"], "peer_recall": p["recall"]}
+    return {"target_recall": target_recall, "engines": best, "pairs": pairs}
 
 
 def ratios(engines: Mapping[str, Mapping]) -> dict:

@@ -13,8 +13,6 @@ from gingham.cli_util import fail, setup_logging
 MODES = ("beir", "x-en", "x-x", "xquad-r")
 
 
-
-
 def _ints(text: str, what: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -32,6 +30,18 @@ def _grid(text: Optional[str]) -> Optional[dict]:
     if not isinstance(grid, dict):
         raise ValueError("--grid must be a JSON object of setting -> list of values")
     return {k: tuple(v if isinstance(v, list) else [v]) for k, v in grid.items()}
+
+
+def _settings_list(text: Optional[str]) -> Optional[list]:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"--peer-settings must be JSON such as '[{{\"n_ivf_probe\": 8}}]' ({exc})") from None
+    if not isinstance(value, list) or not value or not all(isinstance(x, dict) for x in value):
+        raise ValueError('--peer-settings must be a non-empty JSON list of objects, e.g. [{"n_ivf_probe": 8}]')
+    return value
 
 
 def eval_command(
@@ -90,6 +100,9 @@ def bench_command(
     target_recall: float = typer.Option(0.95, help="Recall@top_k vs exact that --sweep tunes for."),
     peers: Optional[str] = typer.Option(None, help="Comma-separated peers to run too, e.g. 'fast-plaid'."),
     peers_python: Optional[Path] = typer.Option(None, help="Python of the peers' own virtual environment."),
+    peer_settings: Optional[str] = typer.Option(
+        None, help="Peers' search settings as a JSON list, e.g. '[{\"n_ivf_probe\": 8, \"n_full_scores\": 4096}]' "
+                   "(default: four from that down with --sweep, else the first)."),
     seed: int = typer.Option(0, help="Seed of the synthetic data and builds."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
@@ -102,7 +115,7 @@ def bench_command(
         res = run_bench(out, n_docs=n_docs, n_queries=n_queries, beir=beir, model=model, nbits=_ints(nbits, "--nbits"),
                         top_k=top_k, do_sweep=sweep, grid=_grid(grid), target_recall=target_recall,
                         peers=peer_list, peers_python=peers_python, limit_queries=limit_queries,
-                        limit_docs=limit_docs, seed=seed)
+                        limit_docs=limit_docs, seed=seed, peer_settings=_settings_list(peer_settings))
     except (ValueError, FileNotFoundError, ImportError) as exc:
         fail(exc)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))

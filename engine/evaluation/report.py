@@ -85,6 +85,17 @@ def bench_markdown(r: Mapping) -> str:
                table(["pair", "p50 speed-up", "p99 speed-up", "qps ratio", "build speed-up", "recall diff"],
                      [[p, x["p50_speedup"], x["p99_speedup"], x["qps_ratio"], x.get("build_speedup"), x["recall_diff"]]
                       for p, x in r["ratios"].items()]), ""]
+    if r.get("at_target"):
+        at = r["at_target"]
+        md += [f"## At equal recall: fastest setting with recall@{k} vs exact ≥ {at['target_recall']}", "",
+               table(["engine", "met", "settings", f"recall@{k}", "p50 ms"],
+                     [[n, "yes" if b["met"] else "NO (most accurate shown)", json.dumps(b["settings"]), b["recall"],
+                       b["p50_ms"]] for n, b in at["engines"].items()]), ""]
+        if at["pairs"]:
+            md += [table(["pair", "Gingham p50 / peer p50", "Gingham p50 ms", "peer p50 ms", "Gingham recall",
+                          "peer recall"],
+                         [[p, x["p50_ratio"], x["gingham_p50_ms"], x["peer_p50_ms"], x["gingham_recall"],
+                           x["peer_recall"]] for p, x in at["pairs"].items()]), ""]
     for name, s in r.get("sweeps", {}).items():
         md += [f"## Latency–recall frontier: {name}", "",
                table(["settings", f"recall@{k}", "p50 ms", "p95 ms"],

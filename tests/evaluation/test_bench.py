@@ -30,6 +30,7 @@ def test_bench_end_to_end(tmp_path):
     assert data["environment"]["cpu_model"] and data["environment"]["versions"]["gingham"]
     assert "search_defaults" in (out / "summary.md").read_text()
     assert res["tuning"]["gingham-nbits2"]["settings"]
+    assert data["at_target"]["engines"]["gingham-nbits2"]["settings"] == res["tuning"]["gingham-nbits2"]["settings"]
 
 
 def test_grid_and_pareto():
@@ -62,3 +63,23 @@ def test_tuner_meets_target_on_sample(tmp_path):
     gingham.SearchConfig.from_dict(t["settings"])
     with pytest.raises(ValueError):
         tune(ix, queries, target_recall=1.5)
+
+
+def test_at_target_compares_engines_at_equal_recall():
+    from gingham.evaluation.bench import at_target
+
+    def rows(*pts):
+        return {"rows": [{"settings": {"n": i}, "recall": r, "p50_ms": ms} for i, (r, ms) in enumerate(pts)]}
+
+    sweeps = {"gingham-nbits2": rows((0.90, 1.0), (0.96, 3.0), (0.99, 9.0)),
+              "gingham-nbits4": rows((0.97, 2.0)),
+              "fast-plaid-nbits2": rows((0.95, 40.0), (0.97, 80.0)),
+              "fast-plaid-nbits4": rows((0.80, 10.0))}
+    at = at_target(sweeps, 0.95)
+    assert at["engines"]["gingham-nbits2"] == {"settings": {"n": 1}, "recall": 0.96, "p50_ms": 3.0, "met": True,
+                                               "target_recall": 0.95}
+    assert not at["engines"]["fast-plaid-nbits4"]["met"]
+    # same nbits, and the fastest Gingham of any nbits; a peer that misses the target is not compared
+    assert set(at["pairs"]) == {"gingham-nbits2 vs fast-plaid-nbits2", "gingham-nbits4 vs fast-plaid-nbits2"}
+    assert at["pairs"]["gingham-nbits2 vs fast-plaid-nbits2"]["p50_ratio"] == pytest.approx(3.0 / 40.0)
+    assert at["pairs"]["gingham-nbits4 vs fast-plaid-nbits2"]["p50_ratio"] == pytest.approx(2.0 / 40.0)
