@@ -68,6 +68,9 @@ def build(
     expected_tokens: Optional[int] = typer.Option(None, help="Corpus size hint for the default codebook size."),
     train_on: Optional[str] = typer.Option(None, help="'all' (two passes) or 'first' (one pass)."),
     allow_hub: bool = typer.Option(False),
+    encode_workers: int = typer.Option(1, help="Encoder processes for a JSONL corpus (each loads the model)."),
+    devices: Optional[str] = typer.Option(None, help="Comma-separated devices for the encoder processes, "
+                                                     "e.g. 'cuda:0,cuda:1'."),
     use_ray: bool = typer.Option(False, "--ray", help="Compress chunks as Ray tasks."),
     ray_address: Optional[str] = typer.Option(None),
     overwrite: bool = typer.Option(False),
@@ -81,7 +84,9 @@ def build(
 
     try:
         is_text = source.suffix in (".jsonl", ".json") or (source / "corpus.jsonl").exists()
-        src = (streaming.TextSource(source, model=model, encoder_options={"allow_hub": allow_hub})
+        device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
+        src = (streaming.TextSource(source, model=model, encoder_options={"allow_hub": allow_hub},
+                                    workers=encode_workers, devices=device_list)
                if is_text else streaming.as_source(source))
         kw = dict(memory_budget_mb=memory_budget_mb, nbits=nbits, n_centroids=n_centroids, seed=seed,
                   expected_tokens=expected_tokens, train_on=train_on, overwrite=overwrite or restart,

@@ -299,19 +299,30 @@ class TextSource(Source):
     documents by a late-interaction ``model`` (``gingham.encoder.load_encoder``; needs ``gingham[encoder]``).
 
     Documents before the resume point are read (ids) but not encoded.
+
+    workers: encoder processes (each loads the model once and encodes whole chunks; results come back in
+        order). ``devices`` spreads them over devices (``["cuda:0", "cuda:1"]``); on CPU each worker gets
+        ``os.cpu_count() // workers`` torch threads. At most ``2 * workers`` chunks are in flight, so memory
+        stays bounded. 1 (default): encode in this process.
     """
 
     def __init__(self, path: PathLike, *, model: str = "multilingual-e5-small",
                  encoder_options: Mapping[str, Any] | None = None, store_texts: bool = True,
-                 encode_docs: int = 256, encoder=None):
+                 encode_docs: int = 256, encoder=None, workers: int = 1, devices: Sequence[str] | None = None):
         self.path = Path(path)
         if self.path.is_dir():
             self.path = self.path / "corpus.jsonl"
         if not self.path.exists():
             raise FileNotFoundError(f"corpus file {self.path} does not exist")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        if workers > 1 and encoder is not None:
+            raise ValueError("workers > 1 loads the model in each worker process: pass model= (a name or folder) "
+                             "instead of an encoder object")
         self._model, self._opts = str(model), dict(encoder_options or {})
         self._store_texts, self._encode_docs = store_texts, encode_docs
         self._encoder = encoder
+        self._workers, self._devices = workers, list(devices or [])
         with open(self.path, "rb") as f:
             self.n_docs = sum(1 for line in f if line.strip())
 
@@ -337,25 +348,69 @@ class TextSource(Source):
         return {"kind": "jsonl", "file": self.path.name, "n_docs": self.n_docs, "model": self._model,
                 "options": self._opts, "store_texts": self._store_texts}
 
-    def batches(self, start: int = 0) -> Iterator[Batch]:
+    def _groups(self, start: int) -> Iterator[tuple[list, list[str], bool]]:
+        """(ids, texts, encode?) per group of ``encode_docs`` documents; groups before ``start`` are not encoded."""
         from gingham.corpus import _jsonl_rows, _record
 
         rows = (_record(row, self.path, n) for n, row in enumerate(_jsonl_rows(self.path), start=1))
         done = 0
-        while True:
-            group = list(itertools.islice(rows, self._encode_docs))
-            if not group:
-                return
-            ids = [r for r, _ in group]
-            if done + len(ids) <= start:
-                done += len(ids)
+        while group := list(itertools.islice(rows, self._encode_docs)):
+            done += len(group)
+            yield [r for r, _ in group], [t for _, t in group], done > start
+
+    def _batch(self, ids: list, texts: list[str], embs: Sequence[np.ndarray]) -> Batch:
+        lengths = np.array([e.shape[0] for e in embs], dtype=np.int64)
+        return Batch(ids, np.concatenate(embs).astype(np.float32), lengths, texts if self._store_texts else None)
+
+    def batches(self, start: int = 0) -> Iterator[Batch]:
+        if self._workers > 1:
+            yield from self._batches_in_workers(start)
+            return
+        for ids, texts, encode in self._groups(start):
+            if not encode:
                 yield Batch(ids, None, None)
                 continue
-            texts = [t for _, t in group]
-            embs = self.encoder_model.encode_documents(texts, show_progress=False)
-            lengths = np.array([e.shape[0] for e in embs], dtype=np.int64)
-            done += len(ids)
-            yield Batch(ids, np.concatenate(embs).astype(np.float32), lengths, texts if self._store_texts else None)
+            yield self._batch(ids, texts, self.encoder_model.encode_documents(texts, show_progress=False))
+
+    def _batches_in_workers(self, start: int) -> Iterator[Batch]:
+        import multiprocessing as mp
+        from collections import deque
+
+        ctx = mp.get_context("spawn")  # torch and fork do not mix
+        devices = ctx.Queue()
+        for i in range(self._workers):
+            devices.put(self._devices[i % len(self._devices)] if self._devices else None)
+        threads = max(1, (os.cpu_count() or 1) // self._workers)
+        pending: deque = deque()
+        with ctx.Pool(self._workers, _encoder_worker_init, (self._model, self._opts, devices, threads)) as pool:
+            for ids, texts, encode in self._groups(start):
+                pending.append((ids, texts, pool.apply_async(_encoder_worker_encode, (texts,)) if encode else None))
+                while len(pending) > 2 * self._workers or (pending and pending[0][2] is None):
+                    yield self._collect(*pending.popleft())
+            while pending:
+                yield self._collect(*pending.popleft())
+
+    def _collect(self, ids: list, texts: list[str], job) -> Batch:
+        return Batch(ids, None, None) if job is None else self._batch(ids, texts, job.get())
+
+
+_WORKER_ENCODER: list = []
+
+
+def _encoder_worker_init(model: str, options: Mapping[str, Any], devices, threads: int) -> None:
+    """Load the model once in a :class:`TextSource` worker process, on the next free device."""
+    from gingham.encoder import load_encoder
+
+    device = devices.get()
+    opts = dict(options)
+    if device is not None:
+        opts["device"] = device
+    opts.setdefault("threads", threads)
+    _WORKER_ENCODER.append(load_encoder(model, **opts))
+
+
+def _encoder_worker_encode(texts: list[str]) -> list[np.ndarray]:
+    return [np.asarray(e, dtype=np.float32) for e in _WORKER_ENCODER[0].encode_documents(texts, show_progress=False)]
 
 
 def as_source(source) -> Source:
