@@ -40,10 +40,10 @@ def synthetic_data(n_docs: int, n_queries: int, seed: int = 0) -> dict:
 
 
 def beir_data(folder: Path, out: Path, model: str, limit_queries: int | None, limit_docs: int | None,
-              encoder_options: Mapping | None = None) -> dict:
+              encoder_options: Mapping | None = None, queries: str | None = None) -> dict:
     from .data import load_beir
 
-    task = load_beir(folder, limit_queries=limit_queries, limit_docs=limit_docs)
+    task = load_beir(folder, limit_queries=limit_queries, limit_docs=limit_docs, queries=queries)
     cache = EmbeddingCache(out / "embeddings", model, lambda: _load_encoder(model, encoder_options))
     docs = cache.get(task.corpus.name, task.corpus.texts, "documents")
     queries = cache.get(f"{task.name}-queries", task.query_texts, "queries")
@@ -77,11 +77,12 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
               grid: Mapping | None = None, target_recall: float | None = 0.95, peers: Sequence[str] = (),
               peers_python: str | Path | None = None, limit_queries: int | None = None,
               limit_docs: int | None = None, seed: int = 0, plots: bool = True, keep_indexes: bool = False,
-              peer_settings: Sequence[Mapping] | None = None) -> dict:
+              peer_settings: Sequence[Mapping] | None = None, queries: str | None = None) -> dict:
     """Run the benchmark and write ``results.json``, ``summary.md`` and plots into ``out``; returns the results.
 
     Data: a seeded synthetic corpus of ``n_docs`` documents and ``n_queries`` queries, or a BEIR folder
-    (``beir``) encoded with ``model`` (cached in ``out/embeddings``). Per nbits: build (seconds, tokens/s, peak
+    (``beir``; ``queries`` names another query file of it, e.g. ``queries.de.jsonl``) encoded with ``model``
+    (cached in ``out/embeddings``). Per nbits: build (seconds, tokens/s, peak
     RSS, bytes per token), single-query latency p50/p95/p99 and batch throughput at default settings, recall
     vs exact MaxSim over the uncompressed vectors; with ``do_sweep`` a settings sweep (latency–recall frontier)
     and, with ``target_recall``, the tuned settings. Peers run in their own Python (see :mod:`.peers`).
@@ -89,7 +90,7 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    data = (beir_data(Path(beir), out, model, limit_queries, limit_docs, encoder_options) if beir is not None
+    data = (beir_data(Path(beir), out, model, limit_queries, limit_docs, encoder_options, queries) if beir is not None
             else synthetic_data(n_docs, n_queries, seed))
     docs, queries = data["docs"], data["queries"]
     flat, offsets = flatten(docs)

@@ -93,6 +93,8 @@ def bench_command(
     model: str = typer.Option("multilingual-e5-small", help="Encoder for --beir."),
     limit_queries: Optional[int] = typer.Option(None, help="First N judged queries (--beir)."),
     limit_docs: Optional[int] = typer.Option(None, help="First N documents (--beir)."),
+    queries: Optional[str] = typer.Option(None, help="Query file of the --beir folder to use instead of "
+                                          "queries.jsonl, e.g. queries.de.jsonl (XQuAD layouts)."),
     nbits: str = typer.Option("2,4", help="Comma-separated nbits."),
     top_k: int = typer.Option(10, help="Results per query."),
     sweep: bool = typer.Option(False, "--sweep", help="Sweep search settings: latency–recall frontier + tuning."),
@@ -115,7 +117,8 @@ def bench_command(
         res = run_bench(out, n_docs=n_docs, n_queries=n_queries, beir=beir, model=model, nbits=_ints(nbits, "--nbits"),
                         top_k=top_k, do_sweep=sweep, grid=_grid(grid), target_recall=target_recall,
                         peers=peer_list, peers_python=peers_python, limit_queries=limit_queries,
-                        limit_docs=limit_docs, seed=seed, peer_settings=_settings_list(peer_settings))
+                        limit_docs=limit_docs, seed=seed, peer_settings=_settings_list(peer_settings),
+                        queries=queries)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         fail(exc)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))

@@ -48,23 +48,29 @@ def _judged(query_ids, query_texts, qrels, limit: int | None):
 
 
 def load_beir(folder: str | Path, *, limit_queries: int | None = None, limit_docs: int | None = None,
-              name: str | None = None) -> Task:
-    """A BEIR folder: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels.tsv`` or ``qrels/test.tsv``."""
+              name: str | None = None, queries: str | None = None) -> Task:
+    """A BEIR folder: ``corpus.jsonl``, ``queries.jsonl`` and ``qrels.tsv`` or ``qrels/test.tsv``.
+
+    ``queries``: another query file of the folder, e.g. ``"queries.de.jsonl"`` (the XQuAD layouts keep one per
+    language next to one ``corpus.jsonl``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; pass a BEIR folder with corpus.jsonl, queries.jsonl, qrels")
+    if queries is not None and not (folder / queries).is_file():
+        present = sorted(p.name for p in folder.glob("queries*.jsonl"))
+        raise FileNotFoundError(f"{folder / queries} does not exist; the folder has query files {present}")
     doc_ids, doc_texts = read_texts(folder, "corpus")
     if limit_docs is not None:
         doc_ids, doc_texts = doc_ids[:limit_docs], doc_texts[:limit_docs]
-    qids, qtexts = read_texts(folder, "queries")
+    qids, qtexts = read_texts(folder / queries if queries is not None else folder, "queries")
     qrels = read_qrels(folder)
     if limit_docs is not None:
         kept = set(doc_ids)
         qrels = {q: {d: g for d, g in rel.items() if d in kept} for q, rel in qrels.items()}
     qids, qtexts, qrels = _judged(qids, qtexts, qrels, limit_queries)
-    name = name or folder.name
-    corpus_name = name if limit_docs is None else f"{name}-first{limit_docs}"
-    return Task(name=name, corpus=Corpus(corpus_name, doc_ids, doc_texts), query_ids=qids, query_texts=qtexts,
+    base = name or folder.name
+    corpus_name = base if limit_docs is None else f"{base}-first{limit_docs}"
+    return Task(name=base if queries is None else f"{base}-{Path(queries).stem}", corpus=Corpus(corpus_name, doc_ids, doc_texts), query_ids=qids, query_texts=qtexts,
                 qrels=qrels)
 
 

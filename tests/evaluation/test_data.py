@@ -17,6 +17,16 @@ def test_load_beir_keeps_judged_queries(tmp_path, header, qrels_path):
     assert limited.query_ids == ["q0", "q1"] and limited.corpus.name != task.corpus.name
 
 
+def test_load_beir_other_query_file(tmp_path):
+    root = _fake_xquad(tmp_path / "x")
+    task = load_beir(root, queries="queries.de.jsonl")
+    assert task.query_texts == ["de question a", "de question b"]
+    assert task.corpus.texts[0] == "en paragraph 0" and task.name == "x-queries.de"
+    assert task.corpus.name == load_beir(root, queries="queries.en.jsonl").corpus.name  # one corpus encoding
+    with pytest.raises(FileNotFoundError, match=r"queries\.de\.jsonl.*queries\.en\.jsonl"):
+        load_beir(root, queries="queries.fr.jsonl")
+
+
 def test_load_beir_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_beir(tmp_path / "missing")
