@@ -1,8 +1,9 @@
 """``gingham bench``: build time, latency, throughput, memory and recall vs exact MaxSim, side by side with
 exact brute force and optional peers (fast-plaid) over the same embeddings, in one run.
 
-``peer_settings``: the peers' search settings (default: four from n_ivf_probe 8 / n_full_scores 4096 down with
-``do_sweep``, else the first)."""
+``peer_settings``: the peers' search settings, one list for every peer taking its keys or a mapping peer → list
+(default: each peer's own, e.g. four from n_ivf_probe 8 / n_full_scores 4096 down with ``do_sweep``, else the
+first; see :mod:`.peers`)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,7 @@ from .timing import environment, peak_rss_mb, rss_mb, summarize, time_call, time
 
 log = logging.getLogger(__name__)
 
-PEER_SETTINGS = ({"n_ivf_probe": 8, "n_full_scores": 4096}, {"n_ivf_probe": 4, "n_full_scores": 1024},
-                 {"n_ivf_probe": 2, "n_full_scores": 256}, {"n_ivf_probe": 1, "n_full_scores": 64})
+PEER_SETTINGS = peers_mod.PLAID_SETTINGS
 
 
 def synthetic_data(n_docs: int, n_queries: int, seed: int = 0) -> dict:
@@ -75,9 +75,10 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
               model: str = "multilingual-e5-small", encoder_options: Mapping | None = None,
               nbits: Sequence[int] = (2, 4), top_k: int = 10, do_sweep: bool = False,
               grid: Mapping | None = None, target_recall: float | None = 0.95, peers: Sequence[str] = (),
-              peers_python: str | Path | None = None, limit_queries: int | None = None,
+              peers_python: str | Path | Mapping[str, str | Path] | None = None, limit_queries: int | None = None,
               limit_docs: int | None = None, seed: int = 0, plots: bool = True, keep_indexes: bool = False,
-              peer_settings: Sequence[Mapping] | None = None, queries: str | None = None) -> dict:
+              peer_settings: Sequence[Mapping] | Mapping[str, Sequence[Mapping]] | None = None,
+              queries: str | None = None) -> dict:
     """Run the benchmark and write ``results.json``, ``summary.md`` and plots into ``out``; returns the results.
 
     Data: a seeded synthetic corpus of ``n_docs`` documents and ``n_queries`` queries, or a BEIR folder
@@ -142,20 +143,22 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
         if not keep_indexes:
             shutil.rmtree(path, ignore_errors=True)
     for peer in peers:
-        python = Path(peers_python) if peers_python else peers_mod.default_python()
+        python = peers_mod.python_for(peer, peers_python)
         why = peers_mod.available(peer, python)
         if why:
             results["peers_skipped"][peer] = why
             log.warning("skipping peer %s: %s", peer, why)
             continue
         inputs = peers_mod.write_inputs(out / "peers" / "inputs", docs, queries)
-        for nb in nbits:
-            settings = [dict(x) for x in (peer_settings or (PEER_SETTINGS if do_sweep else PEER_SETTINGS[:1]))]
+        settings = peers_mod.settings_for(peer, peer_settings, do_sweep)
+        for nb in (nbits if peers_mod.USES_NBITS[peer] else (None,)):  # None: no nbits (float vectors), built once
+            name = f"{peer}-nbits{nb}" if nb is not None else peer
+            config = {"top_k": k, "settings": settings, "n_single": min(50, len(queries)),
+                      **({"nbits": nb} if nb is not None else {})}
             try:
-                rep = peers_mod.run(peer, python, inputs, {"nbits": nb, "top_k": k, "settings": settings,
-                                                          "n_single": min(50, len(queries))})
+                rep = peers_mod.run(peer, python, inputs, config)
             except (RuntimeError, OSError, ValueError) as exc:
-                results["peers_skipped"][f"{peer}-nbits{nb}"] = str(exc)
+                results["peers_skipped"][name] = str(exc)
                 continue
             rows = []
             for r in rep.pop("runs"):
@@ -164,15 +167,15 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
                              **summarize(r["single_s"]), "qps": len(queries) / r["batch_s"], "_pos": pos,
                              "_single": r["single_s"], "batch_s": r["batch_s"]})
             first = rows[0]
-            engines[f"{peer}-nbits{nb}"] = {
-                "engine": peer, "nbits": nb, "settings": first["settings"], **{k2: v for k2, v in rep.items()},
+            engines[name] = {
+                "engine": peer, **({"nbits": nb} if nb is not None else {}), "settings": first["settings"], **rep,
                 "build_tokens_per_s": n_tokens / rep["build_s"],
                 "latency": summarize(first["_single"]), "single_s": first["_single"], "batch_s": first["batch_s"],
                 "qps": first["qps"], "quality": _quality(data, first["_pos"], _ids(data, first["_pos"]), exact.positions, k)}
             for r in rows:
                 r.pop("_pos"), r.pop("_single")
             if do_sweep:
-                results["sweeps"][f"{peer}-nbits{nb}"] = {"rows": rows, "pareto": pareto(rows)}
+                results["sweeps"][name] = {"rows": rows, "pareto": pareto(rows)}
         shutil.rmtree(inputs, ignore_errors=True)
     results["ratios"] = ratios(engines)
     if do_sweep and target_recall is not None:
@@ -219,7 +222,7 @@ def ratios(engines: Mapping[str, Mapping]) -> dict:
         if g.get("engine") != "gingham":
             continue
         for other_name, o in engines.items():
-            if other_name == name or (o.get("engine") not in ("exact MaxSim (uncompressed)",) and o.get("nbits") != g["nbits"]):
+            if other_name == name or o.get("nbits") not in (None, g["nbits"]):  # no nbits (exact, float): all
                 continue
             if o.get("engine") == "gingham":
                 continue

@@ -2,8 +2,29 @@
 
 The bench writes the embeddings as .npy files, runs a standalone driver script from
 ``gingham/evaluation/drivers/`` with the peer's Python through a subprocess, and reads back JSON timings and
-result positions. Find the peer's Python with ``--peers-python``, ``$GINGHAM_PEERS_PYTHON``, or
-``<repo>/.venv-peers/bin/python``.
+result positions. Peers:
+
+- ``fast-plaid``: fast-plaid's index. Python: ``--peers-python``, ``$GINGHAM_PEERS_PYTHON`` or
+  ``<repo>/.venv-peers/bin/python``.
+- ``pylate-voyager``: PyLate's Voyager (HNSW over every float32 token) + its ColBERT retriever, which reranks the
+  candidates of each query token with exact MaxSim. No nbits; search settings ``k_token`` and ``ef_search``.
+  Python: ``--peers-python``, ``$GINGHAM_PYLATE_PYTHON`` or ``<repo>/.venv-pylate/bin/python``.
+- ``pylate-plaid``: PyLate's PLAID index (its fast-plaid backend). Python: ``--peers-python``,
+  ``$GINGHAM_PYLATE_PLAID_PYTHON``, ``<repo>/.venv-pylate-plaid/bin/python``, else the ``pylate-voyager`` one.
+
+``--peers-python`` (``peers_python``) is one Python for every peer, or a mapping peer → Python.
+
+PyLate 1.6.0 pins fast-plaid <= 1.4.6.2110, whose compiled extension needs exactly torch 2.11.0 (it crashes under
+another torch), while the CPU-only torch here is 2.13.0; hence two environments::
+
+    python3.11 -m venv .venv-pylate            # CPU torch: pylate-voyager only
+    .venv-pylate/bin/pip install torch==2.13.0 && .venv-pylate/bin/pip install --no-deps pylate==1.6.0
+    .venv-pylate/bin/pip install -c <(echo torch==2.13.0) "sentence-transformers==5.3.0" "transformers<=5.3.0" \
+        datasets accelerate pandas fastkmeans==0.5.0 ninja==1.11.1.4 ujson==5.12.0 voyager==2.1.0
+    python3.11 -m venv .venv-pylate-plaid      # torch 2.11.0 (PyPI's CUDA build, run on CPU): both peers
+    .venv-pylate-plaid/bin/pip install torch==2.11.0 pylate==1.6.0 voyager==2.1.0
+
+voyager 2.2 rejects the list of vectors PyLate 1.6.0 passes to ``add_items``: keep voyager < 2.2.
 """
 
 from __future__ import annotations
@@ -13,7 +34,7 @@ import logging
 import os
 import subprocess
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -21,32 +42,97 @@ from .embeddings import flatten
 
 log = logging.getLogger(__name__)
 
-DRIVERS = {"fast-plaid": "fastplaid.py"}
+DRIVERS = {"fast-plaid": "fastplaid.py", "pylate-voyager": "pylate_indexes.py", "pylate-plaid": "pylate_indexes.py"}
 PEERS = tuple(DRIVERS)
+# config every run of the peer's driver gets (the driver script serves several peers)
+DRIVER_CONFIG = {"pylate-voyager": {"index": "voyager"}, "pylate-plaid": {"index": "plaid"}}
+# peers whose index is built per nbits (the others store float vectors: built once, named without "-nbitsN")
+USES_NBITS = {"fast-plaid": True, "pylate-voyager": False, "pylate-plaid": True}
+# default search settings, most accurate first (the first is the peer's "default settings" row in the bench)
+PLAID_SETTINGS = ({"n_ivf_probe": 8, "n_full_scores": 4096}, {"n_ivf_probe": 4, "n_full_scores": 1024},
+                  {"n_ivf_probe": 2, "n_full_scores": 256}, {"n_ivf_probe": 1, "n_full_scores": 64})
+VOYAGER_SETTINGS = ({"k_token": 100, "ef_search": 200}, {"k_token": 50, "ef_search": 100},
+                    {"k_token": 20, "ef_search": 50}, {"k_token": 10, "ef_search": 20})  # first: PyLate's defaults
+SETTINGS = {"fast-plaid": PLAID_SETTINGS, "pylate-voyager": VOYAGER_SETTINGS, "pylate-plaid": PLAID_SETTINGS}
+SETTING_KEYS = {"fast-plaid": {"n_ivf_probe", "n_full_scores", "batch_size", "n_processes", "show_progress"},
+                "pylate-voyager": {"k_token", "ef_search", "batch_size"},
+                "pylate-plaid": {"n_ivf_probe", "n_full_scores", "batch_size", "num_threads"}}
+# (environment variables, venv folders under the repo root) looked up in turn for the peer's Python
+_PYTHONS = {"fast-plaid": (("GINGHAM_PEERS_PYTHON",), (".venv-peers",)),
+            "pylate-voyager": (("GINGHAM_PYLATE_PYTHON",), (".venv-pylate",)),
+            "pylate-plaid": (("GINGHAM_PYLATE_PLAID_PYTHON", "GINGHAM_PYLATE_PYTHON"),
+                             (".venv-pylate-plaid", ".venv-pylate"))}
+_HINTS = {"fast-plaid": "create .venv-peers or pass --peers-python / $GINGHAM_PEERS_PYTHON",
+          "pylate-voyager": "create .venv-pylate or pass --peers-python / $GINGHAM_PYLATE_PYTHON",
+          "pylate-plaid": "create .venv-pylate-plaid or pass --peers-python / $GINGHAM_PYLATE_PLAID_PYTHON"}
+# what the peer's Python must import (a script: exit status 0 when usable, else why on stderr)
+_PROBES = {"fast-plaid": "import fast_plaid",
+           "pylate-voyager": "import voyager\nfrom pylate import indexes, retrieve",
+           "pylate-plaid": (
+               "from importlib import metadata\nimport torch, fast_plaid\nfrom pylate import indexes, retrieve\n"
+               "v = metadata.version('fast-plaid'); t = torch.__version__.split('+')[0]\n"
+               "tag = v.split('.')[3] if v.count('.') >= 3 else None\n"
+               "if tag and tag != ''.join(t.split('.')[:3]):\n"
+               "    raise SystemExit(f'fast-plaid {v} is built for another torch than {torch.__version__} '\n"
+               "                     f'(it crashes there): use a Python with torch matching fast-plaid')")}
 
 
-def default_python() -> Path | None:
-    env = os.environ.get("GINGHAM_PEERS_PYTHON")
-    if env:
-        return Path(env)
-    candidate = Path(__file__).resolve().parents[2] / ".venv-peers" / "bin" / "python"
-    return candidate if candidate.exists() else None
+def _check(name: str) -> None:
+    if name not in DRIVERS:
+        raise ValueError(f"unknown peer {name!r}; known peers: {list(DRIVERS)}")
+
+
+def default_python(name: str = "fast-plaid") -> Path | None:
+    """Peer ``name``'s Python from its environment variables or its venv under the repo root (None if none)."""
+    _check(name)
+    envs, venvs = _PYTHONS[name]
+    for env in envs:
+        if os.environ.get(env):
+            return Path(os.environ[env])
+    root = Path(__file__).resolve().parents[2]
+    for venv in venvs:
+        candidate = root / venv / "bin" / "python"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def python_for(name: str, peers_python: str | Path | Mapping[str, str | Path] | None = None) -> Path | None:
+    """The Python to run peer ``name`` with: ``peers_python`` (one for all, or a mapping peer → Python), else
+    :func:`default_python`."""
+    if isinstance(peers_python, Mapping):
+        peers_python = peers_python.get(name)
+    return Path(peers_python) if peers_python else default_python(name)
 
 
 def driver_path(name: str) -> Path:
-    if name not in DRIVERS:
-        raise ValueError(f"unknown peer {name!r}; known peers: {list(DRIVERS)}")
+    _check(name)
     return Path(__file__).resolve().parent / "drivers" / DRIVERS[name]
+
+
+def settings_for(name: str, peer_settings: Sequence[Mapping] | Mapping[str, Sequence[Mapping]] | None,
+                 sweep: bool) -> list[dict]:
+    """Search settings to run peer ``name`` with: ``peer_settings`` (a list for every peer that understands its
+    keys, or a mapping peer → list), else the peer's defaults (all with ``sweep``, else the first)."""
+    _check(name)
+    if isinstance(peer_settings, Mapping):
+        peer_settings = peer_settings.get(name)
+    if peer_settings:
+        unknown = {k for s in peer_settings for k in s} - SETTING_KEYS[name]
+        if not unknown:
+            return [dict(s) for s in peer_settings]
+        log.warning("peer %s does not take settings %s: using its defaults", name, sorted(unknown))
+    return [dict(s) for s in (SETTINGS[name] if sweep else SETTINGS[name][:1])]
 
 
 def available(name: str, python: Path | None) -> str | None:
     """None when the peer can run with ``python``, else why not."""
+    _check(name)
     if python is None or not Path(python).exists():
-        return "no peers Python found (create .venv-peers or pass --peers-python / $GINGHAM_PEERS_PYTHON)"
-    module = {"fast-plaid": "fast_plaid"}[name]
-    probe = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True, text=True)
+        return f"no Python for peer {name} found ({_HINTS[name]})"
+    probe = subprocess.run([str(python), "-c", _PROBES[name]], capture_output=True, text=True)
     if probe.returncode != 0:
-        return f"{module} is not importable by {python}: {probe.stderr.strip().splitlines()[-1:]}"
+        return f"{name} cannot run with {python}: {probe.stderr.strip().splitlines()[-1:]}"
     return None
 
 
@@ -64,6 +150,7 @@ def write_inputs(folder: Path, docs: Sequence[np.ndarray], queries: Sequence[np.
 def run(name: str, python: Path, inputs: Path, config: dict, timeout: float | None = 3600) -> dict:
     """Run peer ``name``'s driver on ``inputs`` and return its JSON report (raises RuntimeError on failure)."""
     output = inputs / f"{name}-{config.get('nbits', 'x')}.json"
+    config = {**config, **DRIVER_CONFIG.get(name, {})}
     cmd = [str(python), str(driver_path(name)), str(inputs), str(output), "--config", json.dumps(config)]
     log.info("running peer %s: %s", name, " ".join(cmd[:3]))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
