@@ -123,17 +123,20 @@ def plot_frontier(path: Path, r: Mapping) -> None:
     plt = _plt()
     k = r["top_k"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (name, s) in enumerate(r.get("sweeps", {}).items()):
-        color = f"C{i}"
+    # one colour per engine: its swept points, its Pareto line and its default-settings star
+    colors = {name: f"C{i % 10}" for i, name in enumerate(list(r["engines"]) + [n for n in r.get("sweeps", {})
+                                                                                 if n not in r["engines"]])}
+    for name, s in r.get("sweeps", {}).items():
+        color = colors[name]
         xs = [p["p50_ms"] for p in s["rows"]]
         ys = [p["recall"] for p in s["rows"]]
         ax.scatter(xs, ys, s=12, alpha=0.35, color=color)
         front = s["pareto"]
         ax.plot([p["p50_ms"] for p in front], [p["recall"] for p in front], "-o", ms=4, color=color,
                 label=f"{name} (Pareto)")
-    for j, (name, e) in enumerate(r["engines"].items()):
-        ax.scatter([e["latency"]["p50_ms"]], [e["quality"][f"recall@{k}_vs_exact"]], marker="*", s=120,
-                   color=f"C{(j + 4) % 10}", edgecolor="k", zorder=5, label=f"{name} default")
+    for name, e in r["engines"].items():
+        ax.scatter([e["latency"]["p50_ms"]], [e["quality"][f"recall@{k}_vs_exact"]], marker="*", s=140,
+                   color=colors[name], edgecolor="k", zorder=5, label=f"{name} default")
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("single-query latency p50 (ms, log)")
