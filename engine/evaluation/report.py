@@ -203,23 +203,29 @@ def eval_markdown(r: Mapping) -> str:
 
 
 def plot_heatmap(path: Path, r: Mapping) -> None:
+    """Task × engine per metric. Each panel has its own colour range (its own min to max), so differences of a
+    few thousandths between languages or between exact and compressed stay visible; the numbers are printed."""
     plt = _plt()
     metrics, engines = r["metrics"], r["engine_names"]
     tasks = list(r["tasks"])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.2 + 1.3 * len(engines) * len(metrics),
-                                                       1.2 + 0.32 * len(tasks)), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
-        grid = np.array([[r["tasks"][t]["engines"][e][m] for e in engines] for t in tasks])
-        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(1.6 + 1.45 * len(engines) * len(metrics),
+                                                       1.2 + 0.32 * len(tasks)), squeeze=False, sharey=True)
+    for col, (ax, m) in enumerate(zip(axes[0], metrics)):
+        grid = np.array([[r["tasks"][t]["engines"][e][m] for e in engines] for t in tasks], dtype=float)
+        lo, hi = float(np.nanmin(grid)), float(np.nanmax(grid))
+        if hi - lo < 1e-3:
+            lo, hi = lo - 5e-4, hi + 5e-4
+        im = ax.imshow(grid, vmin=lo, vmax=hi, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(engines)), engines, rotation=30, ha="right", fontsize=8)
-        ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
+        if col == 0:
+            ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
         for i in range(len(tasks)):
             for j in range(len(engines)):
-                ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=7,
-                        color="w" if grid[i, j] < 0.6 else "k")
+                dark = (grid[i, j] - lo) / (hi - lo) < 0.55
+                ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=7, color="w" if dark else "k")
         ax.set_title(m, fontsize=9)
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
-    fig.suptitle(f"{r['name']} — per language", fontsize=10)
+        fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02).ax.tick_params(labelsize=7)
+    fig.suptitle(f"{r['name']} — per language (colour range per metric)", fontsize=10)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
