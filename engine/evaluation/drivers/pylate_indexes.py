@@ -15,31 +15,15 @@ Config keys: ``index`` ("voyager" or "plaid"), ``top_k``, ``warm``, ``n_single``
 - plaid: ``n_ivf_probe``, ``n_full_scores``, ``batch_size``, ``num_threads`` (PyLate's PLAID options).
 """
 
-import argparse
-import json
 import os
-import resource
 import shutil
 import sys
 import time
-from importlib import metadata
 
-import numpy as np
+from _protocol import dir_bytes, load_inputs, parse_args, report, timed_run, version
 
 SETTING_KEYS = {"voyager": {"k_token", "ef_search", "batch_size"},
                 "plaid": {"n_ivf_probe", "n_full_scores", "batch_size", "num_threads"}}
-
-
-def split(flat, lengths):
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    return [flat[offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
-
-
-def version(dist):
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def make_retriever(index):
@@ -53,12 +37,7 @@ def make_retriever(index):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("input")
-    ap.add_argument("output")
-    ap.add_argument("--config", default="{}")
-    args = ap.parse_args()
-    cfg = json.loads(args.config)
+    inputs, output, cfg = parse_args()
     kind = cfg.get("index", "voyager")
     if kind not in SETTING_KEYS:
         sys.exit(f"unknown PyLate index {kind!r}; expected one of {sorted(SETTING_KEYS)}")
@@ -76,15 +55,10 @@ def main() -> None:
         torch.set_num_threads(int(threads))
     top_k, warm, n_single = int(cfg.get("top_k", 10)), int(cfg.get("warm", 3)), int(cfg.get("n_single", 50))
     build = dict(cfg.get("build", {}))
-    flat = np.load(os.path.join(args.input, "docs.npy"))
-    dim = int(flat.shape[1])
-    docs = [np.ascontiguousarray(d, dtype=np.float32)
-            for d in split(flat, np.load(os.path.join(args.input, "doc_lengths.npy")))]
-    queries = [np.ascontiguousarray(q, dtype=np.float32)
-               for q in split(np.load(os.path.join(args.input, "queries.npy")),
-                              np.load(os.path.join(args.input, "query_lengths.npy")))]
+    docs, queries = load_inputs(inputs)
+    dim = int(docs[0].shape[1])
     ids = list(range(len(docs)))  # PyLate keys documents by these ids: they come back as result positions
-    folder = os.path.join(args.input, f"pylate-{kind}-index")
+    folder = os.path.join(inputs, f"pylate-{kind}-index")
     shutil.rmtree(folder, ignore_errors=True)
 
     if kind == "voyager":
@@ -116,40 +90,25 @@ def main() -> None:
         build_s = time.perf_counter() - t0
         del docs_t
     del index
-    index_bytes = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(folder) for f in fs)
+    index_bytes = dir_bytes(folder)
     n_tokens = int(sum(len(d) for d in docs))
-    del docs, flat
+    del docs
 
     runs = []
     for settings in all_settings:
         retriever = make_retriever(open_index(settings))  # reopens the built index with these search options
         kw = dict(k=top_k, device="cpu", **search_kwargs(settings))
-        for q in queries[:warm]:
-            retriever.retrieve(queries_embeddings=[q], **kw)
-        single = []
-        for q in queries[:n_single]:
-            t = time.perf_counter()
-            retriever.retrieve(queries_embeddings=[q], **kw)
-            single.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        res = retriever.retrieve(queries_embeddings=queries, **kw)
-        batch_s = time.perf_counter() - t
-        positions = []
-        for hits in res:
-            row = [int(h["id"]) for h in hits][:top_k]
-            positions.append(row + [-1] * (top_k - len(row)))
-        runs.append({"settings": settings, "single_s": single, "batch_s": batch_s, "positions": positions})
+
+        def run(qs):
+            return [[h["id"] for h in hits] for hits in retriever.retrieve(queries_embeddings=qs, **kw)]
+
+        runs.append(timed_run(run, queries, settings, top_k, warm, n_single))
 
     versions = {"pylate": version("pylate"), "torch": torch.__version__, "python": sys.version.split()[0]}
     versions.update({"voyager": version("voyager")} if kind == "voyager" else {"fast-plaid": version("fast-plaid")})
-    out = {"engine": f"pylate-{kind}", "index": kind, "versions": versions, "torch_threads": torch.get_num_threads(),
-           "build": build, "build_s": build_s, "n_tokens": n_tokens, "index_bytes": index_bytes,
-           "bytes_per_token_on_disk": index_bytes / max(1, n_tokens),
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "runs": runs}
-    if kind == "plaid":
-        out["nbits"] = nbits
-    with open(args.output, "w", encoding="utf-8") as f:
-        json.dump(out, f)
+    report(output, engine=f"pylate-{kind}", index=kind, versions=versions, torch_threads=torch.get_num_threads(),
+           build=build, build_s=build_s, n_tokens=n_tokens, index_bytes=index_bytes, runs=runs,
+           **({"nbits": nbits} if kind == "plaid" else {}))
 
 
 if __name__ == "__main__":
