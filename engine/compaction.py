@@ -133,6 +133,7 @@ def _merge_ivf(plans, n_centroids: int, writer, name: str) -> None:
     ranges = [(c, min(c + step, n_centroids)) for c in range(0, n_centroids, step)]
 
     def block(c0: int, c1: int):
+        """Surviving postings of centroids c0..c1-1 (remapped) and their centroid (relative to c0)."""
         docs, cents = [], []
         for p, remap in zip(plans, remaps):
             off = read_rows(p.seg.arrays.ivf_offsets, c0, c1 + 1)
@@ -140,22 +141,20 @@ def _merge_ivf(plans, n_centroids: int, writer, name: str) -> None:
             cents.append(np.repeat(np.arange(c1 - c0), np.diff(off)))
         docs, cents = np.concatenate(docs), np.concatenate(cents)
         keep = docs >= 0
-        order = np.argsort(cents[keep], kind="stable")
-        return docs[keep][order], np.bincount(cents[keep], minlength=c1 - c0)
+        return docs[keep], cents[keep]
 
-    # first pass: postings per centroid (the file's length goes into its header); segments without deletions
-    # are counted from their offsets alone
+    # postings per centroid first (the file's length goes into its header): from the offsets alone when nothing
+    # was deleted, else by a counting pass over the lists
     ivf_offsets = np.zeros(n_centroids + 1, dtype=np.int64)
-    counts = ivf_offsets[1:]
-    for p, remap in zip(plans, remaps):
-        if len(p.live) == p.seg.n_docs:
-            counts += np.diff(np.asarray(p.seg.arrays.ivf_offsets))
-    if any(len(p.live) < p.seg.n_docs for p in plans):
-        counts[:] = 0
+    if all(len(p.live) == p.seg.n_docs for p in plans):
+        for p in plans:
+            ivf_offsets[1:] += np.diff(np.asarray(p.seg.arrays.ivf_offsets))
+    else:
         for c0, c1 in ranges:
-            counts[c0:c1] = block(c0, c1)[1]
+            ivf_offsets[c0 + 1:c1 + 1] = np.bincount(block(c0, c1)[1], minlength=c1 - c0)
     np.cumsum(ivf_offsets, out=ivf_offsets)
     with writer.stream(f"{name}/ivf_docs", (int(ivf_offsets[-1]),), np.int32) as out:
         for c0, c1 in ranges:
-            out.write(block(c0, c1)[0])
+            docs, cents = block(c0, c1)
+            out.write(docs[np.argsort(cents, kind="stable")])
     writer.save(f"{name}/ivf_offsets", ivf_offsets)

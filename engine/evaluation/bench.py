@@ -1,5 +1,6 @@
 """``gingham bench``: build time, latency, throughput, memory and recall vs exact MaxSim, side by side with
-exact brute force and optional peers (fast-plaid) over the same embeddings, in one run.
+exact brute force and optional peers (fast-plaid, PyLate's Voyager and PLAID) over the same embeddings, in one
+run.
 
 ``peer_settings``: the peers' search settings, one list for every peer taking its keys or a mapping peer → list
 (default: each peer's own, e.g. four from n_ivf_probe 8 / n_full_scores 4096 down with ``do_sweep``, else the
@@ -26,9 +27,6 @@ from .sweep import measure, pareto, select, sweep
 from .timing import environment, peak_rss_mb, rss_mb, summarize, time_call, time_each
 
 log = logging.getLogger(__name__)
-
-PEER_SETTINGS = peers_mod.PLAID_SETTINGS
-
 
 def synthetic_data(n_docs: int, n_queries: int, seed: int = 0) -> dict:
     from gingham.synthetic import make_corpus, make_queries
@@ -142,6 +140,7 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
         del ix
         if not keep_indexes:
             shutil.rmtree(path, ignore_errors=True)
+    inputs = None  # the embeddings as .npy files, written once for every peer that can run
     for peer in peers:
         python = peers_mod.python_for(peer, peers_python)
         why = peers_mod.available(peer, python)
@@ -149,7 +148,8 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
             results["peers_skipped"][peer] = why
             log.warning("skipping peer %s: %s", peer, why)
             continue
-        inputs = peers_mod.write_inputs(out / "peers" / "inputs", docs, queries)
+        if inputs is None:
+            inputs = peers_mod.write_inputs(out / "peers" / "inputs", docs, queries)
         settings = peers_mod.settings_for(peer, peer_settings, do_sweep)
         for nb in (nbits if peers_mod.USES_NBITS[peer] else (None,)):  # None: no nbits (float vectors), built once
             name = f"{peer}-nbits{nb}" if nb is not None else peer
@@ -176,6 +176,9 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
                 r.pop("_pos"), r.pop("_single")
             if do_sweep:
                 results["sweeps"][name] = {"rows": rows, "pareto": pareto(rows)}
+        for built in (d for d in inputs.iterdir() if d.is_dir()):  # this peer's indexes: free the disk
+            shutil.rmtree(built, ignore_errors=True)
+    if inputs is not None:
         shutil.rmtree(inputs, ignore_errors=True)
     results["ratios"] = ratios(engines)
     if do_sweep and target_recall is not None:
@@ -203,11 +206,11 @@ def at_target(sweeps: Mapping[str, Mapping], target_recall: float) -> dict:
     engine = {name: name.rsplit("-nbits", 1)[0] for name in best}
     pairs = {}
     mine = {n: b for n, b in best.items() if engine[n] == "gingham" and b["met"]}
+    fastest = min(mine, key=lambda n: mine[n]["p50_ms"], default=None)
     for peer_name, p in best.items():
         if engine[peer_name] == "gingham" or not p["met"]:
             continue
         same = peer_name.replace(engine[peer_name], "gingham", 1)
-        fastest = min(mine, key=lambda n: mine[n]["p50_ms"], default=None)
         for g in dict.fromkeys(x for x in (same, fastest) if x in mine):
             pairs[f"{g} vs {peer_name}"] = {"p50_ratio": mine[g]["p50_ms"] / p["p50_ms"],
                                            "gingham_p50_ms": mine[g]["p50_ms"], "peer_p50_ms": p["p50_ms"],
