@@ -3,6 +3,11 @@
 A token is stored as the id of its nearest centroid plus its residual (token - centroid) quantised to ``nbits``
 per dimension. Bucket cutoffs and bucket values are fitted per dimension on held-out residuals: PLAID's quantile
 buckets, refined by Lloyd-Max iterations to minimise the squared error.
+
+Clusters differ in how far their tokens lie from the centroid, so each centroid also carries a residual scale:
+residuals are divided by it before bucketing and multiplied by it on decompression. The buckets then fit every
+cluster's spread instead of the average one, at no cost per token (one float per centroid). Scales are estimated
+from a sample of tokens, shrunk towards 1 for centroids with few of them.
 """
 
 from __future__ import annotations
@@ -97,6 +102,42 @@ def fit_buckets(residuals: np.ndarray, nbits: int, lloyd_iters: int) -> tuple[np
     return cutoffs, weights
 
 
+#: Pseudo-count of the shrinkage of per-centroid residual scales towards 1 (the global scale): a centroid with n
+#: sample tokens keeps the fraction ``n / (n + SCALE_PRIOR)`` of its log-scale.
+SCALE_PRIOR = 8.0
+
+#: Smallest scale (relative to the global one), so that a cluster whose sample tokens sit on its centroid still
+#: quantises the residuals of other tokens sensibly.
+MIN_SCALE = 1e-3
+
+
+def residual_scales(x: np.ndarray, codes: np.ndarray, centroids: np.ndarray,
+                    prior: float = SCALE_PRIOR) -> np.ndarray:
+    """Per-centroid residual scales (float32) from tokens ``x`` and their centroid ids.
+
+    A centroid's scale is its root mean square residual norm over the global one, shrunk towards 1 in log space:
+    ``exp(n / (n + prior) * log(rms_c / rms))`` for a centroid with n tokens (``prior`` > 0), at least
+    :data:`MIN_SCALE`. Centroids without tokens get 1.
+    """
+    if not prior > 0:
+        raise ValueError(f"prior must be > 0, got {prior!r}")
+    n_c = centroids.shape[0]
+    sq = np.zeros(n_c, dtype=np.float64)
+    for lo in range(0, len(x), 1 << 16):
+        block = np.asarray(x[lo:lo + (1 << 16)], dtype=np.float32)
+        c = codes[lo:lo + (1 << 16)]
+        r = block - centroids[c]
+        sq += np.bincount(c, weights=np.einsum("ij,ij->i", r, r), minlength=n_c)
+    counts = np.bincount(codes, minlength=n_c).astype(np.float64)
+    total = counts.sum()
+    if total == 0 or sq.sum() <= 0:
+        return np.ones(n_c, dtype=np.float32)
+    glob = sq.sum() / total
+    ratio = np.maximum(sq / np.maximum(counts, 1) / glob, MIN_SCALE**2)
+    log_scale = 0.5 * np.log(ratio) * counts / (counts + prior)
+    return np.maximum(np.exp(log_scale), MIN_SCALE).astype(np.float32)
+
+
 def query_lut(lut: np.ndarray, q: np.ndarray) -> np.ndarray:
     """The per-query table of :func:`gingham.kernels.lut_maxsim`: float32 (n_bytes, 256, n_query_tokens).
 
@@ -110,13 +151,40 @@ def query_lut(lut: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ResidualCodec:
-    """Centroids plus per-dimension bucket cutoffs and values for ``nbits``-bit residuals."""
+    """Centroids, per-centroid residual scales, and per-dimension bucket cutoffs and values for ``nbits``-bit
+    residuals (of residuals divided by their centroid's scale)."""
 
     centroids: np.ndarray  # (n_centroids, dim) float32, L2-normalised
     cutoffs: np.ndarray  # (dim, 2**nbits - 1) float32
     weights: np.ndarray  # (dim, 2**nbits) float32
     nbits: int
     normalize: bool = False  # tokens were unit vectors: rescale decompressed tokens to unit length
+    scales: np.ndarray | None = None  # (n_centroids,) float32 > 0; None: all 1 (indexes of format version 1)
+
+    def __post_init__(self) -> None:
+        if self.scales is None:
+            object.__setattr__(self, "scales", np.ones(self.centroids.shape[0], dtype=np.float32))
+
+    #: File names of the codebook arrays in an index directory.
+    ARRAY_NAMES = ("centroids", "bucket_cutoffs", "bucket_weights", "residual_scales")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The codebook as arrays keyed by their file names (see :meth:`from_arrays`)."""
+        return {"centroids": self.centroids, "bucket_cutoffs": self.cutoffs, "bucket_weights": self.weights,
+                "residual_scales": self.scales}
+
+    @classmethod
+    def from_arrays(cls, arrays, nbits: int, normalize: bool = False) -> "ResidualCodec":
+        """The codec from :meth:`arrays`' output (``residual_scales`` may be absent: an index of format 1)."""
+        scales = arrays.get("residual_scales")
+        return cls(
+            centroids=np.ascontiguousarray(arrays["centroids"], dtype=np.float32),
+            cutoffs=np.ascontiguousarray(arrays["bucket_cutoffs"], dtype=np.float32),
+            weights=np.ascontiguousarray(arrays["bucket_weights"], dtype=np.float32),
+            nbits=int(nbits),
+            normalize=bool(normalize),
+            scales=None if scales is None else np.ascontiguousarray(scales, dtype=np.float32),
+        )
 
     @property
     def dim(self) -> int:
@@ -133,21 +201,33 @@ class ResidualCodec:
 
     @classmethod
     def fit(cls, centroids: np.ndarray, heldout: np.ndarray, nbits: int, lloyd_iters: int = 12,
-            normalize: bool = False) -> "ResidualCodec":
-        """Fit per-dimension bucket cutoffs and values on the residuals of ``heldout`` tokens.
+            normalize: bool = False, scale_sample: np.ndarray | None = None,
+            scale_codes: np.ndarray | None = None) -> "ResidualCodec":
+        """Fit per-centroid residual scales, then per-dimension bucket cutoffs and values on the scaled residuals
+        of ``heldout`` tokens.
 
-        Starts from PLAID's quantile buckets and refines them with Lloyd-Max iterations (each value the mean of its
-        bucket, each cutoff halfway between neighbouring values), which lowers the mean squared error.
+        Scales come from ``scale_sample`` (the k-means sample; its centroid ids ``scale_codes`` if known) plus the
+        held-out tokens. Buckets start from PLAID's quantiles and are refined with Lloyd-Max iterations (each value
+        the mean of its bucket, each cutoff halfway between neighbouring values), which lowers the squared error.
         """
+        centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         codes = assign(heldout, centroids)
-        residuals = np.asarray(heldout, dtype=np.float64) - centroids[codes]
+        if scale_sample is not None and len(scale_sample):
+            if scale_codes is None:
+                scale_codes = assign(scale_sample, centroids)
+            scales = residual_scales(np.concatenate([scale_sample, heldout]),
+                                     np.concatenate([scale_codes, codes]), centroids)
+        else:
+            scales = residual_scales(heldout, codes, centroids)
+        residuals = (np.asarray(heldout, dtype=np.float64) - centroids[codes]) / scales[codes, None]
         cutoffs, weights = fit_buckets(residuals, nbits, lloyd_iters)
         return cls(
-            centroids=np.ascontiguousarray(centroids, dtype=np.float32),
+            centroids=centroids,
             cutoffs=np.ascontiguousarray(cutoffs, dtype=np.float32),
             weights=np.ascontiguousarray(weights, dtype=np.float32),
             nbits=nbits,
             normalize=normalize,
+            scales=scales,
         )
 
     @property
@@ -158,11 +238,11 @@ class ResidualCodec:
         """(codes, packed residuals) of float32 tokens ``x`` (n, dim)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         codes = assign(x, self.centroids).astype(codes_dtype(self.n_centroids))
-        packed = compress_residuals(x, self.centroids, codes, self.cutoffs, self.nbits)
+        packed = compress_residuals(x, self.centroids, self.scales, codes, self.cutoffs, self.nbits)
         return codes, packed
 
     def lut(self) -> np.ndarray:
         return decode_lut(self.weights, self.nbits)
 
     def decompress(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
-        return decompress(codes, packed, self.centroids, self.lut(), self.normalize)
+        return decompress(codes, packed, self.centroids, self.scales, self.lut(), self.normalize)

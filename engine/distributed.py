@@ -41,13 +41,13 @@ def _ray():
     return ray
 
 
-def compress_to_files(centroids: np.ndarray, cutoffs: np.ndarray, weights: np.ndarray, nbits: int,
+def compress_to_files(codebook: dict[str, np.ndarray], nbits: int, normalize: bool,
                       flat: np.ndarray, batch_size: int, prefix: str) -> tuple[str, str]:
     """Compress ``flat`` with the codebook and write ``PREFIX.codes.npy`` / ``PREFIX.residuals.npy`` (a Ray task's
     body; plain function so it is testable without Ray). Returns the two paths."""
     from gingham.index import _compress
 
-    codec = ResidualCodec(centroids=centroids, cutoffs=cutoffs, weights=weights, nbits=nbits)
+    codec = ResidualCodec.from_arrays(codebook, nbits, normalize)
     codes, residuals = _compress(codec, flat, batch_size, False)
     paths = (f"{prefix}.codes.npy", f"{prefix}.residuals.npy")
     for path, arr in zip(paths, (codes, residuals)):
@@ -76,14 +76,14 @@ class RayCompressor:
     def __call__(self, codec: ResidualCodec, chunks: Iterable, batch_size: int) -> Iterator[tuple[Any, Any, Any]]:
         ray = self.ray
         self.staging.mkdir(parents=True, exist_ok=True)
-        book = [ray.put(codec.centroids), ray.put(codec.cutoffs), ray.put(codec.weights)]
+        book = ray.put(codec.arrays())
         pending: deque = deque()
         n = 0
         try:
             for chunk in chunks:
                 prefix = str(self.staging / f"chunk-{n:08d}")
                 n += 1
-                ref = self.task.remote(*book, codec.nbits, chunk.flat, batch_size, prefix)
+                ref = self.task.remote(book, codec.nbits, codec.normalize, chunk.flat, batch_size, prefix)
                 pending.append((chunk, ref))
                 if len(pending) >= self.max_in_flight:
                     yield self._collect(*pending.popleft())
@@ -101,7 +101,7 @@ class RayCompressor:
         return chunk, codes, residuals
 
 
-def _task(centroids, cutoffs, weights, nbits, flat, batch_size, prefix):
+def _task(codebook, nbits, normalize, flat, batch_size, prefix):
     try:  # numba's threads: the CPUs Ray gave this task, not the whole node
         import numba
         import ray
@@ -110,7 +110,7 @@ def _task(centroids, cutoffs, weights, nbits, flat, batch_size, prefix):
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, int(cpus))))
     except Exception:  # pragma: no cover
         pass
-    return compress_to_files(centroids, cutoffs, weights, nbits, np.asarray(flat), batch_size, prefix)
+    return compress_to_files(codebook, nbits, normalize, np.asarray(flat), batch_size, prefix)
 
 
 def build(path, source, *, address: str | None = None, staging_dir=None, max_in_flight: int | None = None,

@@ -194,7 +194,7 @@ class Index:
             arrays = {f"s000001/{k}": v for k, v in
                       segment_arrays(codec, codes, residuals, doc_offsets, ids, texts, metadata).items()}
             bar.update(1)
-        arrays.update(centroids=codec.centroids, bucket_cutoffs=codec.cutoffs, bucket_weights=codec.weights)
+        arrays.update(codec.arrays())
         manifest = {
             "engine_version": __version__,
             "created": _now(),
@@ -557,7 +557,7 @@ class Index:
 
                 def tokens(lo: int, hi: int, ix=ix) -> np.ndarray:
                     a, b = ix.doc_offsets[lo], ix.doc_offsets[hi]
-                    return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.lut, ix.normalize)
+                    return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.scales, ix.lut, ix.normalize)
 
                 mask = NO_MASK if masks is None else masks[i]
                 pos, sc = blocked_exact(tokens, ix.doc_offsets, q_flat, q_offsets, min(k, seg.n_docs), mask, bar)
@@ -618,7 +618,7 @@ class Index:
     def _decompress(seg, local: int) -> np.ndarray:
         ix = seg.arrays
         a, b = ix.doc_offsets[local], ix.doc_offsets[local + 1]
-        return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.lut, ix.normalize)
+        return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.scales, ix.lut, ix.normalize)
 
 
 def exact_search(
@@ -659,6 +659,8 @@ def commit_change(root: Path, change: Callable[[Snapshot, storage.GenerationWrit
     new_manifest["segments"] = [dict(s) for s in manifest["segments"]]
     writer = storage.GenerationWriter(root, manifest["generation"] + 1, keep=manifest["files"])
     try:
+        if "residual_scales" not in manifest["files"]:  # a format-1 index becomes format 2 (scales all 1)
+            writer.save("residual_scales", snap.codec.scales)
         change(snap, writer, new_manifest)
         committed = writer.commit(new_manifest)
     except BaseException:
@@ -680,7 +682,8 @@ def _results(snap: Snapshot, positions: np.ndarray, scores: np.ndarray) -> Searc
 
 def _load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False) -> Snapshot:
     arrays = storage.load_arrays(root, manifest, verify=verify)
-    missing = [k for k in CODEBOOK_ARRAYS if k not in arrays]
+    required = CODEBOOK_ARRAYS + (("residual_scales",) if manifest.get("format_version", 1) >= 2 else ())
+    missing = [k for k in required if k not in arrays]
     for seg in manifest.get("segments", []):
         missing += [f"{seg['name']}/{k}" for k in SEGMENT_ARRAYS if f"{seg['name']}/{k}" not in arrays]
     if missing or "segments" not in manifest:
@@ -810,8 +813,14 @@ def _threads(n_threads: int | None) -> int:
 def _reconstruction_mse(codec: ResidualCodec, flat: np.ndarray, codes: np.ndarray, residuals: np.ndarray,
                         sample: int = 65_536) -> float:
     idx = np.linspace(0, len(flat) - 1, min(sample, len(flat))).astype(np.int64)
-    approx = decompress(codes[idx], residuals[idx], codec.centroids, codec.lut(), codec.normalize)
+    approx = codec.decompress(codes[idx], residuals[idx])
     return float(np.mean((approx - flat[idx]) ** 2))
+
+
+#: Sample tokens per centroid (at most) that the per-centroid residual scales are estimated from, besides the
+#: held-out tokens: enough for a stable estimate (with the prior of :data:`gingham.codec.SCALE_PRIOR`), while
+#: assigning them stays a small part of the build.
+SCALE_SAMPLE_PER_CENTROID = 16
 
 
 def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[ResidualCodec, float]:
@@ -825,7 +834,12 @@ def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Res
         centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
         bar.update(1)
     heldout = np.ascontiguousarray(flat[codec_pos])
-    codec = ResidualCodec.fit(centroids, heldout, cfg.nbits, normalize=_unit_vectors(flat))
+    # per-centroid residual scales: from up to SCALE_SAMPLE_PER_CENTROID k-means sample tokens per centroid
+    scale_pos = km_pos[:: max(1, -(-len(km_pos) // (SCALE_SAMPLE_PER_CENTROID * k)))]
+    with progress.bar(1, "codec", show_progress) as bar:
+        codec = ResidualCodec.fit(centroids, heldout, cfg.nbits, normalize=_unit_vectors(flat),
+                                  scale_sample=np.ascontiguousarray(flat[scale_pos]))
+        bar.update(1)
     codes, residuals = codec.compress(heldout)
     return codec, _reconstruction_mse(codec, heldout, codes, residuals)
 

@@ -29,6 +29,7 @@ NO_MASK = np.zeros(0, dtype=np.uint8)
 
 class IndexArrays(NamedTuple):
     centroids: np.ndarray  # (n_centroids, dim) float32
+    scales: np.ndarray  # (n_centroids,) float32, per-centroid residual scales
     lut: np.ndarray  # (n_bytes, 256, 8 // nbits) float32
     codes: np.ndarray  # (n_tokens,) uint8/uint16/int32
     residuals: np.ndarray  # (n_tokens, n_bytes) uint8
@@ -44,7 +45,7 @@ def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.nda
     Decompression into one block plus a single matrix product measured as fast as scoring straight from the
     packed bytes through a per-query table (:func:`gingham.kernels.lut_maxsim`) at nbits=2, and faster at nbits=4.
     """
-    vecs, seg = gather_decompress(docs, ix.doc_offsets, ix.codes, ix.residuals, ix.centroids, ix.lut,
+    vecs, seg = gather_decompress(docs, ix.doc_offsets, ix.codes, ix.residuals, ix.centroids, ix.scales, ix.lut,
                                   ix.normalize)
     scores = np.ascontiguousarray(vecs @ q.T)
     return segment_maxsim(scores, seg, np.array([0, q.shape[0]], dtype=np.int64))[0]

@@ -20,6 +20,7 @@ from gingham.ids import DocIds, pack_strings, unpack_string
 from gingham.kernels.ivf import build_ivf
 from gingham.search import IndexArrays
 
+#: Codebook arrays every index has; ``residual_scales`` joined them in format version 2.
 CODEBOOK_ARRAYS = ("centroids", "bucket_cutoffs", "bucket_weights")
 SEGMENT_ARRAYS = ("codes", "residuals", "doc_offsets", "ivf_docs", "ivf_offsets")
 
@@ -87,13 +88,7 @@ class Snapshot:
     def __init__(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray]):
         self.manifest = dict(manifest)
         self.generation = int(manifest["generation"])
-        self.codec = ResidualCodec(
-            centroids=np.ascontiguousarray(arrays["centroids"]),
-            cutoffs=np.ascontiguousarray(arrays["bucket_cutoffs"]),
-            weights=np.ascontiguousarray(arrays["bucket_weights"]),
-            nbits=int(manifest["nbits"]),
-            normalize=bool(manifest.get("normalized", False)),
-        )
+        self.codec = ResidualCodec.from_arrays(arrays, int(manifest["nbits"]), bool(manifest.get("normalized", False)))
         lut = decode_lut(self.codec.weights, self.codec.nbits)
         self.segments: list[Segment] = []
         base = 0
@@ -104,7 +99,7 @@ class Snapshot:
                 return arrays.get(f"{_n}/{key}")
 
             ix = IndexArrays(
-                centroids=self.codec.centroids, lut=lut, codes=get("codes"), residuals=get("residuals"),
+                centroids=self.codec.centroids, scales=self.codec.scales, lut=lut, codes=get("codes"), residuals=get("residuals"),
                 doc_offsets=np.ascontiguousarray(get("doc_offsets")), ivf_docs=get("ivf_docs"),
                 ivf_offsets=np.ascontiguousarray(get("ivf_offsets")), normalize=self.codec.normalize,
             )

@@ -37,7 +37,10 @@ from gingham.errors import IndexCorruptError, IndexFormatError, IndexLockedError
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "gingham-index"
-FORMAT_VERSION = 1
+#: The format this Gingham writes. Version 2 added per-centroid residual scales (``residual_scales.npy``).
+FORMAT_VERSION = 2
+#: Formats this Gingham reads: version 1 indexes open with every residual scale equal to 1.
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 LOCK = "LOCK"
 GEN_PREFIX = "gen-"
@@ -227,9 +230,10 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise IndexFormatError(f"{path} is not a Gingham manifest (format field is {manifest.get('format')!r})")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise IndexFormatError(
-            f"{root} has index format version {version!r}, but this Gingham reads version {FORMAT_VERSION}; "
+            f"{root} has index format version {version!r}, but this Gingham reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; "
             "install the Gingham version that wrote it, or rebuild the index"
         )
     return manifest

@@ -787,7 +787,7 @@ def _start(root, previous, src: Source, cfg: BuildConfig, train_cfg: BuildConfig
         "build": {**request, "train_on": train_on, "state": "running", "chunks_done": 0, "docs_done": 0,
                   "tokens_done": 0, "started": _now()},
     }
-    arrays = {"centroids": codec.centroids, "bucket_cutoffs": codec.cutoffs, "bucket_weights": codec.weights}
+    arrays = codec.arrays()
     _commit(root, previous, manifest, arrays, keep={})
 
 

@@ -38,12 +38,14 @@ def nearest_centroids(x, centroids_t, block_rows):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def compress_residuals(x, centroids, codes, cutoffs, nbits):
-    """Quantise ``x - centroids[codes]`` per dimension with ``cutoffs`` and pack the bucket ids.
+def compress_residuals(x, centroids, scales, codes, cutoffs, nbits):
+    """Quantise the scaled residual ``(x - centroids[codes]) / scales[codes]`` per dimension with ``cutoffs`` and
+    pack the bucket ids.
 
-    x: (n, dim) float32; centroids: (n_centroids, dim) float32; codes: (n,) integer centroid ids;
-    cutoffs: (dim, 2**nbits - 1) float32, ascending per row; bucket b of dimension d holds residuals r with
-    ``cutoffs[d, b-1] <= r < cutoffs[d, b]``. Returns uint8 (n, dim * nbits // 8).
+    x: (n, dim) float32; centroids: (n_centroids, dim) float32; scales: (n_centroids,) float32 > 0, each
+    centroid's residual scale (the residual is multiplied by ``1 / scale`` in float32); codes: (n,) integer
+    centroid ids; cutoffs: (dim, 2**nbits - 1) float32, ascending per row; bucket b of dimension d holds scaled
+    residuals r with ``cutoffs[d, b-1] <= r < cutoffs[d, b]``. Returns uint8 (n, dim * nbits // 8).
     """
     n, dim = x.shape
     per_byte = 8 // nbits
@@ -52,11 +54,12 @@ def compress_residuals(x, centroids, codes, cutoffs, nbits):
     out = np.zeros((n, n_bytes), dtype=np.uint8)
     for i in prange(n):
         c = codes[i]
+        inv = np.float32(1.0) / scales[c]
         for byte in range(n_bytes):
             packed = 0
             for slot in range(per_byte):
                 d = byte * per_byte + slot
-                r = x[i, d] - centroids[c, d]
+                r = (x[i, d] - centroids[c, d]) * inv
                 b = 0
                 while b < n_cut and r >= cutoffs[d, b]:
                     b += 1
@@ -66,8 +69,8 @@ def compress_residuals(x, centroids, codes, cutoffs, nbits):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def decompress(codes, packed, centroids, lut, normalize):
-    """Rebuild token vectors: ``centroids[codes] + decoded residuals``, rescaled to unit length if ``normalize``
+def decompress(codes, packed, centroids, scales, lut, normalize):
+    """Rebuild token vectors: ``centroids[codes] + scales[codes] * decoded residuals``, rescaled to unit length if ``normalize``
     (for indexes whose input tokens were unit vectors: it removes the radial part of the quantisation error).
 
     lut: (n_bytes, 256, 8 // nbits) float32 from :func:`gingham.codec.decode_lut`: the residual values that byte
@@ -80,11 +83,12 @@ def decompress(codes, packed, centroids, lut, normalize):
     out = np.empty((n, dim), dtype=np.float32)
     for i in prange(n):
         c = codes[i]
+        s = scales[c]
         for byte in range(n_bytes):
             v = packed[i, byte]
             base = byte * per_byte
             for slot in range(per_byte):
-                out[i, base + slot] = centroids[c, base + slot] + lut[byte, v, slot]
+                out[i, base + slot] = centroids[c, base + slot] + s * lut[byte, v, slot]
         if normalize:
             _unit(out[i])
     return out

@@ -31,23 +31,25 @@ def unpack_bits(packed, nbits):
     return vals.reshape(packed.shape[0], packed.shape[1] * per_byte)
 
 
-def compress_residuals(x, centroids, codes, cutoffs, nbits):
-    residuals = x - centroids[codes]
+def compress_residuals(x, centroids, scales, codes, cutoffs, nbits):
+    inv = (np.float32(1.0) / scales[codes].astype(np.float32))[:, None]
+    residuals = (x - centroids[codes]) * inv
     return pack_bits(bucketize(residuals, cutoffs), nbits)
 
 
-def decompress_with_weights(codes, packed, centroids, weights, nbits):
+def decompress_with_weights(codes, packed, centroids, scales, weights, nbits):
     """Decompression straight from the bucket values ``weights`` (dim, 2**nbits), no lookup table."""
     buckets = unpack_bits(packed, nbits)
     dims = np.arange(centroids.shape[1])
-    return (centroids[codes] + weights[dims[None, :], buckets]).astype(np.float32)
+    return (centroids[codes] + scales[codes][:, None] * weights[dims[None, :], buckets]).astype(np.float32)
 
 
-def decompress(codes, packed, centroids, lut, normalize=False):
+def decompress(codes, packed, centroids, scales, lut, normalize=False):
     n_bytes, _, per_byte = lut.shape
     out = centroids[codes].astype(np.float32).copy()
+    s = scales[codes].astype(np.float32)[:, None]
     for p in range(n_bytes):
-        out[:, p * per_byte:(p + 1) * per_byte] += lut[p, packed[:, p]]
+        out[:, p * per_byte:(p + 1) * per_byte] += s * lut[p, packed[:, p]]
     if normalize and len(out):
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-30)
     return out
@@ -87,11 +89,11 @@ def centroid_interaction(cands, doc_offsets, codes, cscores, keep, prune):
     return out
 
 
-def gather_decompress(docs, doc_offsets, codes, packed, centroids, lut, normalize=False):
+def gather_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize=False):
     rows = np.concatenate([np.arange(doc_offsets[d], doc_offsets[d + 1]) for d in docs] or [np.zeros(0, np.int64)])
     seg = np.zeros(len(docs) + 1, dtype=np.int64)
     seg[1:] = np.cumsum([doc_offsets[d + 1] - doc_offsets[d] for d in docs])
-    return decompress(codes[rows], packed[rows], centroids, lut, normalize), seg
+    return decompress(codes[rows], packed[rows], centroids, scales, lut, normalize), seg
 
 
 def maxsim(query, doc):
@@ -134,10 +136,10 @@ def query_lut(lut, q):
     return np.einsum("pvs,jps->pvj", lut.astype(np.float64), qr.astype(np.float64)).astype(np.float32)
 
 
-def lut_maxsim(docs, doc_offsets, codes, packed, centroids, lut, q):
+def lut_maxsim(docs, doc_offsets, codes, packed, centroids, scales, lut, q):
     """MaxSim of q against the decompressed tokens of each document in ``docs``."""
     out = np.zeros(len(docs), dtype=np.float32)
     for i, d in enumerate(docs):
         rows = slice(doc_offsets[d], doc_offsets[d + 1])
-        out[i] = maxsim(q, decompress(codes[rows], packed[rows], centroids, lut))
+        out[i] = maxsim(q, decompress(codes[rows], packed[rows], centroids, scales, lut))
     return out

@@ -81,7 +81,7 @@ def centroid_interaction(cands, doc_offsets, codes, cscores, keep, prune):
 
 
 @njit(cache=True, nogil=True)
-def gather_decompress(docs, doc_offsets, codes, packed, centroids, lut, normalize):
+def gather_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize):
     """Decompress the tokens of ``docs`` into one flat block (unit-length rows if ``normalize``).
 
     Returns (vectors float32 (n_tokens, dim), seg_offsets int64 (len(docs) + 1,)) where document ``docs[i]`` owns
@@ -102,11 +102,12 @@ def gather_decompress(docs, doc_offsets, codes, packed, centroids, lut, normaliz
         d = docs[i]
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
             c = codes[t]
+            s = scales[c]
             for byte in range(n_bytes):
                 v = packed[t, byte]
                 base = byte * per_byte
                 for slot in range(per_byte):
-                    out[row, base + slot] = centroids[c, base + slot] + lut[byte, v, slot]
+                    out[row, base + slot] = centroids[c, base + slot] + s * lut[byte, v, slot]
             if normalize:
                 _unit(out[row])
             row += 1
@@ -265,12 +266,13 @@ def rank_centroids(cscores, n_rounds):
 
 
 @njit(cache=True, nogil=True)
-def lut_maxsim(docs, doc_offsets, codes, packed, cscores, qlut):
+def lut_maxsim(docs, doc_offsets, codes, packed, cscores, scales, qlut):
     """Exact MaxSim of one query against ``docs`` straight from the packed residuals (implicit decompression).
 
-    A token t scores ``cscores[codes[t], q] + sum_p qlut[p, packed[t, p], q]`` against query token q: the
-    centroid's score plus the residual's, read from a per-query table that holds, for every byte position p and
-    byte value v, the dot product of the residual values v encodes with q's matching dimensions.
+    A token t scores ``cscores[codes[t], q] + scales[codes[t]] * sum_p qlut[p, packed[t, p], q]`` against query
+    token q: the centroid's score plus the residual's, read from a per-query table that holds, for every byte
+    position p and byte value v, the dot product of the residual values v encodes with q's matching dimensions.
+    Tokens are not rescaled to unit length (use :func:`gather_decompress` for normalised indexes).
     qlut: (n_bytes, 256, n_query_tokens) float32. Returns float32 (len(docs),).
     """
     nq = cscores.shape[1]
@@ -287,15 +289,16 @@ def lut_maxsim(docs, doc_offsets, codes, packed, cscores, qlut):
         best[:] = -np.inf
         for t in range(lo, hi):
             c = codes[t]
-            for q in range(nq):
-                acc[q] = cscores[c, q]
+            acc[:] = 0
             for p in range(n_bytes):
                 v = packed[t, p]
                 for q in range(nq):
                     acc[q] += qlut[p, v, q]
+            s = scales[c]
             for q in range(nq):
-                if acc[q] > best[q]:
-                    best[q] = acc[q]
+                a = cscores[c, q] + s * acc[q]
+                if a > best[q]:
+                    best[q] = a
         total = np.float32(0.0)
         for q in range(nq):
             total += best[q]

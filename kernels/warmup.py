@@ -30,23 +30,24 @@ def warmup() -> None:
     q = rng.standard_normal((3, dim)).astype(np.float32)
     cscores = np.ascontiguousarray((cents @ q.T).astype(np.float32))
     keep = np.ones(n_c, dtype=np.bool_)
+    scales = np.ones(n_c, dtype=np.float32)
     for nbits in (1, 2, 4):
         cutoffs = np.sort(rng.standard_normal((dim, 2**nbits - 1)).astype(np.float32), axis=1)
         lut = np.zeros((dim * nbits // 8, 256, 8 // nbits), dtype=np.float32)
         for code_dtype in (np.uint8, np.uint16, np.int32):
             codes = nearest_centroids(x, cents_t, 4).astype(code_dtype)
-            packed = compress_residuals(x, cents, codes, cutoffs, nbits)
+            packed = compress_residuals(x, cents, scales, codes, cutoffs, nbits)
             for norm in (False, True):
-                decompress(codes, packed, cents, lut, norm)
+                decompress(codes, packed, cents, scales, lut, norm)
             ivf_docs, ivf_offsets = build_ivf(codes, doc_offsets, n_c)
             for mask in (np.zeros(0, np.uint8), np.ones(2, np.uint8)):
                 ranked = np.arange(n_c, dtype=np.int64).reshape(1, n_c)
                 cands = ivf_candidates(ranked, ivf_docs, ivf_offsets, mask, 2, 1, 1)
             centroid_interaction(cands, doc_offsets, codes, cscores, keep, True)
             for norm in (False, True):
-                vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, lut, norm)
+                vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm)
             qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)
-            lut_maxsim(cands, doc_offsets, codes, packed, cscores, qlut)
+            lut_maxsim(cands, doc_offsets, codes, packed, cscores, scales, qlut)
     scores = np.ascontiguousarray(vecs @ q.T)
     sims = segment_maxsim(scores, seg, np.array([0, 3], dtype=np.int64))
     segment_maxsim_parallel(scores, seg, np.array([0, 3], dtype=np.int64))

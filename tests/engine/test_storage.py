@@ -179,3 +179,45 @@ def test_compaction_merges_inverted_lists_as_a_rebuild_would(tmp_path, small_doc
     assert again.ids() == live
     assert again.text("d41") == "t41"
     np.testing.assert_array_equal(again.decompress("d41"), ix.decompress("d41"))
+
+
+def test_format_1_index_opens_and_becomes_format_2_on_update(tmp_path, small_docs, monkeypatch):
+    """An index written before per-centroid residual scales (format 1: no residual_scales.npy) opens with every
+    scale 1, searches as before, and its first update writes the scales file and format 2."""
+    from gingham import codec as codec_mod
+
+    with monkeypatch.context() as m:  # what format 1 decoded: every scale 1
+        m.setattr(codec_mod, "residual_scales", lambda x, codes, centroids, *a: np.ones(len(centroids), np.float32))
+        ix = gingham.Index.create(tmp_path / "ix", small_docs[:40], [f"d{i}" for i in range(40)], nbits=2)
+    queries = small_docs[40:45]
+    before = ix.search(queries, top_k=5)
+    path = tmp_path / "ix" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    (tmp_path / "ix" / manifest["files"].pop("residual_scales")["path"]).unlink()
+    manifest["format_version"] = 1
+    path.write_text(json.dumps(manifest))
+
+    old = gingham.Index.open(tmp_path / "ix", verify=True)
+    np.testing.assert_array_equal(old.codec.scales, 1)
+    after = old.search(queries, top_k=5)
+    np.testing.assert_array_equal(after.positions, before.positions)
+    np.testing.assert_array_equal(after.scores, before.scores)
+
+    old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
+    again = gingham.Index.open(tmp_path / "ix", verify=True)
+    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 2
+    assert "residual_scales" in again.manifest["files"]
+    np.testing.assert_array_equal(again.codec.scales, 1)
+    first = again.search(queries, top_k=5, subset=[f"d{i}" for i in range(40)])  # the documents of format 1
+    np.testing.assert_array_equal(first.scores, before.scores)
+
+
+def test_format_2_without_scales_is_refused(tmp_path, small_docs):
+    ix = gingham.Index.create(tmp_path / "ix", small_docs)
+    path = tmp_path / "ix" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    (tmp_path / "ix" / manifest["files"].pop("residual_scales")["path"]).unlink()
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(gingham.IndexFormatError, match="residual_scales"):
+        gingham.Index.open(tmp_path / "ix")
+    assert ix.n_docs == len(small_docs)

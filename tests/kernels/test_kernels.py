@@ -42,31 +42,40 @@ def test_nearest_centroids_ties_lowest_index():
 
 @SETTINGS
 @given(n=st.integers(0, 200), nbits=st.sampled_from([1, 2, 4]), dim=st.sampled_from([8, 96, 128, 384]),
-       code_dtype=st.sampled_from([np.uint8, np.uint16, np.int32]), seed=st.integers(0, 2**16))
-def test_compress_and_decompress(n, nbits, dim, code_dtype, seed):
+       code_dtype=st.sampled_from([np.uint8, np.uint16, np.int32]), unit=st.booleans(), seed=st.integers(0, 2**16))
+def test_compress_and_decompress(n, nbits, dim, code_dtype, unit, seed):
     rng = np.random.default_rng(seed)
     c = _codebook(rng, 7, dim)
     x = rng.standard_normal((n, dim)).astype(np.float32) * 0.3
     codes = rng.integers(0, 7, n).astype(code_dtype)
+    scales = _scales(rng, 7, unit)
     sample = rng.standard_normal((256, dim)) * 0.3
     cutoffs, weights = fit_buckets(sample, nbits, 3)
     cutoffs = cutoffs.astype(np.float32)
     weights = weights.astype(np.float32)
-    packed = kc.compress_residuals(x, c, codes, cutoffs, nbits)
-    np.testing.assert_array_equal(packed, ref.compress_residuals(x, c, codes, cutoffs, nbits))
+    packed = kc.compress_residuals(x, c, scales, codes, cutoffs, nbits)
+    np.testing.assert_array_equal(packed, ref.compress_residuals(x, c, scales, codes, cutoffs, nbits))
     assert packed.shape == (n, dim * nbits // 8) and packed.dtype == np.uint8
     lut = decode_lut(weights, nbits)
-    out = kc.decompress(codes, packed, c, lut, False)
-    np.testing.assert_allclose(out, ref.decompress(codes, packed, c, lut), rtol=0, atol=1e-6)
-    unit = kc.decompress(codes, packed, c, lut, True)
-    np.testing.assert_allclose(unit, ref.decompress(codes, packed, c, lut, True), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(out, ref.decompress_with_weights(codes, packed, c, weights, nbits), atol=1e-6)
+    out = kc.decompress(codes, packed, c, scales, lut, False)
+    np.testing.assert_allclose(out, ref.decompress(codes, packed, c, scales, lut), rtol=0, atol=1e-6)
+    normed = kc.decompress(codes, packed, c, scales, lut, True)
+    np.testing.assert_allclose(normed, ref.decompress(codes, packed, c, scales, lut, True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, ref.decompress_with_weights(codes, packed, c, scales, weights, nbits),
+                               atol=1e-6)
 
 
 def test_pack_layout_is_low_bits_first():
     buckets = np.array([[1, 2, 3, 0]])
     assert ref.pack_bits(buckets, 2)[0, 0] == 1 | (2 << 2) | (3 << 4)
     np.testing.assert_array_equal(ref.unpack_bits(ref.pack_bits(buckets, 2), 2), buckets)
+
+
+def _scales(rng, n_c, unit=False):
+    """Per-centroid residual scales: all ones (an index without scales) or spread over [0.25, 4)."""
+    if unit:
+        return np.ones(n_c, dtype=np.float32)
+    return np.exp2(rng.uniform(-2, 2, n_c)).astype(np.float32)
 
 
 def _ragged(rng, n_docs, max_len, n_c, allow_empty=False):
@@ -127,9 +136,10 @@ def test_gather_decompress(n_docs, nbits, normalize, seed):
     packed = rng.integers(0, 256, (len(codes), dim * nbits // 8)).astype(np.uint8)
     weights = np.sort(rng.standard_normal((dim, 2**nbits)), axis=1).astype(np.float32)
     lut = decode_lut(weights, nbits)
+    scales = _scales(rng, n_c)
     docs = rng.permutation(n_docs)[: n_docs // 2].astype(np.int64)
-    got, seg = ks.gather_decompress(docs, offsets, codes, packed, c, lut, normalize)
-    want, want_seg = ref.gather_decompress(docs, offsets, codes, packed, c, lut, normalize)
+    got, seg = ks.gather_decompress(docs, offsets, codes, packed, c, scales, lut, normalize)
+    want, want_seg = ref.gather_decompress(docs, offsets, codes, packed, c, scales, lut, normalize)
     np.testing.assert_array_equal(seg, want_seg)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
@@ -228,6 +238,7 @@ def test_lut_maxsim_equals_maxsim_over_decompressed(n_docs, nbits, dim, nq, seed
     np.testing.assert_allclose(query_lut(lut, q), ref.query_lut(lut, q), rtol=1e-4, atol=1e-5)
     docs = rng.permutation(n_docs)[: max(0, n_docs - 3)].astype(np.int64)
     cscores = np.ascontiguousarray(c @ q.T)
-    got = ks.lut_maxsim(docs, offsets, codes, packed, cscores, query_lut(lut, q))
-    want = ref.lut_maxsim(docs, offsets, codes, packed, c, lut, q)
+    scales = _scales(rng, n_c)
+    got = ks.lut_maxsim(docs, offsets, codes, packed, cscores, scales, query_lut(lut, q))
+    want = ref.lut_maxsim(docs, offsets, codes, packed, c, scales, lut, q)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

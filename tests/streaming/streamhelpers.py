@@ -44,7 +44,8 @@ def segment_arrays(index):
     return {"codes": np.asarray(a.codes), "residuals": np.asarray(a.residuals),
             "doc_offsets": np.asarray(a.doc_offsets), "ivf_docs": np.asarray(a.ivf_docs),
             "ivf_offsets": np.asarray(a.ivf_offsets), "ids": seg.ids.to_list(),
-            "centroids": index.codec.centroids, "weights": index.codec.weights, "cutoffs": index.codec.cutoffs}
+            "centroids": index.codec.centroids, "weights": index.codec.weights, "cutoffs": index.codec.cutoffs,
+            "scales": index.codec.scales}
 
 
 def assert_same_index(a, b):
