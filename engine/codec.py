@@ -201,24 +201,21 @@ class ResidualCodec:
 
     @classmethod
     def fit(cls, centroids: np.ndarray, heldout: np.ndarray, nbits: int, lloyd_iters: int = 12,
-            normalize: bool = False, scale_sample: np.ndarray | None = None,
-            scale_codes: np.ndarray | None = None) -> "ResidualCodec":
-        """Fit per-centroid residual scales, then per-dimension bucket cutoffs and values on the scaled residuals
-        of ``heldout`` tokens.
+            normalize: bool = False, scales: np.ndarray | None = None,
+            heldout_codes: np.ndarray | None = None) -> "ResidualCodec":
+        """Fit per-dimension bucket cutoffs and values on the scaled residuals of ``heldout`` tokens.
 
-        Scales come from ``scale_sample`` (the k-means sample; its centroid ids ``scale_codes`` if known) plus the
-        held-out tokens. Buckets start from PLAID's quantiles and are refined with Lloyd-Max iterations (each value
-        the mean of its bucket, each cutoff halfway between neighbouring values), which lowers the squared error.
+        scales: per-centroid residual scales (:func:`residual_scales` over as many tokens as the caller has; the
+            build uses every token); None estimates them from ``heldout``.
+        heldout_codes: the held-out tokens' centroid ids, if already known.
+        Buckets start from PLAID's quantiles and are refined with Lloyd-Max iterations (each value the mean of its
+        bucket, each cutoff halfway between neighbouring values), which lowers the squared error.
         """
         centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-        codes = assign(heldout, centroids)
-        if scale_sample is not None and len(scale_sample):
-            if scale_codes is None:
-                scale_codes = assign(scale_sample, centroids)
-            scales = residual_scales(np.concatenate([scale_sample, heldout]),
-                                     np.concatenate([scale_codes, codes]), centroids)
-        else:
+        codes = assign(heldout, centroids) if heldout_codes is None else np.asarray(heldout_codes)
+        if scales is None:
             scales = residual_scales(heldout, codes, centroids)
+        scales = np.ascontiguousarray(scales, dtype=np.float32)
         residuals = (np.asarray(heldout, dtype=np.float64) - centroids[codes]) / scales[codes, None]
         cutoffs, weights = fit_buckets(residuals, nbits, lloyd_iters)
         return cls(
@@ -234,10 +231,12 @@ class ResidualCodec:
     def centroids_t(self) -> np.ndarray:
         return np.ascontiguousarray(self.centroids.T)
 
-    def compress(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(codes, packed residuals) of float32 tokens ``x`` (n, dim)."""
+    def compress(self, x: np.ndarray, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, packed residuals) of float32 tokens ``x`` (n, dim); ``codes``: their centroid ids if known."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        codes = assign(x, self.centroids).astype(codes_dtype(self.n_centroids))
+        if codes is None:
+            codes = assign(x, self.centroids)
+        codes = np.ascontiguousarray(codes, dtype=codes_dtype(self.n_centroids))
         packed = compress_residuals(x, self.centroids, self.scales, codes, self.cutoffs, self.nbits)
         return codes, packed
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from gingham import progress, storage, validation
 from gingham._version import __version__
-from gingham.codec import ResidualCodec, codes_dtype, train_centroids
+from gingham.codec import ResidualCodec, assign, codes_dtype, residual_scales, train_centroids
 from gingham.config import BuildConfig, SearchConfig
 from gingham.errors import IndexFormatError
 from gingham.ids import DocIds
@@ -188,8 +188,8 @@ class Index:
             raise ValueError(f"dim {dim} times nbits {cfg.nbits} must be a multiple of 8 to pack residuals into bytes")
         root = Path(path)
         _check_target(root, overwrite)
-        codec, codec_mse = _train_codec(flat, cfg, show_progress)
-        codes, residuals = _compress(codec, flat, cfg.batch_size, show_progress)
+        codec, codec_mse, all_codes = _train_codec(flat, cfg, show_progress)
+        codes, residuals = _compress(codec, flat, cfg.batch_size, show_progress, codes=all_codes)
         with progress.bar(1, "index", show_progress) as bar:
             arrays = {f"s000001/{k}": v for k, v in
                       segment_arrays(codec, codes, residuals, doc_offsets, ids, texts, metadata).items()}
@@ -817,14 +817,13 @@ def _reconstruction_mse(codec: ResidualCodec, flat: np.ndarray, codes: np.ndarra
     return float(np.mean((approx - flat[idx]) ** 2))
 
 
-#: Sample tokens per centroid (at most) that the per-centroid residual scales are estimated from, besides the
-#: held-out tokens: enough for a stable estimate (with the prior of :data:`gingham.codec.SCALE_PRIOR`), while
-#: assigning them stays a small part of the build.
-SCALE_SAMPLE_PER_CENTROID = 16
+def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[ResidualCodec, float, np.ndarray]:
+    """Train centroids on a sample of ``flat``, assign every token of ``flat`` to them, estimate per-centroid
+    residual scales from all of them, and fit the residual buckets on held-out tokens.
 
-
-def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[ResidualCodec, float]:
-    """Train centroids on a sample and fit the residual buckets on held-out tokens. Returns (codec, held-out MSE)."""
+    Returns (codec, held-out MSE, centroid id of every token of ``flat``): a build compresses with those ids
+    instead of assigning again, so the scales cost no extra pass; a streaming build passes its training sample.
+    """
     n_tokens = flat.shape[0]
     k = cfg.resolve_n_centroids(n_tokens)
     n_kmeans = min(n_tokens, cfg.kmeans_sample or k * cfg.kmeans_points_per_centroid)
@@ -833,15 +832,26 @@ def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Res
     with progress.bar(1, "kmeans", show_progress) as bar:
         centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
         bar.update(1)
+    codes = _assign(centroids, flat, cfg.batch_size, show_progress)
+    scales = residual_scales(flat, codes, centroids)
     heldout = np.ascontiguousarray(flat[codec_pos])
-    # per-centroid residual scales: from up to SCALE_SAMPLE_PER_CENTROID k-means sample tokens per centroid
-    scale_pos = km_pos[:: max(1, -(-len(km_pos) // (SCALE_SAMPLE_PER_CENTROID * k)))]
-    with progress.bar(1, "codec", show_progress) as bar:
-        codec = ResidualCodec.fit(centroids, heldout, cfg.nbits, normalize=_unit_vectors(flat),
-                                  scale_sample=np.ascontiguousarray(flat[scale_pos]))
-        bar.update(1)
-    codes, residuals = codec.compress(heldout)
-    return codec, _reconstruction_mse(codec, heldout, codes, residuals)
+    codec = ResidualCodec.fit(centroids, heldout, cfg.nbits, normalize=_unit_vectors(flat), scales=scales,
+                              heldout_codes=codes[codec_pos])
+    held_codes, residuals = codec.compress(heldout, codes[codec_pos])
+    return codec, _reconstruction_mse(codec, heldout, held_codes, residuals), codes
+
+
+def _assign(centroids: np.ndarray, flat: np.ndarray, batch_size: int, show_progress) -> np.ndarray:
+    """Nearest centroid of every token, in blocks of ``batch_size`` tokens. Returns the narrowest code dtype."""
+    n_tokens = flat.shape[0]
+    centroids_t = np.ascontiguousarray(centroids.T)
+    codes = np.empty(n_tokens, dtype=codes_dtype(centroids.shape[0]))
+    with progress.bar(n_tokens, "assign", show_progress, unit="tok") as bar:
+        for lo in range(0, n_tokens, batch_size):
+            hi = min(n_tokens, lo + batch_size)
+            codes[lo:hi] = assign(flat[lo:hi], centroids, centroids_t)
+            bar.update(hi - lo)
+    return codes
 
 
 def _unit_vectors(flat: np.ndarray, tol: float = 1e-3) -> bool:
@@ -853,13 +863,16 @@ def _unit_vectors(flat: np.ndarray, tol: float = 1e-3) -> bool:
     return True
 
 
-def _compress(codec: ResidualCodec, flat: np.ndarray, batch_size: int, show_progress) -> tuple[np.ndarray, np.ndarray]:
+def _compress(codec: ResidualCodec, flat: np.ndarray, batch_size: int, show_progress,
+              codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and packed residuals of every token of ``flat``, in blocks; ``codes``: centroid ids if known."""
     n_tokens = flat.shape[0]
+    known = codes
     codes = np.empty(n_tokens, dtype=codes_dtype(codec.n_centroids))
     residuals = np.empty((n_tokens, codec.bytes_per_token), dtype=np.uint8)
     with progress.bar(n_tokens, "compress", show_progress, unit="tok") as bar:
         for lo in range(0, n_tokens, batch_size):
             hi = min(n_tokens, lo + batch_size)
-            codes[lo:hi], residuals[lo:hi] = codec.compress(flat[lo:hi])
+            codes[lo:hi], residuals[lo:hi] = codec.compress(flat[lo:hi], None if known is None else known[lo:hi])
             bar.update(hi - lo)
     return codes, residuals

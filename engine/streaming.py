@@ -751,7 +751,7 @@ def _fresh(root, previous, src: Source, cfg: BuildConfig, budget, chunk_tokens, 
     train_cfg, need = _training_config(cfg, k_hint, cap)
     head = Batch.concat(prefix)
     train_flat = head.flat[:min(have, need)] if have > need else head.flat
-    codec, codec_mse = _train_codec(train_flat, train_cfg, show_progress)
+    codec, codec_mse, _ = _train_codec(train_flat, train_cfg, show_progress)
     del train_flat
 
     # 2. commit the codebook (no segments yet) with the build state
@@ -820,7 +820,7 @@ def _train_on_all(src: Source, cfg: BuildConfig, the_plan: Plan, expected_tokens
     sample = reservoir[:min(seen, size)]
     k = k or cfg.resolve_n_centroids(seen)
     train_cfg, _ = _training_config(cfg, k, cap)
-    codec, mse = _train_codec(sample, train_cfg, show_progress)
+    codec, mse, _ = _train_codec(sample, train_cfg, show_progress)
     return codec, mse, seen, kind, len(sample)
 
 

@@ -101,7 +101,8 @@ def test_scales_fit_clusters_of_different_spread():
     x = centres[labels] + rng.standard_normal((8000, dim)) * (spread[labels] / np.sqrt(dim))[:, None]
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     train, test = x[:4000], x[4000:]
-    scaled = ResidualCodec.fit(centres, train[:2000], 2, scale_sample=train[2000:])  # the true centres
+    train_codes = ref.nearest_centroids(train, centres.T)  # the true centres as centroids
+    scaled = ResidualCodec.fit(centres, train[:2000], 2, scales=residual_scales(train, train_codes, centres))
     assert scaled.scales.min() < 0.2 and scaled.scales.max() > 1.3
     codes = ref.nearest_centroids(train[:2000], scaled.centroids.T)
     cut, w = fit_buckets(train[:2000].astype(np.float64) - scaled.centroids[codes], 2, 12)
