@@ -4,7 +4,13 @@ A token is stored as the id of its nearest centroid plus its residual (token - c
 per dimension. Bucket cutoffs and bucket values are fitted per dimension on held-out residuals: PLAID's quantile
 buckets, refined by Lloyd-Max iterations to minimise the squared error.
 
-Clusters differ in how far their tokens lie from the centroid, so each centroid also carries a residual scale:
+When the integer type of the codes has bits to spare (16,384 centroids use 14 of a uint16's 16 bits), each
+centroid is split into sub-centroids (at most 4) by a small k-means over its own sample tokens, and a token's code
+is ``centroid << sub_bits | sub-centroid``. Candidate generation, inverted lists and centroid interaction use the
+centroid (``code >> sub_bits``); the residual is taken from the sub-centroid, which is closer: the same bytes per
+token hold a smaller residual.
+
+Clusters differ in how far their tokens lie from the centroid, so each sub-centroid also carries a residual scale:
 residuals are divided by it before bucketing and multiplied by it on decompression. The buckets then fit every
 cluster's spread instead of the average one, at no cost per token (one float per centroid). Scales are estimated
 from a sample of tokens, shrunk towards 1 for centroids with few of them.
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gingham.kernels.codec import compress_residuals, decompress, nearest_centroids
+from gingham.kernels.codec import compress_residuals, decompress, nearest_centroids, refine_codes, sum_rows
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,46 @@ def assign(x: np.ndarray, centroids: np.ndarray, centroids_t: np.ndarray | None 
         centroids_t = np.ascontiguousarray(centroids.T)
     block = max(1, ASSIGN_BLOCK_BYTES // (4 * centroids.shape[0]))
     return nearest_centroids(np.ascontiguousarray(x, dtype=np.float32), centroids_t, block)
+
+
+#: Most sub-centroids per centroid (2 spare code bits).
+MAX_SUB_BITS = 2
+
+
+def spare_code_bits(n_centroids: int) -> int:
+    """Bits of the code type of ``n_centroids`` centroids that centroid ids leave unused (at most MAX_SUB_BITS)."""
+    dtype = codes_dtype(n_centroids)
+    width = dtype.itemsize * 8 - (1 if dtype.kind == "i" else 0)
+    return max(0, min(MAX_SUB_BITS, width - max(1, int(n_centroids - 1).bit_length())))
+
+
+def train_sub_centroids(x: np.ndarray, coarse: np.ndarray, centroids: np.ndarray, n_sub: int, niters: int,
+                        seed: int) -> np.ndarray:
+    """Spherical k-means with ``n_sub`` clusters inside every centroid's cluster, over tokens ``x`` and their
+    centroid ids ``coarse``. Returns L2-normalised float32 (n_centroids * n_sub, dim): rows ``c * n_sub + j``.
+
+    Sub-centroids start from members spread over the cluster (stratified by a seeded random order); a cluster
+    with fewer members than ``n_sub`` keeps its centroid for the rest, and an emptied sub-centroid keeps its place.
+    """
+    k, dim = centroids.shape
+    coarse = np.asarray(coarse, dtype=np.int64)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(coarse)), coarse))  # members of each cluster together, shuffled
+    counts = np.bincount(coarse, minlength=k)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    fine = np.repeat(centroids, n_sub, axis=0).astype(np.float32)
+    for j in range(n_sub):
+        ok = counts > j
+        pick = starts[ok] + (j * counts[ok]) // n_sub
+        fine[np.flatnonzero(ok) * n_sub + j] = x[order[pick]]
+    for _ in range(niters):
+        codes = refine_codes(x, coarse, fine, n_sub)
+        sums, n = sum_rows(x, codes, k * n_sub)
+        norms = np.linalg.norm(sums, axis=1)
+        ok = (n > 0) & (norms > 0)
+        fine[ok] = (sums[ok] / norms[ok, None]).astype(np.float32)
+    return np.ascontiguousarray(fine)
 
 
 def decode_lut(weights: np.ndarray, nbits: int) -> np.ndarray:
@@ -151,40 +197,76 @@ def query_lut(lut: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ResidualCodec:
-    """Centroids, per-centroid residual scales, and per-dimension bucket cutoffs and values for ``nbits``-bit
-    residuals (of residuals divided by their centroid's scale)."""
+    """Centroids, optional sub-centroids, per-(sub-)centroid residual scales, and per-dimension bucket cutoffs
+    and values for ``nbits``-bit residuals (of residuals divided by their scale)."""
 
     centroids: np.ndarray  # (n_centroids, dim) float32, L2-normalised
     cutoffs: np.ndarray  # (dim, 2**nbits - 1) float32
     weights: np.ndarray  # (dim, 2**nbits) float32
     nbits: int
     normalize: bool = False  # tokens were unit vectors: rescale decompressed tokens to unit length
-    scales: np.ndarray | None = None  # (n_centroids,) float32 > 0; None: all 1 (indexes of format version 1)
+    scales: np.ndarray | None = None  # (n_codes,) float32 > 0; None: all 1 (indexes of format version 1)
+    sub_centroids: np.ndarray | None = None  # (n_centroids << sub_bits, dim) float32; None: no sub-centroids
 
     def __post_init__(self) -> None:
+        n_fine = self.n_centroids if self.sub_centroids is None else len(self.sub_centroids)
+        ratio = n_fine // self.n_centroids
+        if n_fine % self.n_centroids or ratio & (ratio - 1) or ratio > 2**MAX_SUB_BITS:
+            raise ValueError(f"{n_fine} sub-centroids for {self.n_centroids} centroids: need 1, 2 or 4 per centroid")
         if self.scales is None:
-            object.__setattr__(self, "scales", np.ones(self.centroids.shape[0], dtype=np.float32))
-
-    #: File names of the codebook arrays in an index directory.
-    ARRAY_NAMES = ("centroids", "bucket_cutoffs", "bucket_weights", "residual_scales")
+            object.__setattr__(self, "scales", np.ones(n_fine, dtype=np.float32))
+        if len(self.scales) != n_fine:
+            raise ValueError(f"{len(self.scales)} residual scales for {n_fine} (sub-)centroids")
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The codebook as arrays keyed by their file names (see :meth:`from_arrays`)."""
-        return {"centroids": self.centroids, "bucket_cutoffs": self.cutoffs, "bucket_weights": self.weights,
-                "residual_scales": self.scales}
+        out = {"centroids": self.centroids, "bucket_cutoffs": self.cutoffs, "bucket_weights": self.weights,
+               "residual_scales": self.scales}
+        if self.sub_centroids is not None:
+            out["sub_centroids"] = self.sub_centroids
+        return out
 
     @classmethod
     def from_arrays(cls, arrays, nbits: int, normalize: bool = False) -> "ResidualCodec":
-        """The codec from :meth:`arrays`' output (``residual_scales`` may be absent: an index of format 1)."""
-        scales = arrays.get("residual_scales")
+        """The codec from :meth:`arrays`' output (``residual_scales`` absent: an index of format 1)."""
+
+        def opt(name):
+            a = arrays.get(name)
+            return None if a is None else np.ascontiguousarray(a, dtype=np.float32)
+
         return cls(
             centroids=np.ascontiguousarray(arrays["centroids"], dtype=np.float32),
             cutoffs=np.ascontiguousarray(arrays["bucket_cutoffs"], dtype=np.float32),
             weights=np.ascontiguousarray(arrays["bucket_weights"], dtype=np.float32),
             nbits=int(nbits),
             normalize=bool(normalize),
-            scales=None if scales is None else np.ascontiguousarray(scales, dtype=np.float32),
+            scales=opt("residual_scales"),
+            sub_centroids=opt("sub_centroids"),
         )
+
+    @property
+    def sub_bits(self) -> int:
+        """Low bits of a code that name the sub-centroid (0: none)."""
+        return (self.n_codes // self.n_centroids).bit_length() - 1
+
+    @property
+    def n_codes(self) -> int:
+        """Distinct token codes: centroids times sub-centroids per centroid."""
+        return self.n_centroids if self.sub_centroids is None else int(len(self.sub_centroids))
+
+    @property
+    def fine(self) -> np.ndarray:
+        """The vector each code's residual is taken from: (n_codes, dim) float32."""
+        return self.centroids if self.sub_centroids is None else self.sub_centroids
+
+    def codes_for(self, x: np.ndarray, coarse: np.ndarray | None = None) -> np.ndarray:
+        """Token codes of ``x``: nearest centroid, then nearest of its sub-centroids. int64."""
+        if coarse is None:
+            coarse = assign(x, self.centroids)
+        if self.sub_centroids is None:
+            return np.asarray(coarse, dtype=np.int64)
+        return refine_codes(np.ascontiguousarray(x, dtype=np.float32), coarse, self.sub_centroids,
+                            1 << self.sub_bits)
 
     @property
     def dim(self) -> int:
@@ -202,21 +284,25 @@ class ResidualCodec:
     @classmethod
     def fit(cls, centroids: np.ndarray, heldout: np.ndarray, nbits: int, lloyd_iters: int = 12,
             normalize: bool = False, scales: np.ndarray | None = None,
-            heldout_codes: np.ndarray | None = None) -> "ResidualCodec":
+            heldout_codes: np.ndarray | None = None, sub_centroids: np.ndarray | None = None) -> "ResidualCodec":
         """Fit per-dimension bucket cutoffs and values on the scaled residuals of ``heldout`` tokens.
 
         scales: per-centroid residual scales (:func:`residual_scales` over as many tokens as the caller has; the
             build uses every token); None estimates them from ``heldout``.
-        heldout_codes: the held-out tokens' centroid ids, if already known.
+        heldout_codes: the held-out tokens' codes, if already known.
+        sub_centroids: see the class; ``scales`` and codes then count sub-centroids.
         Buckets start from PLAID's quantiles and are refined with Lloyd-Max iterations (each value the mean of its
         bucket, each cutoff halfway between neighbouring values), which lowers the squared error.
         """
         centroids = np.ascontiguousarray(centroids, dtype=np.float32)
-        codes = assign(heldout, centroids) if heldout_codes is None else np.asarray(heldout_codes)
+        shell = cls(centroids=centroids, cutoffs=np.zeros((1, 1), np.float32), weights=np.zeros((1, 1), np.float32),
+                    nbits=nbits, sub_centroids=sub_centroids)
+        codes = shell.codes_for(heldout) if heldout_codes is None else np.asarray(heldout_codes, dtype=np.int64)
+        fine = shell.fine
         if scales is None:
-            scales = residual_scales(heldout, codes, centroids)
+            scales = residual_scales(heldout, codes, fine)
         scales = np.ascontiguousarray(scales, dtype=np.float32)
-        residuals = (np.asarray(heldout, dtype=np.float64) - centroids[codes]) / scales[codes, None]
+        residuals = (np.asarray(heldout, dtype=np.float64) - fine[codes]) / scales[codes, None]
         cutoffs, weights = fit_buckets(residuals, nbits, lloyd_iters)
         return cls(
             centroids=centroids,
@@ -225,6 +311,7 @@ class ResidualCodec:
             nbits=nbits,
             normalize=normalize,
             scales=scales,
+            sub_centroids=sub_centroids,
         )
 
     @property
@@ -232,16 +319,16 @@ class ResidualCodec:
         return np.ascontiguousarray(self.centroids.T)
 
     def compress(self, x: np.ndarray, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(codes, packed residuals) of float32 tokens ``x`` (n, dim); ``codes``: their centroid ids if known."""
+        """(codes, packed residuals) of float32 tokens ``x`` (n, dim); ``codes``: their codes if known."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if codes is None:
-            codes = assign(x, self.centroids)
-        codes = np.ascontiguousarray(codes, dtype=codes_dtype(self.n_centroids))
-        packed = compress_residuals(x, self.centroids, self.scales, codes, self.cutoffs, self.nbits)
+            codes = self.codes_for(x)
+        codes = np.ascontiguousarray(codes, dtype=codes_dtype(self.n_codes))
+        packed = compress_residuals(x, self.fine, self.scales, codes, self.cutoffs, self.nbits)
         return codes, packed
 
     def lut(self) -> np.ndarray:
         return decode_lut(self.weights, self.nbits)
 
     def decompress(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
-        return decompress(codes, packed, self.centroids, self.scales, self.lut(), self.normalize)
+        return decompress(codes, packed, self.fine, self.scales, self.lut(), self.normalize)

@@ -20,7 +20,16 @@ import numpy as np
 
 from gingham import progress, storage, validation
 from gingham._version import __version__
-from gingham.codec import ResidualCodec, assign, codes_dtype, residual_scales, train_centroids
+from gingham.codec import (
+    ResidualCodec,
+    assign,
+    codes_dtype,
+    residual_scales,
+    spare_code_bits,
+    train_centroids,
+    train_sub_centroids,
+)
+from gingham.kernels.codec import refine_codes
 from gingham.config import BuildConfig, SearchConfig
 from gingham.errors import IndexFormatError
 from gingham.ids import DocIds
@@ -39,13 +48,20 @@ DRIFT_WARNING = 1.5
 
 
 def _sample_positions(n_tokens: int, n_kmeans: int, n_codec: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint random token positions for k-means and for fitting the codec (overlapping only when too few)."""
+    """Disjoint random token positions for k-means and for fitting the codec.
+
+    When the corpus is too small for both, a fifth of it is held out from k-means (so that the held-out error,
+    the baseline of :meth:`Index.codebook_drift`, is measured on tokens the codebook was not fitted to); only
+    corpora under 64 tokens share their tokens between the two.
+    """
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n_tokens)
-    km = np.sort(perm[:n_kmeans])
-    rest = perm[n_kmeans:]
-    codec = np.sort(rest[:n_codec] if len(rest) >= min(n_codec, 1024) else perm[:n_codec])
-    return km, codec
+    if n_tokens - n_kmeans >= min(n_codec, 1024):
+        return np.sort(perm[:n_kmeans]), np.sort(perm[n_kmeans:n_kmeans + n_codec])
+    if n_tokens < 64:
+        return np.sort(perm[:n_kmeans]), np.sort(perm[:n_codec])
+    n_hold = min(n_codec, n_tokens // 5)
+    return np.sort(perm[n_hold:n_hold + n_kmeans]), np.sort(perm[:n_hold])
 
 
 class Index:
@@ -557,7 +573,7 @@ class Index:
 
                 def tokens(lo: int, hi: int, ix=ix) -> np.ndarray:
                     a, b = ix.doc_offsets[lo], ix.doc_offsets[hi]
-                    return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.scales, ix.lut, ix.normalize)
+                    return decompress(ix.codes[a:b], ix.residuals[a:b], ix.fine, ix.scales, ix.lut, ix.normalize)
 
                 mask = NO_MASK if masks is None else masks[i]
                 pos, sc = blocked_exact(tokens, ix.doc_offsets, q_flat, q_offsets, min(k, seg.n_docs), mask, bar)
@@ -618,7 +634,7 @@ class Index:
     def _decompress(seg, local: int) -> np.ndarray:
         ix = seg.arrays
         a, b = ix.doc_offsets[local], ix.doc_offsets[local + 1]
-        return decompress(ix.codes[a:b], ix.residuals[a:b], ix.centroids, ix.scales, ix.lut, ix.normalize)
+        return decompress(ix.codes[a:b], ix.residuals[a:b], ix.fine, ix.scales, ix.lut, ix.normalize)
 
 
 def exact_search(
@@ -817,6 +833,12 @@ def _reconstruction_mse(codec: ResidualCodec, flat: np.ndarray, codes: np.ndarra
     return float(np.mean((approx - flat[idx]) ** 2))
 
 
+#: Sub-centroids need at least this many k-means sample tokens each.
+SUB_SAMPLE_PER_CENTROID = 8
+#: Lloyd iterations of the k-means inside each centroid's cluster.
+SUB_KMEANS_NITERS = 8
+
+
 def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[ResidualCodec, float, np.ndarray]:
     """Train centroids on a sample of ``flat``, assign every token of ``flat`` to them, estimate per-centroid
     residual scales from all of them, and fit the residual buckets on held-out tokens.
@@ -833,12 +855,34 @@ def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Res
         centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
         bar.update(1)
     codes = _assign(centroids, flat, cfg.batch_size, show_progress)
-    scales = residual_scales(flat, codes, centroids)
+    sub = None
+    sub_bits = spare_code_bits(k) if cfg.sub_centroids else 0
+    while sub_bits and len(km_pos) < SUB_SAMPLE_PER_CENTROID * (k << sub_bits):
+        sub_bits -= 1  # too few sample tokens to split every centroid this finely
+    if sub_bits:
+        with progress.bar(1, "sub-centroids", show_progress) as bar:
+            km = np.ascontiguousarray(flat[km_pos])
+            sub = train_sub_centroids(km, codes[km_pos], centroids, 1 << sub_bits, SUB_KMEANS_NITERS, cfg.seed)
+            del km
+            codes = _refine(sub, sub_bits, flat, codes, cfg.batch_size)
+            bar.update(1)
+    fine = centroids if sub is None else sub
+    scales = residual_scales(flat, codes, fine)
     heldout = np.ascontiguousarray(flat[codec_pos])
     codec = ResidualCodec.fit(centroids, heldout, cfg.nbits, normalize=_unit_vectors(flat), scales=scales,
-                              heldout_codes=codes[codec_pos])
+                              heldout_codes=codes[codec_pos], sub_centroids=sub)
     held_codes, residuals = codec.compress(heldout, codes[codec_pos])
     return codec, _reconstruction_mse(codec, heldout, held_codes, residuals), codes
+
+
+def _refine(sub: np.ndarray, sub_bits: int, flat: np.ndarray, coarse: np.ndarray, batch_size: int) -> np.ndarray:
+    """Codes with sub-centroids from centroid ids ``coarse``, in blocks of ``batch_size`` tokens."""
+    codes = np.empty(len(coarse), dtype=codes_dtype(len(sub)))
+    for lo in range(0, len(coarse), batch_size):
+        hi = min(len(coarse), lo + batch_size)
+        block = np.ascontiguousarray(flat[lo:hi], dtype=np.float32)
+        codes[lo:hi] = refine_codes(block, coarse[lo:hi], sub, 1 << sub_bits)
+    return codes
 
 
 def _assign(centroids: np.ndarray, flat: np.ndarray, batch_size: int, show_progress) -> np.ndarray:

@@ -28,8 +28,9 @@ NO_MASK = np.zeros(0, dtype=np.uint8)
 
 
 class IndexArrays(NamedTuple):
-    centroids: np.ndarray  # (n_centroids, dim) float32
-    scales: np.ndarray  # (n_centroids,) float32, per-centroid residual scales
+    centroids: np.ndarray  # (n_centroids, dim) float32: candidate generation and centroid interaction
+    fine: np.ndarray  # (n_codes, dim) float32: what residuals are added to (sub-centroids, or the centroids)
+    scales: np.ndarray  # (n_codes,) float32, per-(sub-)centroid residual scales
     lut: np.ndarray  # (n_bytes, 256, 8 // nbits) float32
     codes: np.ndarray  # (n_tokens,) uint8/uint16/int32
     residuals: np.ndarray  # (n_tokens, n_bytes) uint8
@@ -37,6 +38,7 @@ class IndexArrays(NamedTuple):
     ivf_docs: np.ndarray  # (n_postings,) int32
     ivf_offsets: np.ndarray  # (n_centroids + 1,) int64
     normalize: bool = False  # rescale decompressed tokens to unit length
+    shift: int = 0  # a token's centroid is codes >> shift (the low bits name its sub-centroid)
 
 
 def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
@@ -45,7 +47,7 @@ def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.nda
     Decompression into one block plus a single matrix product measured as fast as scoring straight from the
     packed bytes through a per-query table (:func:`gingham.kernels.lut_maxsim`) at nbits=2, and faster at nbits=4.
     """
-    vecs, seg = gather_decompress(docs, ix.doc_offsets, ix.codes, ix.residuals, ix.centroids, ix.scales, ix.lut,
+    vecs, seg = gather_decompress(docs, ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut,
                                   ix.normalize)
     scores = np.ascontiguousarray(vecs @ q.T)
     return segment_maxsim(scores, seg, np.array([0, q.shape[0]], dtype=np.int64))[0]
@@ -76,10 +78,11 @@ def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np
                            min(cfg.min_candidates, n_allowed))
     if len(cands) > cfg.n_full_scores:
         keep = best >= cfg.centroid_score_threshold
-        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, cscores, keep, True)
+        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, cscores, keep, True)
         cands = np.sort(cands[topk(approx, cfg.n_full_scores)])
     if len(cands) > cfg.n_exact:
-        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, cscores, np.zeros(0, np.bool_), False)
+        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, cscores, np.zeros(0, np.bool_),
+                                      False)
         cands = np.sort(cands[topk(approx, cfg.n_exact)])
     return _rank(cands, exact_scores_for(ix, q, cands), cfg.top_k)
 

@@ -28,7 +28,7 @@ SEGMENT_ARRAYS = ("codes", "residuals", "doc_offsets", "ivf_docs", "ivf_offsets"
 def segment_arrays(codec: ResidualCodec, codes: np.ndarray, residuals: np.ndarray, doc_offsets: np.ndarray,
                    ids: DocIds, texts=None, metadata=None) -> dict[str, np.ndarray]:
     """The arrays of a new segment (inverted lists built here), keyed by their file names."""
-    ivf_docs, ivf_offsets = build_ivf(codes, doc_offsets, codec.n_centroids)
+    ivf_docs, ivf_offsets = build_ivf(codes, codec.sub_bits, doc_offsets, codec.n_centroids)
     arrays = {"codes": codes, "residuals": residuals, "doc_offsets": doc_offsets, "ivf_docs": ivf_docs,
               "ivf_offsets": ivf_offsets, **ids.arrays()}
     if texts is not None:
@@ -99,9 +99,10 @@ class Snapshot:
                 return arrays.get(f"{_n}/{key}")
 
             ix = IndexArrays(
-                centroids=self.codec.centroids, scales=self.codec.scales, lut=lut, codes=get("codes"), residuals=get("residuals"),
-                doc_offsets=np.ascontiguousarray(get("doc_offsets")), ivf_docs=get("ivf_docs"),
-                ivf_offsets=np.ascontiguousarray(get("ivf_offsets")), normalize=self.codec.normalize,
+                centroids=self.codec.centroids, fine=self.codec.fine, scales=self.codec.scales, lut=lut,
+                codes=get("codes"), residuals=get("residuals"), doc_offsets=np.ascontiguousarray(get("doc_offsets")),
+                ivf_docs=get("ivf_docs"), ivf_offsets=np.ascontiguousarray(get("ivf_offsets")),
+                normalize=self.codec.normalize, shift=self.codec.sub_bits,
             )
             ids = DocIds.from_arrays(manifest["doc_id_kind"], {k.split("/", 1)[1]: v for k, v in arrays.items()
                                                                if k.startswith(f"{name}/doc_ids")})

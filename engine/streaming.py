@@ -860,7 +860,7 @@ def _resume(root, manifest, src: Source, cfg: BuildConfig, prefetch, show_progre
 def _codes_dtype(codec: ResidualCodec):
     from gingham.codec import codes_dtype
 
-    return codes_dtype(codec.n_centroids)
+    return codes_dtype(codec.n_codes)
 
 
 def _run(root, codec: ResidualCodec, chunks: Iterator[Batch], cfg: BuildConfig, total_tokens, chunks_done: int,

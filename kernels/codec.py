@@ -38,6 +38,48 @@ def nearest_centroids(x, centroids_t, block_rows):
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def refine_codes(x, coarse, fine, n_sub):
+    """Token codes with sub-centroids: ``coarse[i] * n_sub + j`` for the sub-centroid j (highest dot product; ties
+    to the lowest j) among the ``n_sub`` rows ``fine[coarse[i] * n_sub : (coarse[i] + 1) * n_sub]``.
+
+    x: (n, dim) float32; coarse: (n,) integer centroid ids; fine: (n_centroids * n_sub, dim) float32.
+    Returns int64 (n,).
+    """
+    n, dim = x.shape
+    out = np.empty(n, dtype=np.int64)
+    for i in prange(n):
+        base = np.int64(coarse[i]) * n_sub
+        best = base
+        best_score = -np.inf
+        for j in range(n_sub):
+            s = np.float32(0.0)
+            for d in range(dim):
+                s += x[i, d] * fine[base + j, d]
+            if s > best_score:
+                best_score = s
+                best = base + j
+        out[i] = best
+    return out
+
+
+@njit(cache=True, nogil=True)
+def sum_rows(x, ids, n_out):
+    """Per id, the float64 sum of the rows of ``x`` (n, dim) carrying it, and their count.
+
+    Returns (sums float64 (n_out, dim), counts int64 (n_out,)). Serial: one pass, no shared slots.
+    """
+    n, dim = x.shape
+    sums = np.zeros((n_out, dim), dtype=np.float64)
+    counts = np.zeros(n_out, dtype=np.int64)
+    for i in range(n):
+        k = ids[i]
+        counts[k] += 1
+        for d in range(dim):
+            sums[k, d] += x[i, d]
+    return sums, counts
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def compress_residuals(x, centroids, scales, codes, cutoffs, nbits):
     """Quantise the scaled residual ``(x - centroids[codes]) / scales[codes]`` per dimension with ``cutoffs`` and
     pack the bucket ids.

@@ -7,10 +7,11 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def build_ivf(codes, doc_offsets, n_centroids):
-    """Inverted lists of ``codes`` grouped into documents by ``doc_offsets``.
+def build_ivf(codes, shift, doc_offsets, n_centroids):
+    """Inverted lists of the centroids ``codes >> shift`` grouped into documents by ``doc_offsets``.
 
-    codes: (n_tokens,) centroid ids; doc_offsets: (n_docs + 1,) int64, document d owns tokens
+    codes: (n_tokens,) token codes, whose centroid id is ``code >> shift`` (the low ``shift`` bits name a
+    sub-centroid); doc_offsets: (n_docs + 1,) int64, document d owns tokens
     ``doc_offsets[d]:doc_offsets[d+1]``. Returns (ivf_docs int32, ivf_offsets int64 (n_centroids + 1,)):
     centroid c lists ``ivf_docs[ivf_offsets[c]:ivf_offsets[c+1]]``, ascending and unique.
     """
@@ -19,7 +20,7 @@ def build_ivf(codes, doc_offsets, n_centroids):
     counts = np.zeros(n_centroids + 1, dtype=np.int64)
     for d in range(n_docs):
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            c = codes[t]
+            c = codes[t] >> shift
             if last[c] != d:
                 last[c] = d
                 counts[c + 1] += 1
@@ -29,7 +30,7 @@ def build_ivf(codes, doc_offsets, n_centroids):
     last[:] = -1
     for d in range(n_docs):
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            c = codes[t]
+            c = codes[t] >> shift
             if last[c] != d:
                 last[c] = d
                 docs[fill[c]] = d

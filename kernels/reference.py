@@ -9,6 +9,18 @@ def nearest_centroids(x, centroids_t, block_rows=None):
     return np.argmax(x.astype(np.float64) @ centroids_t.astype(np.float64), axis=1).astype(np.int64)
 
 
+def refine_codes(x, coarse, fine, n_sub):
+    coarse = np.asarray(coarse, dtype=np.int64)
+    cand = fine.reshape(-1, n_sub, fine.shape[1])[coarse].astype(np.float64)  # (n, n_sub, dim)
+    return coarse * n_sub + np.argmax(np.einsum("nsd,nd->ns", cand, x.astype(np.float64)), axis=1)
+
+
+def sum_rows(x, ids, n_out):
+    sums = np.zeros((n_out, x.shape[1]))
+    np.add.at(sums, ids, x.astype(np.float64))
+    return sums, np.bincount(ids, minlength=n_out).astype(np.int64)
+
+
 def bucketize(residuals, cutoffs):
     """Bucket id of each residual entry: number of the dimension's cutoffs that are <= the value."""
     return np.stack(
@@ -55,11 +67,11 @@ def decompress(codes, packed, centroids, scales, lut, normalize=False):
     return out
 
 
-def build_ivf(codes, doc_offsets, n_centroids):
+def build_ivf(codes, shift, doc_offsets, n_centroids):
     lists = [set() for _ in range(n_centroids)]
     for d in range(len(doc_offsets) - 1):
         for c in codes[doc_offsets[d]:doc_offsets[d + 1]]:
-            lists[int(c)].add(d)
+            lists[int(c) >> shift].add(d)
     docs = [sorted(s) for s in lists]
     offsets = np.zeros(n_centroids + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(s) for s in docs])
@@ -78,10 +90,10 @@ def ivf_candidates(ranked, ivf_docs, ivf_offsets, doc_mask, n_docs, min_rounds, 
     return np.array(sorted(found), dtype=np.int64)
 
 
-def centroid_interaction(cands, doc_offsets, codes, cscores, keep, prune):
+def centroid_interaction(cands, doc_offsets, codes, shift, cscores, keep, prune):
     out = np.zeros(len(cands), dtype=np.float32)
     for i, d in enumerate(cands):
-        doc_codes = codes[doc_offsets[d]:doc_offsets[d + 1]]
+        doc_codes = codes[doc_offsets[d]:doc_offsets[d + 1]].astype(np.int64) >> shift
         if prune:
             doc_codes = doc_codes[keep[doc_codes]]
         if len(doc_codes):

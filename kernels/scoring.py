@@ -51,10 +51,11 @@ def ivf_candidates(ranked, ivf_docs, ivf_offsets, doc_mask, n_docs, min_rounds, 
 
 
 @njit(cache=True, nogil=True)
-def centroid_interaction(cands, doc_offsets, codes, cscores, keep, prune):
+def centroid_interaction(cands, doc_offsets, codes, shift, cscores, keep, prune):
     """Approximate MaxSim of each candidate from its tokens' centroid scores.
 
-    For query token q, a document scores ``max over its tokens t of cscores[codes[t], q]``; the document's score is
+    A token's centroid is ``codes[t] >> shift``. For query token q, a document scores ``max over its tokens t of
+    cscores[centroid, q]``; the document's score is
     the sum over q. With ``prune`` set, tokens whose centroid has ``keep[c] == False`` are skipped (PLAID's
     centroid pruning). A query token that sees no token contributes 0. Returns float32 (n_candidates,).
     """
@@ -65,7 +66,7 @@ def centroid_interaction(cands, doc_offsets, codes, cscores, keep, prune):
         d = cands[i]
         best[:] = -np.inf
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            c = codes[t]
+            c = codes[t] >> shift
             if prune and not keep[c]:
                 continue
             for q in range(nq):

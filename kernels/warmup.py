@@ -7,7 +7,7 @@ import numpy as np
 
 def warmup() -> None:
     """Compile (or load from numba's cache) each kernel for the dtypes Gingham uses."""
-    from gingham.kernels.codec import compress_residuals, decompress, nearest_centroids
+    from gingham.kernels.codec import compress_residuals, decompress, nearest_centroids, refine_codes, sum_rows
     from gingham.kernels.ivf import build_ivf
     from gingham.kernels.scoring import (
         centroid_interaction,
@@ -39,11 +39,13 @@ def warmup() -> None:
             packed = compress_residuals(x, cents, scales, codes, cutoffs, nbits)
             for norm in (False, True):
                 decompress(codes, packed, cents, scales, lut, norm)
-            ivf_docs, ivf_offsets = build_ivf(codes, doc_offsets, n_c)
+            refine_codes(x, codes, cents, 1)
+            sum_rows(x, codes, n_c)
+            ivf_docs, ivf_offsets = build_ivf(codes, 0, doc_offsets, n_c)
             for mask in (np.zeros(0, np.uint8), np.ones(2, np.uint8)):
                 ranked = np.arange(n_c, dtype=np.int64).reshape(1, n_c)
                 cands = ivf_candidates(ranked, ivf_docs, ivf_offsets, mask, 2, 1, 1)
-            centroid_interaction(cands, doc_offsets, codes, cscores, keep, True)
+            centroid_interaction(cands, doc_offsets, codes, 0, cscores, keep, True)
             for norm in (False, True):
                 vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm)
             qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)

@@ -171,8 +171,8 @@ def test_compaction_merges_inverted_lists_as_a_rebuild_would(tmp_path, small_doc
     ix.compact()
     again = gingham.Index.open(tmp_path / "ix", verify=True)
     seg = again._snap.segments[0]
-    docs, offsets = build_ivf(np.asarray(seg.arrays.codes), np.asarray(seg.arrays.doc_offsets),
-                              again.codec.n_centroids)
+    docs, offsets = build_ivf(np.asarray(seg.arrays.codes), again.codec.sub_bits,
+                              np.asarray(seg.arrays.doc_offsets), again.codec.n_centroids)
     np.testing.assert_array_equal(seg.arrays.ivf_docs, docs)
     np.testing.assert_array_equal(seg.arrays.ivf_offsets, offsets)
     live = [i for i in ids if i not in {"d3", "d4", "d40", "d59"}]

@@ -65,6 +65,41 @@ def test_compress_and_decompress(n, nbits, dim, code_dtype, unit, seed):
                                atol=1e-6)
 
 
+@SETTINGS
+@given(n=st.integers(0, 120), n_c=st.integers(1, 9), n_sub=st.sampled_from([1, 2, 4]), dim=st.sampled_from([8, 96]),
+       ties=st.booleans(), seed=st.integers(0, 2**16))
+def test_refine_codes(n, n_c, n_sub, dim, ties, seed):
+    rng = np.random.default_rng(seed)
+    fine = _codebook(rng, n_c * n_sub, dim)
+    if ties:  # duplicated sub-centroids: the lowest sub-centroid wins
+        fine[1::2] = fine[::2][: len(fine[1::2])]
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    coarse = rng.integers(0, n_c, n).astype(np.uint16)
+    got = kc.refine_codes(x, coarse, fine, n_sub)
+    want = ref.refine_codes(x, coarse, fine, n_sub)
+    assert got.dtype == np.int64 and got.shape == (n,)
+    assert ((got // n_sub) == coarse).all()
+    # float32 vs float64 dot products may flip near-ties: the chosen sub-centroid scores as well as the best
+    s = np.einsum("nd,nd->n", x.astype(np.float64), fine[got].astype(np.float64))
+    s_want = np.einsum("nd,nd->n", x.astype(np.float64), fine[want].astype(np.float64))
+    np.testing.assert_allclose(s, s_want, atol=1e-4)
+    if ties and not (n_sub == 1):
+        exact = np.einsum("nd,nd->n", x, fine[got]) == np.einsum("nd,nd->n", x, fine[want])
+        assert (got[exact & (got != want)] < want[exact & (got != want)]).all()
+
+
+@SETTINGS
+@given(n=st.integers(0, 200), n_out=st.integers(1, 12), seed=st.integers(0, 2**16))
+def test_sum_rows(n, n_out, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 16)).astype(np.float32)
+    ids = rng.integers(0, n_out, n)
+    sums, counts = kc.sum_rows(x, ids, n_out)
+    want_sums, want_counts = ref.sum_rows(x, ids, n_out)
+    np.testing.assert_allclose(sums, want_sums, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(counts, want_counts)
+
+
 def test_pack_layout_is_low_bits_first():
     buckets = np.array([[1, 2, 3, 0]])
     assert ref.pack_bits(buckets, 2)[0, 0] == 1 | (2 << 2) | (3 << 4)
@@ -87,12 +122,13 @@ def _ragged(rng, n_docs, max_len, n_c, allow_empty=False):
 
 
 @SETTINGS
-@given(n_docs=st.integers(0, 60), max_len=st.integers(1, 12), n_c=st.integers(1, 20), seed=st.integers(0, 2**16))
-def test_build_ivf(n_docs, max_len, n_c, seed):
+@given(n_docs=st.integers(0, 60), max_len=st.integers(1, 12), n_c=st.integers(1, 20), shift=st.integers(0, 2),
+       seed=st.integers(0, 2**16))
+def test_build_ivf(n_docs, max_len, n_c, shift, seed):
     rng = np.random.default_rng(seed)
-    codes, offsets = _ragged(rng, n_docs, max_len, n_c)
-    docs, ivf_off = ki.build_ivf(codes, offsets, n_c)
-    want_docs, want_off = ref.build_ivf(codes, offsets, n_c)
+    codes, offsets = _ragged(rng, n_docs, max_len, n_c << shift)  # codes carry sub-centroid bits
+    docs, ivf_off = ki.build_ivf(codes, shift, offsets, n_c)
+    want_docs, want_off = ref.build_ivf(codes, shift, offsets, n_c)
     np.testing.assert_array_equal(docs, want_docs)
     np.testing.assert_array_equal(ivf_off, want_off)
     assert docs.dtype == np.int32 and ivf_off.dtype == np.int64
@@ -104,7 +140,7 @@ def test_build_ivf(n_docs, max_len, n_c, seed):
 def test_ivf_candidates(n_docs, n_c, n_qt, rounds, min_rounds, min_cands, use_mask, seed):
     rng = np.random.default_rng(seed)
     codes, offsets = _ragged(rng, n_docs, 8, n_c)
-    ivf_docs, ivf_off = ki.build_ivf(codes, offsets, n_c)
+    ivf_docs, ivf_off = ki.build_ivf(codes, 0, offsets, n_c)
     ranked = rng.integers(0, n_c, (n_qt, rounds)).astype(np.int64)
     mask = (rng.random(n_docs) < 0.5).astype(np.uint8) if use_mask else np.zeros(0, np.uint8)
     args = (ranked, ivf_docs, ivf_off, mask, n_docs, min_rounds, min_cands)
@@ -113,15 +149,15 @@ def test_ivf_candidates(n_docs, n_c, n_qt, rounds, min_rounds, min_cands, use_ma
 
 @SETTINGS
 @given(n_docs=st.integers(0, 40), n_c=st.integers(1, 30), nq=st.integers(1, 8), prune=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_centroid_interaction(n_docs, n_c, nq, prune, seed):
+       shift=st.integers(0, 2), seed=st.integers(0, 2**16))
+def test_centroid_interaction(n_docs, n_c, nq, prune, shift, seed):
     rng = np.random.default_rng(seed)
-    codes, offsets = _ragged(rng, n_docs, 10, n_c)
+    codes, offsets = _ragged(rng, n_docs, 10, n_c << shift)
     cscores = rng.standard_normal((n_c, nq)).astype(np.float32)
     keep = rng.random(n_c) < 0.5
     cands = np.sort(rng.choice(max(n_docs, 1), min(n_docs, 15), replace=False)).astype(np.int64)
-    got = ks.centroid_interaction(cands, offsets, codes, cscores, keep, prune)
-    want = ref.centroid_interaction(cands, offsets, codes, cscores, keep, prune)
+    got = ks.centroid_interaction(cands, offsets, codes, shift, cscores, keep, prune)
+    want = ref.centroid_interaction(cands, offsets, codes, shift, cscores, keep, prune)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
