@@ -82,28 +82,39 @@ def spare_code_bits(n_centroids: int) -> int:
 
 
 def train_sub_centroids(x: np.ndarray, coarse: np.ndarray, centroids: np.ndarray, n_sub: int, niters: int,
-                        seed: int) -> np.ndarray:
-    """Spherical k-means with ``n_sub`` clusters inside every centroid's cluster, over tokens ``x`` and their
-    centroid ids ``coarse``. Returns L2-normalised float32 (n_centroids * n_sub, dim): rows ``c * n_sub + j``.
+                        seed: int, exclude: np.ndarray | None = None, block: int = 1 << 18) -> np.ndarray:
+    """Spherical k-means with ``n_sub`` clusters inside every centroid's cluster, over tokens ``x`` (n, dim; may
+    be memory-mapped: read in blocks of ``block`` rows) and their centroid ids ``coarse``, leaving out the rows
+    ``exclude``. Returns L2-normalised float32 (n_centroids * n_sub, dim): rows ``c * n_sub + j``.
 
     Sub-centroids start from members spread over the cluster (stratified by a seeded random order); a cluster
     with fewer members than ``n_sub`` keeps its centroid for the rest, and an emptied sub-centroid keeps its place.
     """
     k, dim = centroids.shape
     coarse = np.asarray(coarse, dtype=np.int64)
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    keep = np.ones(len(coarse), dtype=bool)
+    if exclude is not None:
+        keep[exclude] = False
     rng = np.random.default_rng(seed)
-    order = np.lexsort((rng.random(len(coarse)), coarse))  # members of each cluster together, shuffled
-    counts = np.bincount(coarse, minlength=k)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    # members of each cluster together, shuffled, excluded rows last (never picked)
+    order = np.lexsort((rng.random(len(coarse)), ~keep, coarse))
+    counts = np.bincount(coarse[keep], minlength=k)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(coarse, minlength=k))[:-1]])
     fine = np.repeat(centroids, n_sub, axis=0).astype(np.float32)
     for j in range(n_sub):
         ok = counts > j
         pick = starts[ok] + (j * counts[ok]) // n_sub
         fine[np.flatnonzero(ok) * n_sub + j] = x[order[pick]]
     for _ in range(niters):
-        codes = refine_codes(x, coarse, fine, n_sub)
-        sums, n = sum_rows(x, codes, k * n_sub)
+        sums = np.zeros((k * n_sub, dim), dtype=np.float64)
+        n = np.zeros(k * n_sub, dtype=np.int64)
+        for lo in range(0, len(coarse), block):
+            rows = np.flatnonzero(keep[lo:lo + block]) + lo
+            xb = np.ascontiguousarray(x[rows], dtype=np.float32)
+            codes = refine_codes(xb, coarse[rows], fine, n_sub)
+            s, c = sum_rows(xb, codes, k * n_sub)
+            sums += s
+            n += c
         norms = np.linalg.norm(sums, axis=1)
         ok = (n > 0) & (norms > 0)
         fine[ok] = (sums[ok] / norms[ok, None]).astype(np.float32)

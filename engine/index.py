@@ -833,8 +833,8 @@ def _reconstruction_mse(codec: ResidualCodec, flat: np.ndarray, codes: np.ndarra
     return float(np.mean((approx - flat[idx]) ** 2))
 
 
-#: Sub-centroids need at least this many k-means sample tokens each.
-SUB_SAMPLE_PER_CENTROID = 8
+#: Sub-centroids need at least this many training tokens each.
+SUB_TOKENS_PER_CENTROID = 8
 #: Lloyd iterations of the k-means inside each centroid's cluster.
 SUB_KMEANS_NITERS = 8
 
@@ -857,13 +857,15 @@ def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Res
     codes = _assign(centroids, flat, cfg.batch_size, show_progress)
     sub = None
     sub_bits = spare_code_bits(k) if cfg.sub_centroids else 0
-    while sub_bits and len(km_pos) < SUB_SAMPLE_PER_CENTROID * (k << sub_bits):
-        sub_bits -= 1  # too few sample tokens to split every centroid this finely
+    # sub-centroids from every token but the held-out ones (their error is the baseline of codebook drift)
+    held_apart = n_tokens >= 64
+    n_train = n_tokens - (len(codec_pos) if held_apart else 0)
+    while sub_bits and n_train < SUB_TOKENS_PER_CENTROID * (k << sub_bits):
+        sub_bits -= 1  # too few tokens to split every centroid this finely
     if sub_bits:
         with progress.bar(1, "sub-centroids", show_progress) as bar:
-            km = np.ascontiguousarray(flat[km_pos])
-            sub = train_sub_centroids(km, codes[km_pos], centroids, 1 << sub_bits, SUB_KMEANS_NITERS, cfg.seed)
-            del km
+            sub = train_sub_centroids(flat, codes, centroids, 1 << sub_bits, SUB_KMEANS_NITERS, cfg.seed,
+                                      exclude=codec_pos if held_apart else None, block=cfg.batch_size)
             codes = _refine(sub, sub_bits, flat, codes, cfg.batch_size)
             bar.update(1)
     fine = centroids if sub is None else sub

@@ -3,7 +3,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gingham.codec import ResidualCodec, codes_dtype, fit_buckets, residual_scales, train_centroids
+from gingham.codec import (
+    ResidualCodec,
+    codes_dtype,
+    fit_buckets,
+    residual_scales,
+    spare_code_bits,
+    train_centroids,
+    train_sub_centroids,
+)
 from gingham.config import BuildConfig
 from gingham.kernels import reference as ref
 from tests.conftest import normalised
@@ -120,3 +128,84 @@ def test_scales_fit_clusters_of_different_spread():
     assert mse(scaled, tight) < 0.3 * mse(flat, tight)
     assert mse(scaled, ~tight) < 1.05 * mse(flat, ~tight)
     assert mse(scaled) < 0.9 * mse(flat)
+
+
+@pytest.mark.parametrize("n_centroids,bits", [(16384, 2), (32768, 1), (65536, 0), (4096, 2), (128, 1), (256, 0),
+                                              (2**17, 2), (1, 2)])
+def test_spare_code_bits(n_centroids, bits):
+    assert spare_code_bits(n_centroids) == bits
+    # the codes with sub-centroids still fit the type chosen for the centroids alone
+    assert codes_dtype(n_centroids << bits) == codes_dtype(n_centroids)
+
+
+def _sub_clustered(rng, n_c, n_sub, n, dim, spread=0.15, noise=0.03):
+    centres = normalised(rng, n_c, dim)
+    subs = centres[:, None, :] + spread * rng.standard_normal((n_c, n_sub, dim)) / np.sqrt(dim)
+    labels = rng.integers(0, n_c * n_sub, n)
+    x = subs.reshape(-1, dim)[labels] + noise * rng.standard_normal((n, dim)) / np.sqrt(dim)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_sub_centroids_find_the_structure_inside_clusters():
+    """Clusters made of 4 sub-clusters each: sub-centroids land on them, every code's centroid is the token's
+    nearest centroid, and the reconstruction error drops well below that of the centroids alone."""
+    rng = np.random.default_rng(5)
+    x = _sub_clustered(rng, 16, 4, 6000, 64)
+    train, test = x[:4000], x[4000:]
+    centroids = train_centroids(train, 16, 10, 0)
+    coarse = ref.nearest_centroids(train, centroids.T)
+    sub = train_sub_centroids(train, coarse, centroids, 4, 8, 0)
+    assert sub.shape == (64, 64) and sub.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(sub, axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(sub, train_sub_centroids(train, coarse, centroids, 4, 8, 0))  # seeded
+    plain = ResidualCodec.fit(centroids, train, 2)
+    refined = ResidualCodec.fit(centroids, train, 2, sub_centroids=sub)
+    assert plain.sub_bits == 0 and refined.sub_bits == 2 and refined.n_codes == 64
+    codes, packed = refined.compress(test)
+    np.testing.assert_array_equal(codes >> 2, ref.nearest_centroids(test, refined.centroids.T))
+    assert codes.dtype == np.uint8  # 64 codes
+
+    def mse(codec):
+        return float(np.mean((codec.decompress(*codec.compress(test)) - test) ** 2))
+
+    assert mse(refined) < 0.5 * mse(plain)
+
+
+def test_sub_centroids_of_tiny_clusters_keep_the_centroid():
+    rng = np.random.default_rng(0)
+    centroids = normalised(rng, 3, 8)
+    x = normalised(rng, 2, 8)
+    sub = train_sub_centroids(x, np.array([0, 0]), centroids, 4, 3, 0)
+    np.testing.assert_array_equal(sub[4:], np.repeat(centroids[1:], 4, axis=0))  # clusters without members
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_index_sub_centroids_setting(tmp_path, enabled):
+    import gingham
+    from gingham.synthetic import make_corpus
+
+    corpus = make_corpus(300, mean_length=40, seed=3)
+    # 257 centroids: uint16 codes, 2 spare bits, and ~38 training tokens per sub-centroid
+    ix = gingham.Index.create(tmp_path / "ix", corpus.docs(), nbits=2, n_centroids=257, sub_centroids=enabled)
+    again = gingham.Index.open(tmp_path / "ix", verify=True)
+    again.verify()
+    assert again.codec.sub_bits == (2 if enabled else 0)
+    assert ("sub_centroids" in again.manifest["files"]) == enabled
+    assert len(again.codec.scales) == again.codec.n_codes == again.codec.n_centroids << again.codec.sub_bits
+    codes = np.asarray(again._snap.segments[0].arrays.codes)
+    assert int(codes.max()) < again.codec.n_codes
+    np.testing.assert_array_equal(again.decompress(5), ix.decompress(5))
+
+
+def test_sub_centroids_leave_out_excluded_rows_and_read_in_blocks():
+    rng = np.random.default_rng(2)
+    x = _sub_clustered(rng, 8, 4, 3000, 32)
+    centroids = train_centroids(x, 8, 5, 0)
+    coarse = ref.nearest_centroids(x, centroids.T)
+    held = np.sort(rng.choice(3000, 500, replace=False))
+    a = train_sub_centroids(x, coarse, centroids, 4, 5, 1, exclude=held, block=97)
+    garbage = x.copy()
+    garbage[held] = normalised(rng, len(held), 32)  # excluded rows never count
+    b = train_sub_centroids(garbage, coarse, centroids, 4, 5, 1, exclude=held)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert not np.allclose(a, train_sub_centroids(garbage, coarse, centroids, 4, 5, 1), atol=1e-3)
