@@ -20,6 +20,7 @@ import numpy as np
 import gingham
 from gingham.codec import assign, fit_buckets, residual_scales, spare_code_bits, train_centroids, train_sub_centroids
 from gingham.config import BuildConfig
+from gingham.index import SUB_KMEANS_NITERS, _sample_positions
 from gingham.kernels.codec import refine_codes
 from gingham.synthetic import make_corpus, make_queries
 
@@ -38,15 +39,15 @@ def main() -> None:
     exact = gingham.exact_search(queries, x, top_k=10, lengths=corpus.lengths).positions
     cfg = BuildConfig()
     k = cfg.resolve_n_centroids(n)
-    rng = np.random.default_rng(0)
-    perm = rng.permutation(n)
-    km = x[np.sort(perm[:k * cfg.kmeans_points_per_centroid])]
-    held_pos = perm[k * cfg.kmeans_points_per_centroid:][:cfg.codec_sample]
+    n_kmeans = min(n, cfg.kmeans_sample or k * cfg.kmeans_points_per_centroid)
+    km_pos, held_pos = _sample_positions(n, n_kmeans, cfg.codec_sample, cfg.seed)  # the build's own split
+    km = x[km_pos]
     t = time.perf_counter()
     centroids = train_centroids(km, k, cfg.kmeans_niters, cfg.seed)
     coarse = assign(x, centroids)
     bits = spare_code_bits(k)
-    sub = train_sub_centroids(km, assign(km, centroids), centroids, 1 << bits, 8, 0)
+    # as the build does: every token but the codec's held-out ones
+    sub = train_sub_centroids(x, coarse, centroids, 1 << bits, SUB_KMEANS_NITERS, cfg.seed, exclude=held_pos)
     fine_codes = refine_codes(x, coarse, sub, 1 << bits)
     print(f"{args.n_docs} docs, {n} tokens, {k} centroids x {1 << bits} sub-centroids, {args.queries} queries; "
           f"codebooks in {time.perf_counter() - t:.0f}s", flush=True)
