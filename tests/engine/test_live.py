@@ -15,10 +15,12 @@ def corpus():
 
 
 @pytest.fixture()
-def index(tmp_path, corpus):
+def index(tmp_path, corpus, request):
+    # indirect parameter: the number of centroids (257 leaves 2 spare code bits: sub-centroids)
+    n_centroids = getattr(request, "param", None)
     docs = corpus.docs()
     return gingham.Index.create(tmp_path / "ix", docs[:400], [f"d{i}" for i in range(400)],
-                                metadata=[{"i": i, "even": i % 2 == 0} for i in range(400)])
+                                metadata=[{"i": i, "even": i % 2 == 0} for i in range(400)], n_centroids=n_centroids)
 
 
 def _expected_exhaustive(index, queries, live_docs: dict, k):
@@ -63,7 +65,9 @@ def test_failed_add_loses_nothing(index, corpus):
     assert index.generation == gen and len(index) == 400
 
 
+@pytest.mark.parametrize("index", [None, 257], indirect=True, ids=["centroids", "sub-centroids"])
 def test_exhaustive_after_updates_equals_rebuild_with_same_codebook(index, corpus):
+    assert index.codec.sub_bits == (2 if index.codec.n_centroids == 257 else 0)
     docs = corpus.docs()
     index.add(docs[400:500], [f"d{i}" for i in range(400, 500)], metadata=[{}] * 100)
     index.delete([f"d{i}" for i in range(0, 500, 7)])

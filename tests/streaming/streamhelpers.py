@@ -45,7 +45,8 @@ def segment_arrays(index):
             "doc_offsets": np.asarray(a.doc_offsets), "ivf_docs": np.asarray(a.ivf_docs),
             "ivf_offsets": np.asarray(a.ivf_offsets), "ids": seg.ids.to_list(),
             "centroids": index.codec.centroids, "weights": index.codec.weights, "cutoffs": index.codec.cutoffs,
-            "scales": index.codec.scales}
+            "scales": index.codec.scales,
+            "sub_centroids": np.zeros(0) if index.codec.sub_centroids is None else index.codec.sub_centroids}
 
 
 def assert_same_index(a, b):
