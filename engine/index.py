@@ -145,6 +145,7 @@ class Index:
             "dim": self.dim,
             "nbits": self.nbits,
             "n_centroids": self.codec.n_centroids,
+            "sub_centroids_per_centroid": 1 << self.codec.sub_bits,
             "codes_dtype": snap.manifest["codes_dtype"],
             "bytes_per_token_compressed": compressed / n_tokens,
             "bytes_per_token_on_disk": total / n_tokens,

@@ -190,6 +190,7 @@ def test_index_sub_centroids_setting(tmp_path, enabled):
     again = gingham.Index.open(tmp_path / "ix", verify=True)
     again.verify()
     assert again.codec.sub_bits == (2 if enabled else 0)
+    assert again.info()["sub_centroids_per_centroid"] == (4 if enabled else 1)
     assert ("sub_centroids" in again.manifest["files"]) == enabled
     assert len(again.codec.scales) == again.codec.n_codes == again.codec.n_centroids << again.codec.sub_bits
     codes = np.asarray(again._snap.segments[0].arrays.codes)
