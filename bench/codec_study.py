@@ -20,7 +20,7 @@ import numpy as np
 import gingham
 from gingham.codec import assign, fit_buckets, residual_scales, spare_code_bits, train_centroids, train_sub_centroids
 from gingham.config import BuildConfig
-from gingham.index import SUB_KMEANS_NITERS, _sample_positions
+from gingham.training import SUB_KMEANS_NITERS, sample_positions
 from gingham.kernels.codec import refine_codes
 from gingham.synthetic import make_corpus, make_queries
 
@@ -40,7 +40,7 @@ def main() -> None:
     cfg = BuildConfig()
     k = cfg.resolve_n_centroids(n)
     n_kmeans = min(n, cfg.kmeans_sample or k * cfg.kmeans_points_per_centroid)
-    km_pos, held_pos = _sample_positions(n, n_kmeans, cfg.codec_sample, cfg.seed)  # the build's own split
+    km_pos, held_pos = sample_positions(n, n_kmeans, cfg.codec_sample, cfg.seed)  # the build's own split
     km = x[km_pos]
     t = time.perf_counter()
     centroids = train_centroids(km, k, cfg.kmeans_niters, cfg.seed)

@@ -45,10 +45,10 @@ def compress_to_files(codebook: dict[str, np.ndarray], nbits: int, normalize: bo
                       flat: np.ndarray, batch_size: int, prefix: str) -> tuple[str, str]:
     """Compress ``flat`` with the codebook and write ``PREFIX.codes.npy`` / ``PREFIX.residuals.npy`` (a Ray task's
     body; plain function so it is testable without Ray). Returns the two paths."""
-    from gingham.index import _compress
+    from gingham.training import compress_all
 
     codec = ResidualCodec.from_arrays(codebook, nbits, normalize)
-    codes, residuals = _compress(codec, flat, batch_size, False)
+    codes, residuals = compress_all(codec, flat, batch_size, False)
     paths = (f"{prefix}.codes.npy", f"{prefix}.residuals.npy")
     for path, arr in zip(paths, (codes, residuals)):
         tmp = path + ".tmp"

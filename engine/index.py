@@ -20,16 +20,7 @@ import numpy as np
 
 from gingham import progress, storage, validation
 from gingham._version import __version__
-from gingham.codec import (
-    ResidualCodec,
-    assign,
-    codes_dtype,
-    residual_scales,
-    spare_code_bits,
-    train_centroids,
-    train_sub_centroids,
-)
-from gingham.kernels.codec import refine_codes
+from gingham.codec import ResidualCodec
 from gingham.config import BuildConfig, SearchConfig
 from gingham.errors import IndexFormatError
 from gingham.ids import DocIds
@@ -38,6 +29,7 @@ from gingham.kernels.scoring import topk
 from gingham.results import SearchResults
 from gingham.search import NO_MASK, blocked_exact, plaid_search, rerank
 from gingham.segment import CODEBOOK_ARRAYS, SEGMENT_ARRAYS, Snapshot, segment_arrays
+from gingham.training import compress_all, reconstruction_mse, train_codec
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +37,6 @@ PathLike = str | os.PathLike
 #: Codebook drift (mean squared reconstruction error of added tokens over that of the build's held-out tokens)
 #: above which the index recommends :meth:`Index.rebuild`.
 DRIFT_WARNING = 1.5
-
-
-def _sample_positions(n_tokens: int, n_kmeans: int, n_codec: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint random token positions for k-means and for fitting the codec.
-
-    When the corpus is too small for both, a fifth of it is held out from k-means (so that the held-out error,
-    the baseline of :meth:`Index.codebook_drift`, is measured on tokens the codebook was not fitted to); only
-    corpora under 64 tokens share their tokens between the two.
-    """
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n_tokens)
-    if n_tokens - n_kmeans >= min(n_codec, 1024):
-        return np.sort(perm[:n_kmeans]), np.sort(perm[n_kmeans:n_kmeans + n_codec])
-    if n_tokens < 64:
-        return np.sort(perm[:n_kmeans]), np.sort(perm[:n_codec])
-    n_hold = min(n_codec, n_tokens // 5)
-    return np.sort(perm[n_hold:n_hold + n_kmeans]), np.sort(perm[:n_hold])
 
 
 class Index:
@@ -205,8 +180,8 @@ class Index:
             raise ValueError(f"dim {dim} times nbits {cfg.nbits} must be a multiple of 8 to pack residuals into bytes")
         root = Path(path)
         _check_target(root, overwrite)
-        codec, codec_mse, all_codes = _train_codec(flat, cfg, show_progress)
-        codes, residuals = _compress(codec, flat, cfg.batch_size, show_progress, codes=all_codes)
+        codec, codec_mse, all_codes = train_codec(flat, cfg, show_progress)
+        codes, residuals = compress_all(codec, flat, cfg.batch_size, show_progress, codes=all_codes)
         with progress.bar(1, "index", show_progress) as bar:
             arrays = {f"s000001/{k}": v for k, v in
                       segment_arrays(codec, codes, residuals, doc_offsets, ids, texts, metadata).items()}
@@ -354,8 +329,8 @@ class Index:
             raise ValueError(f"this index uses {self.manifest['doc_id_kind']} ids; got {ids.kind} ids")
         texts, metadata = _check_extras(texts, metadata, n_docs)
         codec = self.codec
-        codes, residuals = _compress(codec, flat, self.build_config.batch_size, show_progress)
-        mse = _reconstruction_mse(codec, flat, codes, residuals)
+        codes, residuals = compress_all(codec, flat, self.build_config.batch_size, show_progress)
+        mse = reconstruction_mse(codec, flat, codes, residuals)
         new_ids = ids.to_list()
 
         def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
@@ -825,101 +800,3 @@ def _threads(n_threads: int | None) -> int:
     if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
         raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
     return n_threads
-
-
-def _reconstruction_mse(codec: ResidualCodec, flat: np.ndarray, codes: np.ndarray, residuals: np.ndarray,
-                        sample: int = 65_536) -> float:
-    idx = np.linspace(0, len(flat) - 1, min(sample, len(flat))).astype(np.int64)
-    approx = codec.decompress(codes[idx], residuals[idx])
-    return float(np.mean((approx - flat[idx]) ** 2))
-
-
-#: Sub-centroids need at least this many training tokens each.
-SUB_TOKENS_PER_CENTROID = 8
-#: Lloyd iterations of the k-means inside each centroid's cluster.
-SUB_KMEANS_NITERS = 8
-
-
-def _train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[ResidualCodec, float, np.ndarray]:
-    """Train centroids on a sample of ``flat``, assign every token of ``flat`` to them, estimate per-centroid
-    residual scales from all of them, and fit the residual buckets on held-out tokens.
-
-    Returns (codec, held-out MSE, centroid id of every token of ``flat``): a build compresses with those ids
-    instead of assigning again, so the scales cost no extra pass; a streaming build passes its training sample.
-    """
-    n_tokens = flat.shape[0]
-    k = cfg.resolve_n_centroids(n_tokens)
-    n_kmeans = min(n_tokens, cfg.kmeans_sample or k * cfg.kmeans_points_per_centroid)
-    km_pos, codec_pos = _sample_positions(n_tokens, n_kmeans, cfg.codec_sample, cfg.seed)
-    log.info("training %d centroids on %d of %d tokens", k, len(km_pos), n_tokens)
-    with progress.bar(1, "kmeans", show_progress) as bar:
-        centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
-        bar.update(1)
-    codes = _assign(centroids, flat, cfg.batch_size, show_progress)
-    sub = None
-    sub_bits = spare_code_bits(k) if cfg.sub_centroids else 0
-    # sub-centroids from every token but the held-out ones (their error is the baseline of codebook drift)
-    held_apart = n_tokens >= 64
-    n_train = n_tokens - (len(codec_pos) if held_apart else 0)
-    while sub_bits and n_train < SUB_TOKENS_PER_CENTROID * (k << sub_bits):
-        sub_bits -= 1  # too few tokens to split every centroid this finely
-    if sub_bits:
-        with progress.bar(1, "sub-centroids", show_progress) as bar:
-            sub = train_sub_centroids(flat, codes, centroids, 1 << sub_bits, SUB_KMEANS_NITERS, cfg.seed,
-                                      exclude=codec_pos if held_apart else None, block=cfg.batch_size)
-            codes = _refine(sub, sub_bits, flat, codes, cfg.batch_size)
-            bar.update(1)
-    fine = centroids if sub is None else sub
-    scales = residual_scales(flat, codes, fine)
-    heldout = np.ascontiguousarray(flat[codec_pos])
-    codec = ResidualCodec.fit(centroids, heldout, cfg.nbits, normalize=_unit_vectors(flat), scales=scales,
-                              heldout_codes=codes[codec_pos], sub_centroids=sub)
-    held_codes, residuals = codec.compress(heldout, codes[codec_pos])
-    return codec, _reconstruction_mse(codec, heldout, held_codes, residuals), codes
-
-
-def _refine(sub: np.ndarray, sub_bits: int, flat: np.ndarray, coarse: np.ndarray, batch_size: int) -> np.ndarray:
-    """Codes with sub-centroids from centroid ids ``coarse``, in blocks of ``batch_size`` tokens."""
-    codes = np.empty(len(coarse), dtype=codes_dtype(len(sub)))
-    for lo in range(0, len(coarse), batch_size):
-        hi = min(len(coarse), lo + batch_size)
-        block = np.ascontiguousarray(flat[lo:hi], dtype=np.float32)
-        codes[lo:hi] = refine_codes(block, coarse[lo:hi], sub, 1 << sub_bits)
-    return codes
-
-
-def _assign(centroids: np.ndarray, flat: np.ndarray, batch_size: int, show_progress) -> np.ndarray:
-    """Nearest centroid of every token, in blocks of ``batch_size`` tokens. Returns the narrowest code dtype."""
-    n_tokens = flat.shape[0]
-    centroids_t = np.ascontiguousarray(centroids.T)
-    codes = np.empty(n_tokens, dtype=codes_dtype(centroids.shape[0]))
-    with progress.bar(n_tokens, "assign", show_progress, unit="tok") as bar:
-        for lo in range(0, n_tokens, batch_size):
-            hi = min(n_tokens, lo + batch_size)
-            codes[lo:hi] = assign(flat[lo:hi], centroids, centroids_t)
-            bar.update(hi - lo)
-    return codes
-
-
-def _unit_vectors(flat: np.ndarray, tol: float = 1e-3) -> bool:
-    """Whether every token is a unit vector (as ColBERT encoders emit), checked in blocks."""
-    for lo in range(0, len(flat), 1 << 20):
-        norms = np.linalg.norm(flat[lo:lo + (1 << 20)], axis=1)
-        if np.abs(norms - 1).max() > tol:
-            return False
-    return True
-
-
-def _compress(codec: ResidualCodec, flat: np.ndarray, batch_size: int, show_progress,
-              codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and packed residuals of every token of ``flat``, in blocks; ``codes``: centroid ids if known."""
-    n_tokens = flat.shape[0]
-    known = codes
-    codes = np.empty(n_tokens, dtype=codes_dtype(codec.n_centroids))
-    residuals = np.empty((n_tokens, codec.bytes_per_token), dtype=np.uint8)
-    with progress.bar(n_tokens, "compress", show_progress, unit="tok") as bar:
-        for lo in range(0, n_tokens, batch_size):
-            hi = min(n_tokens, lo + batch_size)
-            codes[lo:hi], residuals[lo:hi] = codec.compress(flat[lo:hi], None if known is None else known[lo:hi])
-            bar.update(hi - lo)
-    return codes, residuals

@@ -52,17 +52,15 @@ from gingham.index import (
     _build_config,
     _check_target,
     _commit,
-    _compress,
     commit_change,
     _load_snapshot,
     _merged_mse,
     _next_segment,
     _now,
     _read_if_any,
-    _reconstruction_mse,
-    _train_codec,
 )
 from gingham.segment import segment_arrays
+from gingham.training import compress_all, reconstruction_mse, train_codec
 
 log = logging.getLogger(__name__)
 
@@ -751,7 +749,7 @@ def _fresh(root, previous, src: Source, cfg: BuildConfig, budget, chunk_tokens, 
     train_cfg, need = _training_config(cfg, k_hint, cap)
     head = Batch.concat(prefix)
     train_flat = head.flat[:min(have, need)] if have > need else head.flat
-    codec, codec_mse, _ = _train_codec(train_flat, train_cfg, show_progress)
+    codec, codec_mse, _ = train_codec(train_flat, train_cfg, show_progress)
     del train_flat
 
     # 2. commit the codebook (no segments yet) with the build state
@@ -820,7 +818,7 @@ def _train_on_all(src: Source, cfg: BuildConfig, the_plan: Plan, expected_tokens
     sample = reservoir[:min(seen, size)]
     k = k or cfg.resolve_n_centroids(seen)
     train_cfg, _ = _training_config(cfg, k, cap)
-    codec, mse, _ = _train_codec(sample, train_cfg, show_progress)
+    codec, mse, _ = train_codec(sample, train_cfg, show_progress)
     return codec, mse, seen, kind, len(sample)
 
 
@@ -870,7 +868,7 @@ def _run(root, codec: ResidualCodec, chunks: Iterator[Batch], cfg: BuildConfig, 
     compress = compressor or local_compressor
     try:
         for chunk, codes, residuals in compress(codec, _prefetch(chunks, prefetch), cfg.batch_size):
-            mse = _reconstruction_mse(codec, chunk.flat, codes, residuals)
+            mse = reconstruction_mse(codec, chunk.flat, codes, residuals)
             ids = DocIds.from_user(chunk.ids, len(chunk))
             doc_offsets = _offsets(chunk.lengths)
             n_docs, n_tokens = len(chunk), int(doc_offsets[-1])
@@ -901,7 +899,7 @@ def _run(root, codec: ResidualCodec, chunks: Iterator[Batch], cfg: BuildConfig, 
 def local_compressor(codec: ResidualCodec, chunks: Iterable[Batch], batch_size: int):
     """Compress each chunk here (the numba kernels use every core)."""
     for chunk in chunks:
-        codes, residuals = _compress(codec, chunk.flat, batch_size, False)
+        codes, residuals = compress_all(codec, chunk.flat, batch_size, False)
         yield chunk, codes, residuals
 
 

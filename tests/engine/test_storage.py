@@ -184,10 +184,10 @@ def test_compaction_merges_inverted_lists_as_a_rebuild_would(tmp_path, small_doc
 def test_format_1_index_opens_and_becomes_format_2_on_update(tmp_path, small_docs, monkeypatch):
     """An index written before per-centroid residual scales (format 1: no residual_scales.npy) opens with every
     scale 1, searches as before, and its first update writes the scales file and format 2."""
-    from gingham import index as index_mod
+    from gingham import training
 
     with monkeypatch.context() as m:  # what format 1 decoded: every scale 1
-        m.setattr(index_mod, "residual_scales", lambda x, codes, centroids, *a: np.ones(len(centroids), np.float32))
+        m.setattr(training, "residual_scales", lambda x, codes, centroids, *a: np.ones(len(centroids), np.float32))
         ix = gingham.Index.create(tmp_path / "ix", small_docs[:40], [f"d{i}" for i in range(40)], nbits=2)
     queries = small_docs[40:45]
     before = ix.search(queries, top_k=5)
