@@ -124,8 +124,8 @@ def main() -> None:
 
     ex = results["exact"]
     print()
-    print(f"| engine | build s | B/token (codes+res) | B/token on disk | p50 ms | p95 ms | p99 ms | batch q/s | "
-          f"recall@10 vs exact | exhaustive recall@10 vs exact | p50 vs exact |")
+    print("| engine | build s | B/token (codes+res) | B/token on disk | p50 ms | p95 ms | p99 ms | batch q/s | "
+          "recall@10 vs exact | exhaustive recall@10 vs exact | p50 vs exact |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| exact MaxSim (brute force, fp32) | – | {ex['bytes_per_token']} | {ex['bytes_per_token']} | "
           f"{ex['p50_ms']:.1f} | {ex['p95_ms']:.1f} | {ex['p99_ms']:.1f} | {ex['batch_qps']:.1f} | 1.000 | 1.000 | 1× |")

@@ -35,7 +35,6 @@ def main() -> None:
         done = 0
         t0 = time.perf_counter()
         for k in range(args.kills):
-            before = done
             # kill_once asserts the index opens, verifies and holds the committed documents
             done = kill_once(path, done, rng)
             outcomes["ok"] += 1

@@ -8,7 +8,6 @@ first; see :mod:`.peers`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -22,7 +21,7 @@ from gingham.kernels import warmup
 
 from . import peers as peers_mod
 from .embeddings import EmbeddingCache, flatten
-from .metrics import evaluate, overlap_recall, ranked_lists
+from .metrics import evaluate, overlap_recall
 from .sweep import measure, pareto, select, sweep
 from .timing import environment, peak_rss_mb, rss_mb, summarize, time_call, time_each
 

@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import gingham
 
 sys.path.insert(0, str(Path(__file__).parent))
