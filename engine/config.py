@@ -175,3 +175,17 @@ class SearchConfig:
         """Documents scored exactly after the unpruned centroid pass (a resolved config only)."""
         assert self.n_full_scores is not None, "call resolved() first"
         return max(self.n_full_scores // 4, self.top_k)
+
+
+def resolve_build_config(config, options) -> BuildConfig:
+    """A :class:`BuildConfig` from a BuildConfig, a dict or None, with ``options`` (its fields) on top."""
+    if config is None:
+        return BuildConfig.from_dict(options)
+    if isinstance(config, BuildConfig):
+        return BuildConfig.from_dict({**config.to_dict(), **options}) if options else config
+    return BuildConfig.from_dict({**dict(config), **options})
+
+
+def jsonable(config) -> dict[str, Any]:
+    """A dataclass config as JSON-ready values (tuples as lists)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}

@@ -8,7 +8,6 @@ new generation atomically; readers pick it up with :meth:`Index.refresh`.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
 import threading
@@ -21,14 +20,24 @@ import numpy as np
 from gingham import progress, storage, validation
 from gingham._version import __version__
 from gingham.codec import ResidualCodec
-from gingham.config import BuildConfig, SearchConfig
-from gingham.errors import IndexFormatError
+from gingham.commits import (
+    check_target,
+    commit_arrays,
+    commit_change,
+    load_snapshot,
+    merged_mse,
+    next_segment,
+    now,
+    read_if_any,
+    write_deletions,
+)
+from gingham.config import BuildConfig, SearchConfig, jsonable, resolve_build_config
 from gingham.ids import DocIds
 from gingham.kernels.codec import decompress
 from gingham.kernels.scoring import topk
 from gingham.results import SearchResults
 from gingham.search import NO_MASK, blocked_exact, plaid_search, rerank
-from gingham.segment import CODEBOOK_ARRAYS, SEGMENT_ARRAYS, Snapshot, segment_arrays
+from gingham.segment import Snapshot, segment_arrays
 from gingham.training import compress_all, reconstruction_mse, train_codec
 
 log = logging.getLogger(__name__)
@@ -170,7 +179,7 @@ class Index:
         encoder: how the embeddings were made (``{"model": ..., "options": {...}}``), so that text queries can be
             encoded the same way; set by :meth:`from_texts`.
         """
-        cfg = _build_config(config, options)
+        cfg = resolve_build_config(config, options)
         flat, doc_offsets = validation.documents(embeddings, lengths)
         n_docs = len(doc_offsets) - 1
         ids = DocIds.from_user(doc_ids, n_docs)
@@ -179,7 +188,7 @@ class Index:
         if (dim * cfg.nbits) % 8:
             raise ValueError(f"dim {dim} times nbits {cfg.nbits} must be a multiple of 8 to pack residuals into bytes")
         root = Path(path)
-        _check_target(root, overwrite)
+        check_target(root, overwrite)
         codec, codec_mse, all_codes = train_codec(flat, cfg, show_progress)
         codes, residuals = compress_all(codec, flat, cfg.batch_size, show_progress, codes=all_codes)
         with progress.bar(1, "index", show_progress) as bar:
@@ -189,7 +198,7 @@ class Index:
         arrays.update(codec.arrays())
         manifest = {
             "engine_version": __version__,
-            "created": _now(),
+            "created": now(),
             "build_config": cfg.to_dict(),
             "search_defaults": {},
             "dim": dim,
@@ -206,15 +215,15 @@ class Index:
         }
         root.mkdir(parents=True, exist_ok=True)
         with storage.write_lock(root):
-            previous = _read_if_any(root)
-            _commit(root, previous, manifest, arrays, keep={})
+            previous = read_if_any(root)
+            commit_arrays(root, previous, manifest, arrays, keep={})
         return cls.open(root)
 
     @classmethod
     def open(cls, path: PathLike, verify: bool = False) -> "Index":
         """Open the index at ``path`` (arrays memory-mapped read-only). ``verify`` also checks every sha256."""
         root = Path(path)
-        return cls(root, _load_snapshot(root, storage.read_manifest(root), verify))
+        return cls(root, load_snapshot(root, storage.read_manifest(root), verify))
 
     def refresh(self) -> bool:
         """Pick up a generation committed since this Index was opened (by this or another process).
@@ -224,7 +233,7 @@ class Index:
         manifest = storage.read_manifest(self.path)
         if manifest["generation"] == self._snap.generation:
             return False
-        self._snap = _load_snapshot(self.path, manifest)
+        self._snap = load_snapshot(self.path, manifest)
         return True
 
     def verify(self) -> None:
@@ -262,7 +271,7 @@ class Index:
 
         def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
             positions = snap.positions(doc_ids, missing_ok=missing_ok)
-            _write_deletions(snap, writer, manifest, positions)
+            write_deletions(snap, writer, manifest, positions)
 
         return self._write(change)
 
@@ -277,10 +286,10 @@ class Index:
                 for key in list(writer.files):
                     if key.startswith(f"{seg.name}/"):
                         writer.drop(key)
-            name = _next_segment(manifest)
+            name = next_segment(manifest)
             n_docs, n_tokens = merge_segments(snap, writer, name, show_progress)
             manifest["segments"] = [{"name": name, "n_docs": n_docs, "n_tokens": n_tokens,
-                                     "mse": _merged_mse(snap.manifest)}] if n_docs else []
+                                     "mse": merged_mse(snap.manifest)}] if n_docs else []
 
         return self._write(change)
 
@@ -342,8 +351,8 @@ class Index:
             if snap.segments and (texts is not None) != has_texts:
                 raise ValueError("pass texts for every add, or for none: this index "
                                  + ("stores" if has_texts else "does not store") + " texts")
-            _write_deletions(snap, writer, manifest, existing)
-            name = _next_segment(manifest)
+            write_deletions(snap, writer, manifest, existing)
+            name = next_segment(manifest)
             for key, arr in segment_arrays(codec, codes, residuals, doc_offsets, ids, texts, metadata).items():
                 writer.save(f"{name}/{key}", arr)
             manifest["segments"].append({"name": name, "n_docs": n_docs, "n_tokens": int(doc_offsets[-1]),
@@ -359,7 +368,7 @@ class Index:
         """Apply ``change`` to the newest committed state under the write lock and commit a new generation."""
         with self._write_mutex, storage.write_lock(self.path):
             committed = commit_change(self.path, change, self._snap)
-            self._snap = _load_snapshot(self.path, committed)
+            self._snap = load_snapshot(self.path, committed)
             return self._snap.generation
 
     # ---------------------------------------------------------------------------------------------- text
@@ -390,7 +399,7 @@ class Index:
         index = cls.create(
             path, embeddings, doc_ids, overwrite=overwrite, show_progress=show_progress,
             texts=texts if store_texts else None, metadata=metadata,
-            encoder={"model": str(model), "options": enc_opts, "config": _jsonable(encoder.config)},
+            encoder={"model": str(model), "options": enc_opts, "config": jsonable(encoder.config)},
             **options,
         )
         index._encoder = encoder
@@ -637,86 +646,10 @@ def exact_search(
 
 
 # -------------------------------------------------------------------------------------------------- helpers
-def commit_change(root: Path, change: Callable[[Snapshot, storage.GenerationWriter, dict], None],
-                  current: Snapshot | None = None) -> dict:
-    """Apply ``change`` to the newest committed state at ``root`` and commit it as a new generation.
-
-    The caller holds the write lock. ``current`` is reused when it is still the newest state. Returns the
-    committed manifest; a failed change leaves the index as it was.
-    """
-    manifest = storage.read_manifest(root)
-    same = current is not None and manifest["generation"] == current.generation
-    snap = current if same else _load_snapshot(root, manifest)
-    new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "generation")}
-    new_manifest["segments"] = [dict(s) for s in manifest["segments"]]
-    writer = storage.GenerationWriter(root, manifest["generation"] + 1, keep=manifest["files"])
-    try:
-        if "residual_scales" not in manifest["files"]:  # a format-1 index becomes format 2 (scales all 1)
-            writer.save("residual_scales", snap.codec.scales)
-        change(snap, writer, new_manifest)
-        committed = writer.commit(new_manifest)
-    except BaseException:
-        writer.abort()
-        raise
-    storage.remove_stale(root, storage.referenced_dirs(committed))
-    return committed
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def _results(snap: Snapshot, positions: np.ndarray, scores: np.ndarray) -> SearchResults:
     positions = np.where(np.isfinite(scores), positions, -1).astype(np.int64)
     scores = np.where(positions >= 0, scores, -np.inf).astype(np.float32)
     return SearchResults(positions=positions, scores=scores, ids=snap.take(positions), generation=snap.generation)
-
-
-def _load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False) -> Snapshot:
-    arrays = storage.load_arrays(root, manifest, verify=verify)
-    required = CODEBOOK_ARRAYS + (("residual_scales",) if manifest.get("format_version", 1) >= 2 else ())
-    missing = [k for k in required if k not in arrays]
-    for seg in manifest.get("segments", []):
-        missing += [f"{seg['name']}/{k}" for k in SEGMENT_ARRAYS if f"{seg['name']}/{k}" not in arrays]
-    if missing or "segments" not in manifest:
-        raise IndexFormatError(f"{root} lacks the arrays {sorted(missing)}; rebuild the index")
-    return Snapshot(manifest, arrays)
-
-
-def _read_if_any(root: Path) -> dict | None:
-    if not (root / storage.MANIFEST).exists():
-        return None
-    try:
-        return storage.read_manifest(root)
-    except Exception:  # a corrupt previous manifest is replaced, not read
-        return None
-
-
-def _commit(root: Path, previous: dict | None, manifest: dict, arrays: Mapping[str, np.ndarray], keep) -> dict:
-    generation = (previous["generation"] + 1) if previous else 1
-    storage.remove_stale(root, keep=storage.referenced_dirs(previous))
-    writer = storage.GenerationWriter(root, generation, keep=keep)
-    try:
-        for name, arr in arrays.items():
-            writer.save(name, arr)
-        full = writer.commit(manifest)
-    except BaseException:
-        writer.abort()
-        raise
-    storage.remove_stale(root, keep=storage.referenced_dirs(full))
-    return full
-
-
-def _check_target(root: Path, overwrite: bool) -> None:
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"{root} exists and is not a directory; choose another path for the index")
-    existing = (root / storage.MANIFEST).exists()
-    if existing and not overwrite:
-        raise FileExistsError(f"an index already exists at {root}; pass overwrite=True to replace it")
-    if root.exists() and not existing and any(
-        not (p.name.startswith(storage.GEN_PREFIX) or p.name == storage.LOCK) for p in root.iterdir()
-    ):
-        raise FileExistsError(f"{root} exists, is not empty and holds no Gingham index; choose an empty path")
 
 
 def _check_extras(texts, metadata, n_docs: int):
@@ -748,48 +681,6 @@ def _check_texts(texts, what: str) -> list[str]:
         if not isinstance(t, str) or not t.strip():
             raise ValueError(f"{what} {i} is empty or not a string ({t!r})")
     return texts
-
-
-def _next_segment(manifest: dict) -> str:
-    n = int(manifest.get("next_segment", len(manifest["segments"]) + 1))
-    manifest["next_segment"] = n + 1
-    return f"s{n:06d}"
-
-
-def _merged_mse(manifest: Mapping[str, Any]) -> float | None:
-    added = [(s["mse"], s["n_tokens"]) for s in manifest["segments"] if s.get("mse") is not None]
-    total = sum(s["n_tokens"] for s in manifest["segments"])
-    if not added or total == 0:
-        return None
-    base = manifest.get("codec_mse") or 0.0
-    built = total - sum(n for _, n in added)
-    return float((sum(m * n for m, n in added) + base * built) / total)
-
-
-def _write_deletions(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict, positions: np.ndarray) -> None:
-    if len(positions) == 0:
-        return
-    for seg in snap.segments:
-        local = positions[(positions >= seg.base) & (positions < seg.base + seg.n_docs)] - seg.base
-        if len(local) == 0:
-            continue
-        deleted = np.zeros(seg.n_docs, dtype=np.uint8) if seg.deleted is None else np.array(seg.deleted)
-        deleted[local] = 1
-        writer.save(f"{seg.name}/deleted", deleted)
-
-
-def _build_config(config, options) -> BuildConfig:
-    if config is None:
-        return BuildConfig.from_dict(options)
-    if isinstance(config, BuildConfig):
-        return BuildConfig.from_dict({**config.to_dict(), **options}) if options else config
-    return BuildConfig.from_dict({**dict(config), **options})
-
-
-def _jsonable(config) -> dict[str, Any]:
-    import dataclasses
-
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
 
 
 def _threads(n_threads: int | None) -> int:

@@ -289,9 +289,9 @@ class TextSource(Source):
 
     @property
     def encoder(self) -> dict[str, Any]:  # type: ignore[override]
-        from gingham.index import _jsonable
+        from gingham.config import jsonable
 
-        return {"model": self._model, "options": self._opts, "config": _jsonable(self.encoder_model.config)}
+        return {"model": self._model, "options": self._opts, "config": jsonable(self.encoder_model.config)}
 
     def fingerprint(self) -> dict[str, Any]:
         return {"kind": "jsonl", "file": self.path.name, "n_docs": self.n_docs, "model": self._model,

@@ -46,20 +46,19 @@ import numpy as np
 from gingham import progress, storage
 from gingham._version import __version__
 from gingham.codec import ResidualCodec
-from gingham.config import BuildConfig
+from gingham.config import BuildConfig, resolve_build_config
 from gingham.ids import DocIds
-from gingham.index import (
-    Index,
-    _build_config,
-    _check_target,
-    _commit,
+from gingham.commits import (
+    check_target,
+    commit_arrays,
     commit_change,
-    _load_snapshot,
-    _merged_mse,
-    _next_segment,
-    _now,
-    _read_if_any,
+    load_snapshot,
+    merged_mse,
+    next_segment,
+    now,
+    read_if_any,
 )
+from gingham.index import Index
 from gingham.segment import segment_arrays
 from gingham.sources import (  # the sources are part of this module's public API too
     ArraySource,
@@ -323,7 +322,7 @@ def build(
     compressor: ``f(codec, chunks, batch_size)`` yielding ``(chunk, codes, residuals)`` for each chunk, in order,
         in place of compressing here (:mod:`gingham.distributed` compresses on a Ray cluster).
     """
-    cfg = _build_config(config, options)
+    cfg = resolve_build_config(config, options)
     src = as_source(source)
     if train_on is None:
         one_shot = isinstance(src, IteratorSource) and not isinstance(src._items, Sequence)
@@ -338,7 +337,7 @@ def build(
         raise ValueError(f"{root} exists and is not a directory; choose another path for the index")
     root.mkdir(parents=True, exist_ok=True)
     with storage.write_lock(root, blocking=False):
-        existing = _read_if_any(root)
+        existing = read_if_any(root)
         state = (existing or {}).get("build")
         same = (existing is not None and resume and state and _same_request(state, cfg, src)
                 and state.get("train_on", "first") == train_on)
@@ -352,7 +351,7 @@ def build(
                 raise ValueError(
                     f"{root} holds an interrupted build of another source or other options; rerun it with the "
                     "same ones to resume, or pass overwrite=True, resume=False to start over")
-            _check_target(root, overwrite)
+            check_target(root, overwrite)
             _fresh(root, existing, src, cfg, memory_budget_mb, chunk_tokens, sample_tokens, expected_tokens,
                    prefetch, show_progress, compressor, train_on)
     return Index.open(root)
@@ -425,7 +424,7 @@ def _start(root, previous, src: Source, cfg: BuildConfig, train_cfg: BuildConfig
     request = _request(cfg, src, the_plan, codec.n_centroids)
     manifest = {
         "engine_version": __version__,
-        "created": _now(),
+        "created": now(),
         "build_config": train_cfg.to_dict(),
         "search_defaults": {},
         "dim": dim,
@@ -440,10 +439,10 @@ def _start(root, previous, src: Source, cfg: BuildConfig, train_cfg: BuildConfig
         "next_segment": 1,
         "segments": [],
         "build": {**request, "train_on": train_on, "state": "running", "chunks_done": 0, "docs_done": 0,
-                  "tokens_done": 0, "started": _now()},
+                  "tokens_done": 0, "started": now()},
     }
     arrays = codec.arrays()
-    _commit(root, previous, manifest, arrays, keep={})
+    commit_arrays(root, previous, manifest, arrays, keep={})
 
 
 def _train_on_all(src: Source, cfg: BuildConfig, the_plan: Plan, expected_tokens, show_progress):
@@ -482,7 +481,7 @@ def _train_on_all(src: Source, cfg: BuildConfig, the_plan: Plan, expected_tokens
 def _resume(root, manifest, src: Source, cfg: BuildConfig, prefetch, show_progress, compressor) -> None:
     state = manifest["build"]
     done = int(state["docs_done"])
-    snap = _load_snapshot(root, manifest)
+    snap = load_snapshot(root, manifest)
     log.info("resuming the build at %s after %d chunks (%d documents)", root, state["chunks_done"], done)
     seg_ids = iter([(seg.base, seg.ids) for seg in snap.segments])
     cur: dict[str, Any] = {"base": 0, "ids": None, "n": 0}
@@ -539,7 +538,7 @@ def _run(root, codec: ResidualCodec, chunks: Iterator[Batch], cfg: BuildConfig, 
                        cursor=cursor, kind=ids.kind):
                 if kind != manifest["doc_id_kind"]:
                     raise ValueError(f"the source mixes {manifest['doc_id_kind']} and {kind} document ids")
-                name = _next_segment(manifest)
+                name = next_segment(manifest)
                 for key, arr in arrays.items():
                     writer.save(f"{name}/{key}", arr)
                 manifest["segments"].append({"name": name, "n_docs": n_docs, "n_tokens": n_tokens, "mse": mse})
@@ -568,11 +567,11 @@ def _finish(root: Path, show_progress) -> None:
         for key in list(writer.files):
             if "/" in key:
                 writer.drop(key)
-        name = _next_segment(manifest)
+        name = next_segment(manifest)
         n_docs, n_tokens = merge_segments(snap, writer, name, show_progress)
         manifest["segments"] = [{"name": name, "n_docs": n_docs, "n_tokens": n_tokens,
-                                 "mse": _merged_mse(snap.manifest)}] if n_docs else []
-        manifest["build"] = {**manifest["build"], "state": "finished", "finished": _now()}
+                                 "mse": merged_mse(snap.manifest)}] if n_docs else []
+        manifest["build"] = {**manifest["build"], "state": "finished", "finished": now()}
 
     _write_locked(root, change)
     log.info("build of %s finished", root)

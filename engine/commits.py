@@ -1,0 +1,131 @@
+"""Committing generations of an index: the first commit of a new index, a change applied to the newest committed
+state, and the manifest bookkeeping they share (segment names, merged reconstruction error, deletion masks).
+
+:class:`gingham.Index` and streaming builds both write through here; :mod:`gingham.storage` does the file work
+(checksummed arrays, atomic manifest replacement), this module decides what a commit holds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from gingham import storage
+from gingham.errors import IndexFormatError
+from gingham.segment import CODEBOOK_ARRAYS, SEGMENT_ARRAYS, Snapshot
+
+
+def commit_change(root: Path, change: Callable[[Snapshot, storage.GenerationWriter, dict], None],
+                  current: Snapshot | None = None) -> dict:
+    """Apply ``change`` to the newest committed state at ``root`` and commit it as a new generation.
+
+    The caller holds the write lock. ``current`` is reused when it is still the newest state. Returns the
+    committed manifest; a failed change leaves the index as it was.
+    """
+    manifest = storage.read_manifest(root)
+    same = current is not None and manifest["generation"] == current.generation
+    snap = current if same else load_snapshot(root, manifest)
+    new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "generation")}
+    new_manifest["segments"] = [dict(s) for s in manifest["segments"]]
+    writer = storage.GenerationWriter(root, manifest["generation"] + 1, keep=manifest["files"])
+    try:
+        if "residual_scales" not in manifest["files"]:  # a format-1 index becomes format 2 (scales all 1)
+            writer.save("residual_scales", snap.codec.scales)
+        change(snap, writer, new_manifest)
+        committed = writer.commit(new_manifest)
+    except BaseException:
+        writer.abort()
+        raise
+    storage.remove_stale(root, storage.referenced_dirs(committed))
+    return committed
+
+
+def now() -> str:
+    """The current UTC time, as the manifest records it."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False) -> Snapshot:
+    """Memory-map the arrays ``manifest`` lists and check that the codebook and every segment are complete."""
+    arrays = storage.load_arrays(root, manifest, verify=verify)
+    required = CODEBOOK_ARRAYS + (("residual_scales",) if manifest.get("format_version", 1) >= 2 else ())
+    missing = [k for k in required if k not in arrays]
+    for seg in manifest.get("segments", []):
+        missing += [f"{seg['name']}/{k}" for k in SEGMENT_ARRAYS if f"{seg['name']}/{k}" not in arrays]
+    if missing or "segments" not in manifest:
+        raise IndexFormatError(f"{root} lacks the arrays {sorted(missing)}; rebuild the index")
+    return Snapshot(manifest, arrays)
+
+
+def read_if_any(root: Path) -> dict | None:
+    """The manifest at ``root``, or None when there is none or it cannot be read (it will be replaced)."""
+    if not (root / storage.MANIFEST).exists():
+        return None
+    try:
+        return storage.read_manifest(root)
+    except Exception:  # a corrupt previous manifest is replaced, not read
+        return None
+
+
+def commit_arrays(root: Path, previous: dict | None, manifest: dict, arrays: Mapping[str, np.ndarray], keep) -> dict:
+    """Write ``arrays`` and ``manifest`` as the generation after ``previous`` (None: the first), keeping the files
+    ``keep`` of earlier generations; a failure leaves ``root`` as it was. Returns the committed manifest."""
+    generation = (previous["generation"] + 1) if previous else 1
+    storage.remove_stale(root, keep=storage.referenced_dirs(previous))
+    writer = storage.GenerationWriter(root, generation, keep=keep)
+    try:
+        for name, arr in arrays.items():
+            writer.save(name, arr)
+        full = writer.commit(manifest)
+    except BaseException:
+        writer.abort()
+        raise
+    storage.remove_stale(root, keep=storage.referenced_dirs(full))
+    return full
+
+
+def check_target(root: Path, overwrite: bool) -> None:
+    """Refuse to build over a non-directory, an index (unless ``overwrite``), or a folder holding other files."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} exists and is not a directory; choose another path for the index")
+    existing = (root / storage.MANIFEST).exists()
+    if existing and not overwrite:
+        raise FileExistsError(f"an index already exists at {root}; pass overwrite=True to replace it")
+    if root.exists() and not existing and any(
+        not (p.name.startswith(storage.GEN_PREFIX) or p.name == storage.LOCK) for p in root.iterdir()
+    ):
+        raise FileExistsError(f"{root} exists, is not empty and holds no Gingham index; choose an empty path")
+
+
+def next_segment(manifest: dict) -> str:
+    """A fresh segment name; advances the manifest's counter."""
+    n = int(manifest.get("next_segment", len(manifest["segments"]) + 1))
+    manifest["next_segment"] = n + 1
+    return f"s{n:06d}"
+
+
+def merged_mse(manifest: Mapping[str, Any]) -> float | None:
+    """Token-weighted reconstruction error over the build and the added segments (None: nothing was added)."""
+    added = [(s["mse"], s["n_tokens"]) for s in manifest["segments"] if s.get("mse") is not None]
+    total = sum(s["n_tokens"] for s in manifest["segments"])
+    if not added or total == 0:
+        return None
+    base = manifest.get("codec_mse") or 0.0
+    built = total - sum(n for _, n in added)
+    return float((sum(m * n for m, n in added) + base * built) / total)
+
+
+def write_deletions(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict, positions: np.ndarray) -> None:
+    """Mark the global document ``positions`` deleted in their segments' deletion masks."""
+    if len(positions) == 0:
+        return
+    for seg in snap.segments:
+        local = positions[(positions >= seg.base) & (positions < seg.base + seg.n_docs)] - seg.base
+        if len(local) == 0:
+            continue
+        deleted = np.zeros(seg.n_docs, dtype=np.uint8) if seg.deleted is None else np.array(seg.deleted)
+        deleted[local] = 1
+        writer.save(f"{seg.name}/deleted", deleted)
