@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 
-#: Scratch memory of the centroid assignment (see ``gingham.codec.ASSIGN_BLOCK_BYTES``) plus slack.
+#: Scratch memory of the centroid assignment (faiss's blocks, a copy of the centroids) plus slack.
 FIXED_OVERHEAD_MB = 96
 
 

@@ -15,6 +15,7 @@ from gingham import progress
 from gingham.codec import (
     ResidualCodec,
     assign,
+    centroid_index,
     codes_dtype,
     residual_scales,
     spare_code_bits,
@@ -108,12 +109,12 @@ def refine(sub: np.ndarray, sub_bits: int, flat: np.ndarray, coarse: np.ndarray,
 def assign_all(centroids: np.ndarray, flat: np.ndarray, batch_size: int, show_progress) -> np.ndarray:
     """Nearest centroid of every token, in blocks of ``batch_size`` tokens. Returns the narrowest code dtype."""
     n_tokens = flat.shape[0]
-    centroids_t = np.ascontiguousarray(centroids.T)
+    index = centroid_index(centroids)
     codes = np.empty(n_tokens, dtype=codes_dtype(centroids.shape[0]))
     with progress.bar(n_tokens, "assign", show_progress, unit="tok") as bar:
         for lo in range(0, n_tokens, batch_size):
             hi = min(n_tokens, lo + batch_size)
-            codes[lo:hi] = assign(flat[lo:hi], centroids, centroids_t)
+            codes[lo:hi] = assign(flat[lo:hi], centroids, index)
             bar.update(hi - lo)
     return codes
 

@@ -4,7 +4,7 @@ Nothing here takes or returns an object, a config or a global; the engine (``gin
 policy. Every kernel has a plain numpy reference in :mod:`gingham.kernels.reference` and a test against it.
 """
 
-from gingham.kernels.codec import compress_residuals, decompress, nearest_centroids, refine_codes, sum_rows
+from gingham.kernels.codec import compress_residuals, decompress, refine_codes, sum_rows
 from gingham.kernels.ivf import build_ivf
 from gingham.kernels.scoring import (
     centroid_interaction,
@@ -28,7 +28,6 @@ __all__ = [
     "ivf_candidates",
     "lut_maxsim",
     "rank_centroids",
-    "nearest_centroids",
     "refine_codes",
     "sum_rows",
     "segment_maxsim",

@@ -1,4 +1,4 @@
-"""Codec kernels: nearest-centroid assignment, residual quantisation + bit packing, decompression.
+"""Codec kernels: sub-centroid assignment, residual quantisation + bit packing, decompression, per-code sums.
 
 Packing layout (shared with :mod:`gingham.kernels.reference`): a token's ``dim`` bucket codes of ``nbits`` bits
 each are packed little-end first, ``8 // nbits`` dimensions per byte; dimension ``j`` lives in byte
@@ -9,32 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def nearest_centroids(x, centroids_t, block_rows):
-    """Index of the highest-dot-product centroid for every row of ``x``.
-
-    x: (n, dim) float32 C-contiguous; centroids_t: (dim, n_centroids) float32 C-contiguous (centroids transposed);
-    block_rows: rows scored per matrix product, which bounds scratch memory to ``block_rows * n_centroids`` floats.
-    Ties go to the lowest centroid index. Returns int64 (n,).
-    """
-    n = x.shape[0]
-    k = centroids_t.shape[1]
-    out = np.empty(n, dtype=np.int64)
-    for start in range(0, n, block_rows):
-        stop = min(n, start + block_rows)
-        scores = np.dot(x[start:stop], centroids_t)
-        for i in prange(stop - start):
-            best = 0
-            best_score = scores[i, 0]
-            for c in range(1, k):
-                s = scores[i, c]
-                if s > best_score:
-                    best_score = s
-                    best = c
-            out[start + i] = best
-    return out
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -7,7 +7,7 @@ import numpy as np
 
 def warmup() -> None:
     """Compile (or load from numba's cache) each kernel for the dtypes Gingham uses."""
-    from gingham.kernels.codec import compress_residuals, decompress, nearest_centroids, refine_codes, sum_rows
+    from gingham.kernels.codec import compress_residuals, decompress, refine_codes, sum_rows
     from gingham.kernels.ivf import build_ivf
     from gingham.kernels.scoring import (
         centroid_interaction,
@@ -25,7 +25,7 @@ def warmup() -> None:
     dim, n_c = 8, 4
     x = rng.standard_normal((6, dim)).astype(np.float32)
     cents = rng.standard_normal((n_c, dim)).astype(np.float32)
-    cents_t = np.ascontiguousarray(cents.T)
+    ref_codes = np.argmax(x @ cents.T, axis=1)
     doc_offsets = np.array([0, 2, 6], dtype=np.int64)
     q = rng.standard_normal((3, dim)).astype(np.float32)
     cscores = np.ascontiguousarray((cents @ q.T).astype(np.float32))
@@ -35,7 +35,7 @@ def warmup() -> None:
         cutoffs = np.sort(rng.standard_normal((dim, 2**nbits - 1)).astype(np.float32), axis=1)
         lut = np.zeros((dim * nbits // 8, 256, 8 // nbits), dtype=np.float32)
         for code_dtype in (np.uint8, np.uint16, np.int32):
-            codes = nearest_centroids(x, cents_t, 4).astype(code_dtype)
+            codes = ref_codes.astype(code_dtype)
             packed = compress_residuals(x, cents, scales, codes, cutoffs, nbits)
             for norm in (False, True):
                 decompress(codes, packed, cents, scales, lut, norm)

@@ -5,6 +5,8 @@ from hypothesis import strategies as st
 
 from gingham.codec import (
     ResidualCodec,
+    assign,
+    centroid_index,
     codes_dtype,
     fit_buckets,
     residual_scales,
@@ -15,6 +17,31 @@ from gingham.codec import (
 from gingham.config import BuildConfig
 from gingham.kernels import reference as ref
 from tests.conftest import normalised
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 300), n_c=st.sampled_from([1, 7, 40, 1025, 2100]), dim=st.sampled_from([8, 96, 128]),
+       seed=st.integers(0, 2**16))
+def test_assign_equals_reference(n, n_c, dim, seed):
+    """faiss's exact search picks the reference's centroid (up to float32 near-ties), across its centroid blocks."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    c = normalised(rng, n_c, dim)
+    got = assign(x, c)
+    want = ref.nearest_centroids(x, c.T)
+    assert got.dtype == np.int64 and got.shape == (n,)
+    # float32 vs float64 products may flip exact near-ties; the chosen centroid must score as well as the best
+    s = x.astype(np.float64) @ c.T.astype(np.float64)
+    np.testing.assert_allclose(s[np.arange(n), got], s[np.arange(n), want], atol=1e-5)
+    np.testing.assert_array_equal(assign(x, c, centroid_index(c)), got)
+
+
+def test_assign_ties_go_to_the_lowest_id_across_blocks():
+    rng = np.random.default_rng(0)
+    c = normalised(rng, 3000, 16) * 0.5  # every other centroid scores at most 0.5
+    c[[7, 1500, 2999]] = [1.0] + [0.0] * 15  # the same best centroid, in three of faiss's 1,024-centroid blocks
+    x = np.tile(np.array([[1.0] + [0.0] * 15], dtype=np.float32), (5, 1))
+    np.testing.assert_array_equal(assign(x, c), [7] * 5)
 
 
 @settings(max_examples=25, deadline=None)
