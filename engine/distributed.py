@@ -102,12 +102,14 @@ class RayCompressor:
 
 
 def _task(codebook, nbits, normalize, flat, batch_size, prefix):
-    try:  # numba's threads: the CPUs Ray gave this task, not the whole node
+    try:  # numba's and faiss's threads (kernels, centroid assignment): the CPUs Ray gave this task, not the node
+        import faiss
         import numba
         import ray
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, int(cpus))))
+        faiss.omp_set_num_threads(max(1, int(cpus)))
     except Exception:  # pragma: no cover
         pass
     return compress_to_files(codebook, nbits, normalize, np.asarray(flat), batch_size, prefix)
