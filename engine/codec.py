@@ -90,6 +90,12 @@ MAX_SUB_BITS = 2
 SUB_CENTROID_DTYPE = np.float16
 
 
+def stored_precision(sub_centroids: np.ndarray) -> np.ndarray:
+    """``sub_centroids`` as float32 rounded to :data:`SUB_CENTROID_DTYPE`, the values a reader gets back."""
+    rounded = np.asarray(sub_centroids, dtype=np.float32).astype(SUB_CENTROID_DTYPE)
+    return np.ascontiguousarray(rounded, dtype=np.float32)
+
+
 def spare_code_bits(n_centroids: int) -> int:
     """Bits of the code type of ``n_centroids`` centroids that centroid ids leave unused (at most MAX_SUB_BITS)."""
     dtype = codes_dtype(n_centroids)
@@ -135,8 +141,7 @@ def train_sub_centroids(x: np.ndarray, coarse: np.ndarray, centroids: np.ndarray
         norms = np.linalg.norm(sums, axis=1)
         ok = (n > 0) & (norms > 0)
         fine[ok] = (sums[ok] / norms[ok, None]).astype(np.float32)
-    # rounded to the precision they are stored in, so that the build and every reader use the same vectors
-    return np.ascontiguousarray(fine.astype(SUB_CENTROID_DTYPE).astype(np.float32))
+    return stored_precision(fine)  # so that the build and every reader use the same vectors
 
 
 def decode_lut(weights: np.ndarray, nbits: int) -> np.ndarray:
@@ -239,9 +244,8 @@ class ResidualCodec:
     #                                           None: no sub-centroids
 
     def __post_init__(self) -> None:
-        if self.sub_centroids is not None:  # at their stored precision, so that a reopened codec is this codec
-            rounded = np.asarray(self.sub_centroids, dtype=np.float32).astype(SUB_CENTROID_DTYPE)
-            object.__setattr__(self, "sub_centroids", np.ascontiguousarray(rounded, dtype=np.float32))
+        if self.sub_centroids is not None:  # so that a reopened codec is this codec
+            object.__setattr__(self, "sub_centroids", stored_precision(self.sub_centroids))
         n_fine = self.n_centroids if self.sub_centroids is None else len(self.sub_centroids)
         ratio = n_fine // self.n_centroids
         if n_fine % self.n_centroids or ratio & (ratio - 1) or ratio > 2**MAX_SUB_BITS:

@@ -1,6 +1,6 @@
-"""Sources of documents for streaming builds: each yields :class:`Batch` es of consecutive documents (ids, token
-vectors as one flat array plus lengths, optional texts and metadata) and can restart after the first ``start``
-documents, which a resumed build skips.
+"""Sources of documents for streaming builds: each yields batches (:class:`Batch`) of consecutive documents (ids,
+token vectors as one flat array plus lengths, optional texts and metadata) and can restart after the first
+``start`` documents, which a resumed build skips.
 
 Sources: :class:`IteratorSource` (any iterable of ``(id, embeddings)`` pairs, read once), :class:`ArraySource`
 (one flat array plus lengths), :class:`ShardSource` (``.npy`` shards), :class:`ParquetSource` and
@@ -38,10 +38,14 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def offsets(self) -> np.ndarray:
+        """Token offsets of the documents (n_docs + 1,) int64: document i is ``flat[offsets[i]:offsets[i + 1]]``."""
+        return _offsets(self.lengths)
+
     def slice(self, lo: int, hi: int) -> "Batch":
         if self.flat is None:
             return Batch(self.ids[lo:hi], None, None if self.lengths is None else self.lengths[lo:hi])
-        offsets = _offsets(self.lengths)
+        offsets = self.offsets()
         return Batch(
             self.ids[lo:hi], self.flat[offsets[lo]:offsets[hi]], self.lengths[lo:hi],
             None if self.texts is None else self.texts[lo:hi],

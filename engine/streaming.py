@@ -68,7 +68,6 @@ from gingham.sources import (  # the sources are part of this module's public AP
     ShardSource,
     Source,
     TextSource,
-    _offsets,
     as_source,
 )
 from gingham.training import compress_all, reconstruction_mse, train_codec
@@ -142,7 +141,7 @@ def _take_tokens(batches: Iterator[Batch], n_tokens: int) -> tuple[list[Batch], 
     parts: list[Batch] = []
     have = 0
     for b in batches:
-        offsets = _offsets(b.lengths)
+        offsets = b.offsets()
         need = n_tokens - have
         cut = int(np.searchsorted(offsets, need, side="left"))  # first prefix of docs with >= need tokens
         cut = min(max(cut, 1), len(b))
@@ -160,7 +159,7 @@ def _rechunk(batches: Iterable[Batch], max_tokens: int) -> Iterator[Batch]:
     pending: list[Batch] = []
     have = 0
     for b in batches:
-        offsets = _offsets(b.lengths)
+        offsets = b.offsets()
         i, n = 0, len(b)
         while i < n:
             j = int(np.searchsorted(offsets, offsets[i] + (max_tokens - have), side="right")) - 1
@@ -526,7 +525,7 @@ def _run(root, codec: ResidualCodec, chunks: Iterator[Batch], cfg: BuildConfig, 
         for chunk, codes, residuals in compress(codec, _prefetch(chunks, prefetch), cfg.batch_size):
             mse = reconstruction_mse(codec, chunk.flat, codes, residuals)
             ids = DocIds.from_user(chunk.ids, len(chunk))
-            doc_offsets = _offsets(chunk.lengths)
+            doc_offsets = chunk.offsets()
             n_docs, n_tokens = len(chunk), int(doc_offsets[-1])
             arrays = segment_arrays(codec, codes, residuals, doc_offsets, ids, chunk.texts, chunk.metadata)
             chunks_done += 1

@@ -129,11 +129,11 @@ def unit_vectors(flat: np.ndarray, tol: float = 1e-3) -> bool:
 
 
 def compress_all(codec: ResidualCodec, flat: np.ndarray, batch_size: int, show_progress,
-              codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Codes and packed residuals of every token of ``flat``, in blocks; ``codes``: centroid ids if known."""
+                 codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and packed residuals of every token of ``flat``, in blocks; ``codes``: token codes if known."""
     n_tokens = flat.shape[0]
     known = codes
-    codes = np.empty(n_tokens, dtype=codes_dtype(codec.n_centroids))
+    codes = np.empty(n_tokens, dtype=codes_dtype(codec.n_codes))
     residuals = np.empty((n_tokens, codec.bytes_per_token), dtype=np.uint8)
     with progress.bar(n_tokens, "compress", show_progress, unit="tok") as bar:
         for lo in range(0, n_tokens, batch_size):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def nearest_centroids(x, centroids_t, block_rows=None):
+def nearest_centroids(x, centroids_t):
     """Reference of ``gingham.codec.assign`` (faiss): highest dot product, ties to the lowest id."""
     return np.argmax(x.astype(np.float64) @ centroids_t.astype(np.float64), axis=1).astype(np.int64)
 
