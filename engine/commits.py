@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gingham import storage
-from gingham.errors import IndexFormatError
+from gingham.errors import GinghamError, IndexCorruptError, IndexFormatError
 from gingham.segment import CODEBOOK_ARRAYS, SEGMENT_ARRAYS, Snapshot
 
 
@@ -129,3 +129,69 @@ def write_deletions(snap: Snapshot, writer: storage.GenerationWriter, manifest: 
         deleted = np.zeros(seg.n_docs, dtype=np.uint8) if seg.deleted is None else np.array(seg.deleted)
         deleted[local] = 1
         writer.save(f"{seg.name}/deleted", deleted)
+
+
+def first_manifest(cfg, codec, codes_dtype: str, dim: int, doc_id_kind: str, codec_mse: float,
+                   encoder: Mapping[str, Any] | None, n_docs: int, n_tokens: int,
+                   search_defaults: Mapping[str, Any] | None = None) -> dict:
+    """The manifest of an index whose documents are one segment ``s000001`` compressed with ``codec``: what
+    :meth:`gingham.Index.create` and :func:`gingham.rebuild.rebuild` commit."""
+    from gingham._version import __version__
+
+    return {
+        "engine_version": __version__,
+        "created": now(),
+        "build_config": cfg.to_dict(),
+        "search_defaults": dict(search_defaults or {}),
+        "dim": dim,
+        "dtype": "float32",
+        "nbits": cfg.nbits,
+        "n_centroids": codec.n_centroids,
+        "codes_dtype": codes_dtype,
+        "doc_id_kind": doc_id_kind,
+        "codec_mse": codec_mse,
+        "normalized": codec.normalize,
+        "encoder": dict(encoder) if encoder else None,
+        "next_segment": 2,
+        "segments": [{"name": "s000001", "n_docs": n_docs, "n_tokens": n_tokens, "mse": None}],
+    }
+
+
+#: How many times a reader starts again from a newer manifest before it gives up (each time, a writer committed
+#: and removed the files of the generation the reader had begun to load).
+OPEN_RETRIES = 100
+
+
+def open_newest(root: Path, verify: bool = False, current: Snapshot | None = None) -> Snapshot:
+    """Load the newest committed generation at ``root`` (``current`` when it still is the newest).
+
+    A writer removes the files of a superseded generation right after its commit, so a reader that read the
+    previous manifest may find one of them gone. That is not damage: the manifest has moved on, and the reader
+    starts again from the new one. A file missing while the manifest still names the same generation is damage,
+    and raises :class:`IndexCorruptError`.
+    """
+    for _ in range(OPEN_RETRIES):
+        manifest = storage.read_manifest(root)
+        if current is not None and manifest["generation"] == current.generation:
+            return current
+        try:
+            return load_snapshot(root, manifest, verify)
+        except (IndexCorruptError, OSError) as exc:
+            try:
+                moved_on = storage.read_manifest(root)["generation"] != manifest["generation"]
+            except (GinghamError, OSError, KeyError, TypeError):
+                moved_on = False
+            if not moved_on:
+                if isinstance(exc, IndexCorruptError):
+                    raise
+                raise IndexCorruptError(f"index at {root}: {exc}; restore the index from a backup or rebuild it") \
+                    from exc
+    raise IndexCorruptError(f"the index at {root} changed {OPEN_RETRIES} times while it was being opened; writers "
+                            "are committing faster than it can be read: retry when they pause")
+
+
+def codebook_id(manifest: Mapping[str, Any]) -> tuple:
+    """What identifies the codebook a manifest's documents are compressed with: its files (immutable, in
+    directories with random names). Equal ids mean codes compressed against one manifest are valid in the other."""
+    files = manifest["files"]
+    return tuple(files[k]["path"] for k in CODEBOOK_ARRAYS + ("sub_centroids",) if k in files) + (manifest["nbits"],)

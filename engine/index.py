@@ -8,26 +8,28 @@ new generation atomically; readers pick it up with :meth:`Index.refresh`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from gingham import progress, storage, validation
-from gingham._version import __version__
 from gingham.codec import ResidualCodec
 from gingham.commits import (
     check_target,
+    codebook_id,
     commit_arrays,
     commit_change,
+    first_manifest,
     load_snapshot,
+    open_newest,
     merged_mse,
     next_segment,
-    now,
     read_if_any,
     write_deletions,
 )
@@ -196,23 +198,8 @@ class Index:
                       segment_arrays(codec, codes, residuals, doc_offsets, ids, texts, metadata).items()}
             bar.update(1)
         arrays.update(codec.arrays())
-        manifest = {
-            "engine_version": __version__,
-            "created": now(),
-            "build_config": cfg.to_dict(),
-            "search_defaults": {},
-            "dim": dim,
-            "dtype": "float32",
-            "nbits": cfg.nbits,
-            "n_centroids": codec.n_centroids,
-            "codes_dtype": codes.dtype.name,
-            "doc_id_kind": ids.kind,
-            "codec_mse": codec_mse,
-            "normalized": codec.normalize,
-            "encoder": dict(encoder) if encoder else None,
-            "next_segment": 2,
-            "segments": [{"name": "s000001", "n_docs": n_docs, "n_tokens": int(doc_offsets[-1]), "mse": None}],
-        }
+        manifest = first_manifest(cfg, codec, codes.dtype.name, dim, ids.kind, codec_mse, encoder, n_docs,
+                                  int(doc_offsets[-1]))
         root.mkdir(parents=True, exist_ok=True)
         with storage.write_lock(root):
             previous = read_if_any(root)
@@ -223,17 +210,17 @@ class Index:
     def open(cls, path: PathLike, verify: bool = False) -> "Index":
         """Open the index at ``path`` (arrays memory-mapped read-only). ``verify`` also checks every sha256."""
         root = Path(path)
-        return cls(root, load_snapshot(root, storage.read_manifest(root), verify))
+        return cls(root, open_newest(root, verify))
 
     def refresh(self) -> bool:
         """Pick up a generation committed since this Index was opened (by this or another process).
 
         Searches already running finish on the state they started with. Returns True if the state changed.
         """
-        manifest = storage.read_manifest(self.path)
-        if manifest["generation"] == self._snap.generation:
+        snap = open_newest(self.path, current=self._snap)
+        if snap is self._snap:
             return False
-        self._snap = load_snapshot(self.path, manifest)
+        self._snap = snap
         return True
 
     def verify(self) -> None:
@@ -297,27 +284,16 @@ class Index:
         """Re-cluster: train a new codebook on the live documents' (decompressed) tokens and recompress them all.
 
         Use when :meth:`codebook_drift` reports that added documents fit the codebook badly. Build options (for
-        example ``nbits``) may change. Readers keep the old generation until they refresh.
+        example ``nbits``) may change. Training runs without the write lock, so other writers go on; the commit
+        holds exactly the documents live when it is made, including those committed while it trained (see
+        :mod:`gingham.rebuild`). Readers keep the old generation until they refresh.
         """
-        snap = self._snap
-        docs, ids, texts, metas = [], [], [], []
-        for seg in snap.segments:
-            live = seg.live_mask()
-            for pos in np.flatnonzero(live):
-                docs.append(self._decompress(seg, int(pos)))
-                ids.append(seg.ids[int(pos)])
-                texts.append(seg.text(int(pos)))
-                metas.append(seg.metadata(int(pos)))
-        if not docs:
-            raise ValueError("the index has no live documents to rebuild from")
-        cfg = BuildConfig.from_dict({**snap.manifest["build_config"], **options})
-        rebuilt = Index.create(
-            self.path, docs, ids, config=cfg, overwrite=True, show_progress=show_progress,
-            texts=texts if snap.segments[0].texts is not None else None,
-            metadata=metas if snap.segments[0].meta is not None else None,
-            encoder=snap.manifest.get("encoder"),
-        )
-        self._snap = rebuilt._snap
+        from gingham.rebuild import rebuild
+
+        self.refresh()
+        cfg = BuildConfig.from_dict({**self.manifest["build_config"], **options})
+        committed = rebuild(self.path, self._snap, cfg, show_progress, lock=self._locked)
+        self._snap = load_snapshot(self.path, committed)
         return self
 
     def set_search_defaults(self, **settings: Any) -> int:
@@ -337,12 +313,19 @@ class Index:
         if ids.kind != self.manifest["doc_id_kind"]:
             raise ValueError(f"this index uses {self.manifest['doc_id_kind']} ids; got {ids.kind} ids")
         texts, metadata = _check_extras(texts, metadata, n_docs)
-        codec = self.codec
-        codes, residuals = compress_all(codec, flat, self.build_config.batch_size, show_progress)
-        mse = reconstruction_mse(codec, flat, codes, residuals)
+        snap0 = self._snap
+        batch = self.build_config.batch_size
+        codes, residuals = compress_all(snap0.codec, flat, batch, show_progress)
+        mse = reconstruction_mse(snap0.codec, flat, codes, residuals)
         new_ids = ids.to_list()
 
         def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+            nonlocal codes, residuals, mse
+            if codebook_id(snap.manifest) != codebook_id(snap0.manifest):
+                # another writer rebuilt the index since this handle's snapshot: its codes would be wrong there
+                codes, residuals = compress_all(snap.codec, flat, batch, False)
+                mse = reconstruction_mse(snap.codec, flat, codes, residuals)
+            codec = snap.codec
             existing = snap.positions(new_ids, missing_ok=True)
             if len(existing) and not replace:
                 dup = snap.take(existing[:1])[0]
@@ -364,9 +347,15 @@ class Index:
                         self.codebook_drift())
         return generation
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This handle's writers one at a time, and the index's cross-process write lock."""
+        with self._write_mutex, storage.write_lock(self.path):
+            yield
+
     def _write(self, change: Callable[[Snapshot, storage.GenerationWriter, dict], None]) -> int:
         """Apply ``change`` to the newest committed state under the write lock and commit a new generation."""
-        with self._write_mutex, storage.write_lock(self.path):
+        with self._locked():
             committed = commit_change(self.path, change, self._snap)
             self._snap = load_snapshot(self.path, committed)
             return self._snap.generation

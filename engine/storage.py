@@ -183,12 +183,21 @@ class GenerationWriter:
             generation=self.generation,
             files=self.files,
         )
+        try:  # strict JSON: a NaN or infinity in the manifest is a bug to report, never a file to write
+            text = json.dumps(full, indent=2, sort_keys=True, allow_nan=False)
+        except ValueError as exc:
+            raise ValueError(f"the manifest of generation {self.generation} holds a value JSON cannot represent "
+                             f"({exc}); nothing was committed") from exc
         tmp = self.root / f".{MANIFEST}.{secrets.token_hex(4)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(full, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.root / MANIFEST)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.root / MANIFEST)
+        except BaseException:  # a full disk, say: the old manifest stays, and so must nothing else
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_path(self.root)
         return full
 
