@@ -1,7 +1,8 @@
 """Crash-safety soak: SIGKILL a writer at random points N times; after every kill the index must open, pass
-verify() (checksums + structure) and hold exactly the committed documents.
+verify() (checksums + structure) and hold exactly the committed documents. The writer's operations are adds,
+deletes, compactions and rebuilds (tests/engine/crash_worker.py); the summary says how many kills landed in each.
 
-    python bench/bench_crash.py --kills 200
+    python bench/bench_crash.py --kills 1000
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ def main() -> None:
         gingham.Index.create(path, [doc(1000 + i) for i in range(20)], sorted(BASE))
         done = 0
         t0 = time.perf_counter()
+        in_flight: list[str] = []
         for k in range(args.kills):
             # kill_once asserts the index opens, verifies and holds the committed documents
-            done = kill_once(path, done, rng)
+            done = kill_once(path, done, rng, in_flight)
             outcomes["ok"] += 1
             strays = [p for p in path.iterdir() if p.name.startswith("gen-")]
             outcomes["stray_dirs_seen"] += len(strays) > len(gingham.storage.referenced_dirs(
@@ -49,6 +51,9 @@ def main() -> None:
               f"{outcomes['stray_dirs_seen']} kills left an uncommitted generation directory behind (ignored by "
               f"readers, removed by the next writer); final index: {len(index)} live documents, "
               f"generation {index.generation}.")
+        kinds = Counter(in_flight)
+        print("kills by the operation they interrupted: "
+              + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())))
 
 
 if __name__ == "__main__":

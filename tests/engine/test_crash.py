@@ -20,8 +20,16 @@ WORKER = Path(__file__).parent / "crash_worker.py"
 BASE = {f"b{i}" for i in range(20)}
 
 
-def kill_once(path: Path, done: int, rng: random.Random) -> int:
-    """Run the worker from op ``done``, kill it at a random moment, check the index; return ops now committed."""
+def op_kind(i: int) -> str:
+    """What operation ``i`` of the crash worker does (see crash_worker.apply)."""
+    if i % 3 == 2:
+        return "delete"
+    return "compact+add" if i % 7 == 6 else "rebuild+add" if i % 11 == 10 else "add"
+
+
+def kill_once(path: Path, done: int, rng: random.Random, in_flight: list | None = None) -> int:
+    """Run the worker from op ``done``, kill it at a random moment, check the index; return ops now committed.
+    ``in_flight`` gets the kind of the operation the kill interrupted."""
     proc = subprocess.Popen([sys.executable, str(WORKER), str(path), str(done)], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     acked = done
@@ -36,6 +44,8 @@ def kill_once(path: Path, done: int, rng: random.Random) -> int:
     rest = proc.stdout.read()
     proc.wait()
     acked += sum(1 for line in rest.splitlines() if line.startswith("ok"))
+    if in_flight is not None:
+        in_flight.append(op_kind(acked))
     index = gingham.Index.open(path, verify=True)
     index.verify()
     live = set(index.ids())
