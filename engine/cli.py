@@ -226,13 +226,32 @@ def serve(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
     port: int = typer.Option(8765),
-    max_request_mb: float = typer.Option(32.0, help="Largest request body accepted, in MiB."),
+    max_request_mb: float = typer.Option(32.0, help="Largest request body accepted, in MiB (413 beyond it)."),
+    api_key: Optional[str] = typer.Option(
+        None, envvar="GINGHAM_API_KEY", show_default=False,
+        help="Key that writes (add, delete, compact) need, sent as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. "
+             "Prefer the GINGHAM_API_KEY variable: a command-line key shows in the process list."),
+    allow_unauthenticated_writes: bool = typer.Option(
+        False, help="With no API key, accept writes from anyone who can reach the server (default: refused, 403)."),
+    protect_reads: bool = typer.Option(False, help="Require the API key for search and info too."),
+    docs: bool = typer.Option(False, help="Serve the interactive docs at /docs and /redoc (their JavaScript "
+                                          "comes from a CDN); /openapi.json is served either way."),
 ) -> None:
-    """Serve the index over HTTP (FastAPI): search, add, delete, info, health."""
+    """Serve the index over HTTP (FastAPI): search, add, delete, info, health.
+
+    Writes need the API key; with none configured they are refused unless --allow-unauthenticated-writes.
+    """
     setup_logging(False)
     from gingham.server import serve as _serve
 
-    _serve(index_dir, host=host, port=port, max_request_bytes=int(max_request_mb * 2**20))
+    if max_request_mb <= 0:
+        fail(ValueError(f"--max-request-mb must be positive, got {max_request_mb}"))
+    try:
+        _serve(index_dir, host=host, port=port, max_request_bytes=max(1, int(max_request_mb * 2**20)),
+               api_key=api_key, allow_unauthenticated_writes=allow_unauthenticated_writes,
+               protect_reads=protect_reads, docs=docs)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(exc)
 
 
 @app.command()

@@ -2,15 +2,18 @@
 
 Endpoints: ``GET /health``, ``GET /info``, ``POST /search`` (text or vectors), ``POST /documents`` (add or upsert,
 text or vectors, with metadata), ``POST /documents/delete``, ``POST /compact``. Requests larger than
-``max_request_bytes`` are refused with 413; malformed ones get a 4xx naming the problem. Each request first picks
-up commits made by other processes (a cheap manifest read), so several servers or writers can share an index.
+``max_request_bytes`` are refused with 413 as soon as that many bytes have arrived (chunked uploads too); malformed
+ones get a 4xx naming the problem. Writes need the API key (see :func:`create_app`). Each request first picks up
+commits made by other processes (a cheap manifest read), so several servers or writers can share an index.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import math
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Optional, Union
 
 import numpy as np
 
@@ -21,61 +24,232 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_REQUEST_BYTES = 32 * 2**20
 
 require("pydantic", "server")
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat,  # noqa: E402
+                      StrictInt, StrictStr)
+
+_MAX_INT = 2**31 - 1  # bounds the numeric settings, so a huge JSON integer is a 422, not an overflow (500)
+_WRITE_PATHS = frozenset({"/documents", "/documents/delete", "/compact"})
+_READ_PATHS = frozenset({"/search", "/info"})
+_OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def _check_json_value(value: Any, where: str) -> None:
+    """Metadata and filter values are stored and compared as JSON: no lone surrogates, no NaN or infinity."""
+    if isinstance(value, str):
+        _check_text(value, f"the value at {where}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"the value at {where} is {value}, which JSON cannot carry; use a finite number or null")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, f"the key {key!r}" + (f" at {where}" if where else ""))
+            _check_json_value(item, f"{where}[{key!r}]")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_value(item, f"{where}[{i}]")
+
+
+def _json_object(value: dict) -> dict:
+    _check_json_value(value, "")
+    return value
+
+
+def _check_text(value: str, where: str = "the text") -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{where} contains a lone UTF-16 surrogate ({value[exc.start]!r} at position "
+                         f"{exc.start}), which is not valid Unicode; send well-formed UTF-8 text") from None
+    return value
+
+
+def _check_id(value: Union[str, int]) -> Union[str, int]:
+    return _check_text(value, "the id") if isinstance(value, str) else value
+
+
+def _printable(value: Any) -> Any:
+    """A validation error's piece made safe to send as JSON (a lone surrogate would make the 422 itself a 500)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
+
+Text = Annotated[StrictStr, AfterValidator(_check_text)]
+DocId = Annotated[Union[StrictStr, StrictInt], AfterValidator(_check_id)]
+Count = Annotated[StrictInt, Field(ge=1, le=_MAX_INT)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Request bodies: unknown keys are errors, and no type coercion (``true`` is not an int, ``"1"`` no number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
 
 class SearchRequest(Strict):
-    queries: Optional[list[str]] = Field(None, description="Text queries (needs an index built from texts).")
-    embeddings: Optional[list[list[list[float]]]] = Field(None, description="Query token vectors.")
-    top_k: int = Field(10, ge=1)
-    subset: Optional[list[Union[str, int]]] = None
-    filter: Optional[dict[str, Any]] = Field(None, description="Metadata fields that must equal these values.")
-    n_ivf_probe: Optional[int] = Field(None, ge=1)
-    centroid_score_threshold: Optional[float] = None
-    n_full_scores: Optional[int] = Field(None, ge=1)
-    exhaustive: bool = False
+    queries: Optional[list[Text]] = Field(None, description="Text queries (needs an index built from texts).")
+    embeddings: Optional[list[list[list[StrictFloat]]]] = Field(None, description="Query token vectors.")
+    top_k: Count = 10
+    subset: Optional[list[DocId]] = None
+    filter: Optional[JsonObject] = Field(None, description="Metadata fields that must equal these values.")
+    n_ivf_probe: Optional[Count] = None
+    centroid_score_threshold: Optional[StrictFloat] = None
+    n_full_scores: Optional[Count] = None
+    exhaustive: StrictBool = False
+
 
 class Document(Strict):
-    id: Union[str, int]
-    text: Optional[str] = None
-    embedding: Optional[list[list[float]]] = None
-    metadata: Optional[dict[str, Any]] = None
+    id: DocId
+    text: Optional[Text] = None
+    embedding: Optional[list[list[StrictFloat]]] = None
+    metadata: Optional[JsonObject] = None
+
 
 class AddRequest(Strict):
     documents: list[Document] = Field(..., min_length=1)
-    upsert: bool = False
+    upsert: StrictBool = False
+
 
 class DeleteRequest(Strict):
-    ids: list[Union[str, int]] = Field(..., min_length=1)
-    missing_ok: bool = False
+    ids: list[DocId] = Field(..., min_length=1)
+    missing_ok: StrictBool = False
 
 
+class _Guard:
+    """ASGI middleware run before any route: the API key, then the body-size limit.
 
-def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
-    """The FastAPI application serving the index at ``index_path``."""
+    The key is checked on the headers alone, before a byte of the body is read. The body is then read here, counted
+    as it streams in (Content-Length or chunked alike), and the request refused with 413 as soon as the count passes
+    ``max_request_bytes``; the route gets the buffered body, so no request holds more than the limit in memory.
+    """
+
+    def __init__(self, app, *, max_request_bytes: int, api_key: Optional[str], allow_unauthenticated_writes: bool,
+                 protect_reads: bool) -> None:
+        self.app = app
+        self.max_request_bytes = max_request_bytes
+        self.key = api_key.encode("utf-8") if api_key is not None else None
+        self.allow_unauthenticated_writes = allow_unauthenticated_writes
+        self.protect_reads = protect_reads
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])  # ASGI: lower-case names, raw bytes
+        path = scope["path"].rstrip("/") or "/"
+        authenticated = self._authenticated(headers)
+        refusal = self._refusal(path, headers, authenticated)
+        if refusal is not None:
+            await _reply(scope, receive, send, *refusal)
+            return
+        if path == "/health" and self.protect_reads and not authenticated and scope["method"] in ("GET", "HEAD"):
+            await _reply(scope, receive, send, 200, None)  # alive, and nothing about the index without the key
+            return
+        limit = self.max_request_bytes
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _reply(scope, receive, send, 413, f"request body of {int(length)} bytes exceeds the limit of "
+                                                    f"{limit} bytes; send smaller batches")
+            return
+        chunks, total, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                await _reply(scope, receive, send, 413, f"request body exceeds the limit of {limit} bytes; "
+                                                        "send smaller batches")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(chunks), False
+        del chunks
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    def _authenticated(self, headers: dict[bytes, bytes]) -> bool:
+        if self.key is None:
+            return False
+        given = []
+        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"bearer":
+            given.append(token.strip())
+        if b"x-api-key" in headers:
+            given.append(headers[b"x-api-key"].strip())
+        return any([hmac.compare_digest(g, self.key) for g in given])  # every candidate compared: no early exit
+
+    def _refusal(self, path: str, headers: dict[bytes, bytes], authenticated: bool):
+        write = path in _WRITE_PATHS
+        if not (write or (self.protect_reads and path in _READ_PATHS)) or authenticated:
+            return None
+        if self.key is None:
+            if self.allow_unauthenticated_writes:
+                return None
+            return (403, "writes are disabled: this server has no API key; start it with --api-key or "
+                         "GINGHAM_API_KEY (then send the key), or pass --allow-unauthenticated-writes")
+        what = "writes" if write else "reads"
+        how = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+        if b"authorization" in headers or b"x-api-key" in headers:
+            return 401, f"wrong API key: {what} on this server need the key it was started with; {how}"
+        return 401, f"missing API key: {what} on this server need an API key; {how}"
+
+
+async def _reply(scope, receive, send, status: int, detail: Optional[str]) -> None:
+    from starlette.responses import JSONResponse
+
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    body = {"status": "ok"} if detail is None else {"detail": detail}
+    await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
+
+
+def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *,
+               api_key: Optional[str] = None, allow_unauthenticated_writes: bool = False,
+               protect_reads: bool = False, docs: bool = False):
+    """The FastAPI application serving the index at ``index_path``.
+
+    Writes (add, delete, compact) need ``api_key``, sent as ``Authorization: Bearer <key>`` or ``X-API-Key``; with
+    no key configured they are refused (403) unless ``allow_unauthenticated_writes``. ``protect_reads`` makes search
+    and info need the key too (``/health`` then answers only its status). ``docs`` serves the interactive docs at
+    ``/docs`` and ``/redoc``, whose JavaScript comes from a CDN; ``/openapi.json`` is always served.
+    """
+    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
+        raise ValueError("api_key must be a non-empty string; leave it None to run without one")
+    if api_key is not None and allow_unauthenticated_writes:
+        raise ValueError("give api_key or allow_unauthenticated_writes, not both: with a key, writes need the key")
+    if protect_reads and api_key is None:
+        raise ValueError("protect_reads needs an api_key (--api-key or GINGHAM_API_KEY)")
+    if isinstance(max_request_bytes, bool) or not isinstance(max_request_bytes, int) or max_request_bytes < 1:
+        raise ValueError(f"max_request_bytes must be a positive int, got {max_request_bytes!r}")
     fastapi = require("fastapi", "server")
     from fastapi import FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
     from gingham import GinghamError, Index
 
     index = Index.open(index_path)
-    app = FastAPI(title="Gingham", version=index.manifest["engine_version"])
+    app = FastAPI(title="Gingham", version=index.manifest["engine_version"],
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
+    app.add_middleware(_Guard, max_request_bytes=max_request_bytes, api_key=api_key,
+                       allow_unauthenticated_writes=allow_unauthenticated_writes, protect_reads=protect_reads)
+    if api_key is None and allow_unauthenticated_writes:
+        log.warning("writes (add, delete, compact) are open to anyone who can reach this server")
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_request_bytes:
-            return JSONResponse({"detail": f"request body of {length} bytes exceeds the limit of "
-                                           f"{max_request_bytes} bytes; send smaller batches"}, status_code=413)
-        if request.method in ("POST", "PUT") and length is None:
-            body = await request.body()  # chunked upload: measure what arrived
-            if len(body) > max_request_bytes:
-                return JSONResponse({"detail": f"request body exceeds the limit of {max_request_bytes} bytes"},
-                                    status_code=413)
-        return await call_next(request)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each bad input back: megabytes for a bad embedding, and a 500 when the input
+        # holds what JSON cannot encode (a lone surrogate, NaN). The field's location and the reason suffice.
+        errors = []
+        for err in exc.errors():
+            msg = err["msg"] + (f": {err['ctx']['error']}" if err["type"] == "json_invalid" and "ctx" in err else "")
+            errors.append({"loc": [_printable(p) for p in err["loc"]], "msg": _printable(msg), "type": err["type"]})
+        return JSONResponse({"detail": errors}, status_code=422)
 
     def fresh() -> Index:
         try:
@@ -100,6 +274,8 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
     def health() -> dict:
         ix = fresh()
         return {"status": "ok", "generation": ix.generation, "n_docs": len(ix)}
+
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # load balancers' probes
 
     @app.get("/info")
     def info() -> dict:
@@ -171,6 +347,14 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
 
 
 def serve(index_path: str | Path, host: str = "127.0.0.1", port: int = 8765,
-          max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:  # pragma: no cover - runs forever
+          max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *, api_key: Optional[str] = None,
+          allow_unauthenticated_writes: bool = False, protect_reads: bool = False,
+          docs: bool = False) -> None:  # pragma: no cover - runs forever
+    """Run :func:`create_app` under uvicorn (its arguments as there)."""
     uvicorn = require("uvicorn", "server")
-    uvicorn.run(create_app(index_path, max_request_bytes), host=host, port=port, log_level="info")
+    app = create_app(index_path, max_request_bytes, api_key=api_key, protect_reads=protect_reads, docs=docs,
+                     allow_unauthenticated_writes=allow_unauthenticated_writes)
+    if host not in ("127.0.0.1", "localhost", "::1") and not protect_reads:
+        log.warning("serving on %s: searches are open to anyone who can reach it (--protect-reads needs the key)",
+                    host)
+    uvicorn.run(app, host=host, port=port, log_level="info")
