@@ -53,6 +53,8 @@ class BuildConfig:
         unused (e.g. 16,384 centroids in uint16 codes): residuals shrink at no cost in bytes per token.
     batch_size: tokens compressed per block, which bounds the build's scratch memory.
     seed: seed of every random choice of the build; the same seed and data give the same index.
+    calibrate: measure the cheapest search settings that keep recall@k >= 0.95 on pseudo-queries drawn from the
+        corpus, per top_k, and store them as the index's calibrated defaults (see :mod:`gingham.calibration`).
     """
 
     nbits: int = 2
@@ -64,6 +66,7 @@ class BuildConfig:
     sub_centroids: bool = True
     batch_size: int = 262_144
     seed: int = 0
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         if self.nbits not in NBITS_ALLOWED:
@@ -77,6 +80,8 @@ class BuildConfig:
         _check_int("seed", self.seed, 0)
         if not isinstance(self.sub_centroids, bool):
             raise ValueError(f"sub_centroids must be True or False, got {self.sub_centroids!r}")
+        if not isinstance(self.calibrate, bool):
+            raise ValueError(f"calibrate must be True or False, got {self.calibrate!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "BuildConfig":
@@ -150,8 +155,9 @@ class SearchConfig:
         """A new config with ``changes`` applied (unknown names are an error)."""
         return _from_mapping(type(self), {**self.to_dict(), **changes})
 
-    def resolved(self) -> "SearchConfig":
-        """A new config with every ``None`` replaced by PLAID's default for this ``top_k``."""
+    def resolved(self, calibrated: Mapping[str, Any] | None = None) -> "SearchConfig":
+        """A new config with every ``None`` replaced by the index's ``calibrated`` setting for this ``top_k``
+        (see :mod:`gingham.calibration`), else by PLAID's default."""
         k = self.top_k
         if k <= 10:
             probe, thresh, ndocs = 1, 0.5, 256
@@ -159,6 +165,10 @@ class SearchConfig:
             probe, thresh, ndocs = 2, 0.45, 1024
         else:
             probe, thresh, ndocs = 4, 0.4, max(k * 4, 4096)
+        calibrated = calibrated or {}
+        probe = calibrated.get("n_ivf_probe", probe)
+        thresh = calibrated.get("centroid_score_threshold", thresh)
+        ndocs = calibrated.get("n_full_scores", ndocs)
         n_full = max(self.n_full_scores if self.n_full_scores is not None else ndocs, k)
         return dataclasses.replace(
             self,

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from gingham import progress, storage, validation
+from gingham.calibration import settings_for
 from gingham.codec import ResidualCodec
 from gingham.commits import (
     check_target,
@@ -139,6 +140,7 @@ class Index:
             "codebook_drift": self.codebook_drift(),
             "build_config": snap.manifest["build_config"],
             "search_defaults": snap.manifest.get("search_defaults", {}),
+            "calibration": _calibration_summary(snap.manifest.get("calibration")),
             "created": snap.manifest.get("created"),
         }
 
@@ -200,6 +202,11 @@ class Index:
         arrays.update(codec.arrays())
         manifest = first_manifest(cfg, codec, codes.dtype.name, dim, ids.kind, codec_mse, encoder, n_docs,
                                   int(doc_offsets[-1]))
+        if cfg.calibrate:  # measured on the new arrays before they are committed: one commit holds both
+            from gingham import calibration
+
+            unsaved = cls(root, Snapshot({**manifest, "generation": 0, "files": {}}, arrays))
+            manifest["calibration"] = calibration.calibrate(unsaved, seed=cfg.seed)
         root.mkdir(parents=True, exist_ok=True)
         with storage.write_lock(root):
             previous = read_if_any(root)
@@ -278,7 +285,9 @@ class Index:
             manifest["segments"] = [{"name": name, "n_docs": n_docs, "n_tokens": n_tokens,
                                      "mse": merged_mse(snap.manifest)}] if n_docs else []
 
-        return self._write(change)
+        self._write(change)
+        self._calibrate_after_build()
+        return self.generation
 
     def rebuild(self, show_progress: bool | None = None, **options: Any) -> "Index":
         """Re-cluster: train a new codebook on the live documents' (decompressed) tokens and recompress them all.
@@ -294,6 +303,7 @@ class Index:
         cfg = BuildConfig.from_dict({**self.manifest["build_config"], **options})
         committed = rebuild(self.path, self._snap, cfg, show_progress, lock=self._locked)
         self._snap = load_snapshot(self.path, committed)
+        self._calibrate_after_build()
         return self
 
     def set_search_defaults(self, **settings: Any) -> int:
@@ -305,6 +315,48 @@ class Index:
             manifest["search_defaults"] = given
 
         return self._write(change)
+
+    def calibrate(self, queries=None, *, top_ks: Sequence[int] | None = None, target: float | None = None,
+                  n_queries: int | None = None, seed: int | None = None) -> dict[str, Any]:
+        """Measure and store the cheapest search settings per top_k that reach ``target`` recall@k against
+        exhaustive search (see :mod:`gingham.calibration`); searches use them for settings left unset.
+
+        ``queries``: real queries (a list of (n_q, dim) arrays) to tune with; default: pseudo-queries drawn from
+        the index, seeded by ``seed`` (default: the build's). Returns the stored record.
+        """
+        from gingham import calibration as cal
+
+        opts: dict[str, Any] = {"top_ks": tuple(top_ks or cal.TOP_KS), "target": cal.TARGET if target is None
+                                else float(target), "n_queries": n_queries or cal.N_QUERIES,
+                                "seed": self.build_config.seed if seed is None else seed}
+        if not 0 < opts["target"] <= 1:
+            raise ValueError(f"target must be in (0, 1], got {target!r}")
+        if queries is not None:
+            q_flat, q_offsets, _ = validation.queries(queries, self.dim)
+            queries = [q_flat[q_offsets[i]:q_offsets[i + 1]] for i in range(len(q_offsets) - 1)]
+        self.refresh()
+        record = cal.calibrate(self, queries, **opts)
+
+        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+            manifest["calibration"] = record
+
+        self._write(change)
+        return record
+
+    def _calibrate_after_build(self) -> None:
+        """Calibrate again after a compaction or rebuild (a second commit; skipped on tiny indexes)."""
+        if not self.build_config.calibrate:
+            return
+        from gingham import calibration
+
+        record = calibration.calibrate(self, seed=self.build_config.seed)
+        if "skipped" in record and not self.manifest.get("calibration"):
+            return  # nothing to store, nothing stale to replace
+
+        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+            manifest["calibration"] = record
+
+        self._write(change)
 
     def _upsert(self, embeddings, doc_ids, lengths, texts, metadata, replace: bool, show_progress) -> int:
         flat, doc_offsets = validation.documents(embeddings, lengths, dim=self.dim)
@@ -446,7 +498,7 @@ class Index:
             changes["top_k"] = top_k
         cfg = self.search_defaults.replace(**changes) if changes else self.search_defaults
         validation.top_k(cfg.top_k, n_live)
-        return cfg.resolved()
+        return cfg.resolved(settings_for(self.manifest.get("calibration"), cfg.top_k))
 
     @staticmethod
     def _masks(snap: Snapshot, subset, where) -> list[np.ndarray] | None:
@@ -639,6 +691,17 @@ def _results(snap: Snapshot, positions: np.ndarray, scores: np.ndarray) -> Searc
     positions = np.where(np.isfinite(scores), positions, -1).astype(np.int64)
     scores = np.where(positions >= 0, scores, -np.inf).astype(np.float32)
     return SearchResults(positions=positions, scores=scores, ids=snap.take(positions), generation=snap.generation)
+
+
+def _calibration_summary(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What calibration measured, for :meth:`Index.info`: per top_k the chosen settings and their recall."""
+    if not record:
+        return None
+    out = {k: record[k] for k in ("source", "n_queries", "target", "seed", "n_docs", "skipped") if k in record}
+    out["chosen"] = {k: {**v, "recall": record["measured"][k][-1]["recall"],
+                         "rungs_tried": len(record["measured"][k])}
+                     for k, v in record.get("settings", {}).items()}
+    return out
 
 
 def _check_extras(texts, metadata, n_docs: int):

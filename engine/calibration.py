@@ -1,0 +1,146 @@
+"""Search defaults calibrated to the corpus: the cheapest settings that keep recall on this index's own data.
+
+PLAID's defaults are one table by ``top_k``, tuned on MS MARCO with ColBERTv2. Token spaces differ (e5's token
+states, LFM2's, a fine-tuned model's): on another corpus the same probe count and pruning threshold can lose a
+quarter of the true top-10. So a build measures instead of assuming:
+
+1. **Pseudo-queries** from the index itself: for each of ``n_queries`` sampled documents, a query of up to
+   ``query_tokens`` tokens, most of them perturbed copies of a random subset of that document's (decompressed)
+   tokens, the rest perturbed tokens of random other documents (what a real query shares with several documents).
+2. **Ground truth**: exhaustive MaxSim over every decompressed document (the best any setting can do).
+3. **A ladder** of settings in increasing cost, walked from the cheapest; the first whose mean recall@k against
+   the ground truth reaches ``target`` is stored for that ``top_k``.
+
+The result lives in the manifest (``calibration``); :meth:`gingham.Index.search` uses it for settings the caller
+and :meth:`~gingham.Index.set_search_defaults` leave unset. Compaction and rebuild calibrate again;
+:meth:`gingham.Index.tune` calibrates with real queries. Every step is seeded: one seed, one calibration.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: top_k values calibrated at build time (a search with top_k up to a key uses that key's settings).
+TOP_KS = (10, 100)
+TARGET = 0.95
+N_QUERIES = 64
+QUERY_TOKENS = 32
+#: Share of a pseudo-query's tokens copied (perturbed) from its source document; the rest come from others.
+OWN_SHARE = 0.75
+#: Cosine between a pseudo-query token and the document token it was perturbed from (on average).
+PERTURB_COSINE = 0.85
+#: Settings that make no difference below this many documents: calibration is skipped (exhaustive is cheap).
+MIN_DOCS = 64
+
+
+def ladder(top_k: int) -> list[dict[str, Any]]:
+    """Search settings for ``top_k`` in increasing cost: (probe, documents kept by centroid interaction), with
+    PLAID's centroid pruning on the cheap rungs and off (threshold -1e9) on the expensive ones."""
+    base = max(256, 4 * top_k)
+    rungs = [(1, 1, True), (2, 1, True), (2, 2, True), (2, 4, True), (4, 4, True), (4, 8, True), (4, 8, False),
+             (8, 16, False), (16, 32, False), (32, 64, False), (64, 128, False)]
+    out = []
+    for probe, mult, prune in rungs:
+        step = {"n_ivf_probe": probe, "n_full_scores": base * mult}
+        if not prune:
+            step["centroid_score_threshold"] = -1e9
+        out.append(step)
+    return out
+
+
+def pseudo_queries(index, n_queries: int, seed: int, query_tokens: int = QUERY_TOKENS) -> list[np.ndarray]:
+    """Seeded queries made from the index's own decompressed documents (see the module's docstring)."""
+    rng = np.random.default_rng(seed)
+    snap = index._snap
+    live = np.concatenate([seg.base + np.flatnonzero(seg.live_mask()) for seg in snap.segments]) \
+        if snap.segments else np.zeros(0, np.int64)
+    if len(live) == 0:
+        return []
+    chosen = rng.choice(live, size=min(n_queries, len(live)), replace=False)
+    dim = snap.codec.dim
+    noise = math.sqrt(1 / PERTURB_COSINE ** 2 - 1) / math.sqrt(dim)
+
+    def tokens(position: int) -> np.ndarray:
+        seg, local = snap.locate(int(position))
+        return index._decompress(seg, local)
+
+    queries = []
+    for position in chosen:
+        own = tokens(position)
+        n_own = min(len(own), max(1, round(query_tokens * OWN_SHARE)))
+        parts = [own[rng.choice(len(own), size=n_own, replace=False)]]
+        n_other = query_tokens - n_own
+        for other in rng.choice(live, size=n_other):
+            t = tokens(other)
+            parts.append(t[rng.integers(len(t))][None])
+        q = np.concatenate(parts).astype(np.float32)
+        scale = np.linalg.norm(q, axis=1, keepdims=True)
+        q = q + rng.standard_normal(q.shape).astype(np.float32) * noise * scale
+        q *= scale / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)  # keep each token's norm
+        queries.append(np.ascontiguousarray(q, dtype=np.float32))
+    return queries
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
+    """Per query: the share of the true top-k (positions, -1 = none) that ``found`` recovers."""
+    out = np.empty(len(truth))
+    for i, (f, t) in enumerate(zip(found, truth)):
+        t = t[:k][t[:k] >= 0]
+        out[i] = len(np.intersect1d(f[:k], t)) / max(1, len(t))
+    return out
+
+
+def calibrate(index, queries: Sequence[np.ndarray] | None = None, *, top_ks: Sequence[int] = TOP_KS,
+              target: float = TARGET, n_queries: int = N_QUERIES, seed: int = 0) -> dict[str, Any]:
+    """Measure the cheapest ladder rung per ``top_k`` that reaches ``target`` recall@k against exhaustive search.
+
+    ``queries``: real queries to calibrate with (default: pseudo-queries from the index, seeded by ``seed``).
+    Returns the manifest's ``calibration`` record: per top_k the chosen settings and what was measured.
+    """
+    source = "queries" if queries is not None else "pseudo-queries"
+    if queries is None:
+        queries = pseudo_queries(index, n_queries, seed)
+    record: dict[str, Any] = {"source": source, "n_queries": len(queries), "target": target, "seed": seed,
+                              "n_docs": index.n_docs, "settings": {}, "measured": {}}
+    n_live = index.n_docs
+    if n_live < MIN_DOCS or not queries:
+        record["skipped"] = f"{n_live} live documents: too few to calibrate (every setting scores them all)"
+        return record
+    kmax = min(max(top_ks), n_live)
+    truth = index.search(list(queries), top_k=kmax, exhaustive=True, n_threads=1).positions
+    for k in sorted(set(top_ks)):
+        k_eff = min(k, n_live)
+        chosen, tried = None, []
+        for step in ladder(k):
+            res = index.search(list(queries), top_k=k_eff, n_threads=1, **step)
+            recall = float(recall_at_k(res.positions, truth, k_eff).mean())
+            tried.append({**step, "recall": round(recall, 4)})
+            if recall >= target:
+                chosen = step
+                break
+        if chosen is None:  # nothing reached the target: the most thorough rung tried
+            chosen = ladder(k)[-1]
+            log.warning("calibration: no setting reached recall@%d %.2f on %s (best %.4f); using the most "
+                        "thorough", k, target, source, tried[-1]["recall"])
+        record["settings"][str(k)] = dict(chosen)
+        record["measured"][str(k)] = tried
+    return record
+
+
+def settings_for(calibration: Mapping[str, Any] | None, top_k: int) -> dict[str, Any]:
+    """The calibrated settings that apply to a search with ``top_k`` (empty: use PLAID's table).
+
+    The smallest calibrated top_k at least ``top_k`` applies; beyond the largest, none does."""
+    if not calibration or not calibration.get("settings"):
+        return {}
+    keys = sorted(int(k) for k in calibration["settings"])
+    for k in keys:
+        if top_k <= k:
+            return dict(calibration["settings"][str(k)])
+    return {}
