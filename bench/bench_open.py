@@ -112,8 +112,9 @@ def main() -> None:
             write_index(root, args.tokens, args.dim, args.nbits, args.n_centroids, args.doc_len, seed=0)
             print(f"wrote {args.tokens} tokens in {time.perf_counter() - t:.1f}s", flush=True)
         gingham.Index.open(root)  # page cache warm, kernels of the open path compiled
-        out = {"tokens": args.tokens, "dim": args.dim, "nbits": args.nbits, "n_centroids": args.n_centroids,
-               "sub_centroids": 4, **time_open(root, args.repeats),
+        m = storage.read_manifest(root)  # what is on disk (with --reuse, not the arguments)
+        out = {"tokens": sum(s["n_tokens"] for s in m["segments"]), "dim": m["dim"], "nbits": m["nbits"],
+               "n_centroids": m["n_centroids"], "sub_centroids": 4, **time_open(root, args.repeats),
                "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
         print(json.dumps(out, indent=2))
     finally:
