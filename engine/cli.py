@@ -169,6 +169,8 @@ def verify(index_dir: Path = typer.Argument(..., help="Index directory.")) -> No
         Index.open(index_dir, verify=True).verify()
     except (GinghamError, FileNotFoundError) as exc:
         fail(exc)
+    except Exception as exc:  # damage no check names yet: still one line and a failure, never a traceback
+        fail(RuntimeError(f"{index_dir} failed verification with {type(exc).__name__}: {exc}"))
     typer.echo(f"{index_dir}: OK")
 
 

@@ -15,5 +15,6 @@ def setup_logging(quiet: bool) -> None:
 
 def fail(exc: Exception) -> None:
     """Print ``exc`` as a CLI error and exit with status 2."""
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    message = " ".join(str(exc).split())  # one line, whatever the message holds
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)

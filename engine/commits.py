@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gingham import storage
+from gingham.consistency import check_structure
 from gingham.errors import GinghamError, IndexCorruptError, IndexFormatError
 from gingham.segment import CODEBOOK_ARRAYS, SEGMENT_ARRAYS, Snapshot
 
@@ -49,14 +50,16 @@ def now() -> str:
 
 
 def load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False) -> Snapshot:
-    """Memory-map the arrays ``manifest`` lists and check that the codebook and every segment are complete."""
+    """Memory-map the arrays ``manifest`` lists, check that the codebook and every segment are complete and that
+    their structure is safe to search (:func:`gingham.consistency.check_structure`: cheap, always on)."""
     arrays = storage.load_arrays(root, manifest, verify=verify)
     required = CODEBOOK_ARRAYS + (("residual_scales",) if manifest.get("format_version", 1) >= 2 else ())
     missing = [k for k in required if k not in arrays]
     for seg in manifest.get("segments", []):
         missing += [f"{seg['name']}/{k}" for k in SEGMENT_ARRAYS if f"{seg['name']}/{k}" not in arrays]
     if missing or "segments" not in manifest:
-        raise IndexFormatError(f"{root} lacks the arrays {sorted(missing)}; rebuild the index")
+        raise IndexFormatError(f"{root / storage.MANIFEST} lacks the arrays {sorted(missing)}; rebuild the index")
+    check_structure(root, manifest, arrays)
     return Snapshot(manifest, arrays)
 
 

@@ -1,43 +1,221 @@
-"""Structural checks of an index, beyond checksums: what a reader relies on to never read out of bounds."""
+"""Checks of an index beyond checksums, in two tiers.
+
+:func:`check_structure` runs on every open (from :func:`gingham.commits.load_snapshot`, so ``Index.open``,
+``refresh`` and every writer get it): array dtypes and shapes against the manifest's counts, ``nbits`` and ``dim``
+against the codebook's and residuals' widths, offsets that start at 0, never decrease and end at their data's
+length, codes below the number of codes, inverted lists below the number of documents, deletion masks of 0/1, a
+finite codebook and string ids that decode: what the kernels rely on never to read out of bounds. Vectorised
+min / max / diff passes over the memory-mapped arrays: codes and inverted lists are read in full (about 1 ms per
+million tokens, measured by ``bench/bench_open.py``), everything else is O(documents + centroids).
+
+:func:`check_snapshot` (from :meth:`gingham.Index.verify`) checks meaning, at the cost of reading everything:
+inverted lists equal to a rebuild from the codes, no empty document, ids unique among live documents, texts, ids
+and metadata valid UTF-8 at every string boundary and metadata valid JSON objects.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
 import numpy as np
 
+from gingham.config import NBITS_ALLOWED
 from gingham.errors import IndexCorruptError
 from gingham.kernels.ivf import build_ivf
+from gingham.storage import MANIFEST
+
+FIX = "restore the index from a backup or rebuild it"
+#: Sub-centroids per centroid a codebook may have.
+SUB_RATIOS = (1, 2, 4)
 
 
-def check_arrays(ix, n_centroids: int, where: str = "", n_codes: int | None = None) -> None:
-    """Raise :class:`IndexCorruptError` if offsets, codes or inverted lists of one segment are inconsistent."""
-    offsets = np.asarray(ix.doc_offsets)
-    if offsets[0] != 0 or (np.diff(offsets) <= 0).any():
-        raise IndexCorruptError(f"{where}doc_offsets must start at 0 and strictly increase")
-    if offsets[-1] != len(ix.codes) or len(ix.codes) != len(ix.residuals):
-        raise IndexCorruptError(f"{where}codes, residuals and doc_offsets disagree on the number of tokens")
-    if len(ix.codes) and int(np.max(ix.codes)) >= (n_codes or n_centroids):
-        raise IndexCorruptError(f"{where}a token's centroid id is out of range")
-    docs, ivf_offsets = build_ivf(np.asarray(ix.codes), ix.shift, offsets, n_centroids)
-    if not (np.array_equal(docs, ix.ivf_docs) and np.array_equal(ivf_offsets, ix.ivf_offsets)):
-        raise IndexCorruptError(f"{where}the inverted lists do not match the stored codes")
+class _Files:
+    """Names index files in error messages: the path of a logical array, or the manifest."""
+
+    def __init__(self, root: Path, manifest: Mapping[str, Any]):
+        self.root, self.files, self.manifest = root, manifest["files"], root / MANIFEST
+
+    def path(self, name: str) -> str:
+        return str(self.root / self.files[name]["path"]) if name in self.files else str(self.manifest)
+
+    def corrupt(self, name: str, what: str) -> IndexCorruptError:
+        return IndexCorruptError(f"index file {self.path(name)} {what}; {FIX}")
+
+    def disagree(self, name: str, what: str) -> IndexCorruptError:
+        return IndexCorruptError(f"{self.manifest} and index file {self.path(name)} disagree: {what}; {FIX}")
 
 
-def check_snapshot(snap) -> None:
-    """Every segment consistent, ids unique among live documents, counts as the manifest records."""
-    seen = set()
-    for seg, meta in zip(snap.segments, snap.manifest["segments"]):
-        where = f"segment {seg.name}: "
-        check_arrays(seg.arrays, snap.codec.n_centroids, where, snap.codec.n_codes)
-        if seg.n_docs != meta["n_docs"] or seg.n_tokens != meta["n_tokens"]:
-            raise IndexCorruptError(f"{where}holds {seg.n_docs} docs / {seg.n_tokens} tokens, manifest says "
-                                    f"{meta['n_docs']} / {meta['n_tokens']}")
-        if len(seg.ids) != seg.n_docs:
-            raise IndexCorruptError(f"{where}has {len(seg.ids)} ids for {seg.n_docs} documents")
-        if seg.deleted is not None and len(seg.deleted) != seg.n_docs:
-            raise IndexCorruptError(f"{where}deletion mask has the wrong length")
+def _offsets(files: _Files, arrays, name: str, n: int, end: int | None, end_name: str) -> None:
+    """``name`` is int64 (n + 1,), starts at 0, never decreases and ends at ``end`` (the manifest's count; None:
+    the length of ``end_name``)."""
+    off = arrays[name]
+    if off.dtype != np.int64 or off.shape != (n + 1,):
+        raise files.disagree(name, f"it holds {off.dtype}{list(off.shape)} offsets, expected int64[{n + 1}]")
+    recorded = end is not None  # the manifest's count, or the data's length
+    end = len(arrays[end_name]) if end is None else end
+    if off[0] != 0 or off[-1] != end:
+        what = f"its offsets run from {off[0]} to {off[-1]}, expected 0 to {end}"
+        raise files.disagree(name, what) if recorded and off[0] == 0 else files.corrupt(name, what)
+    if n > 1 and int(np.diff(off).min()) < 0:
+        raise files.corrupt(name, "holds decreasing offsets")
+
+
+def _layout(files: _Files, arrays, name: str, dtype, shape: tuple) -> np.ndarray:
+    """``name`` has ``dtype`` (a dtype, or a string of dtype kinds) and ``shape`` (None: any length)."""
+    a = arrays[name]
+    ok_type = a.dtype.kind in dtype if isinstance(dtype, str) else a.dtype == dtype
+    ok_shape = a.ndim == len(shape) and all(s is None or s == n for s, n in zip(shape, a.shape))
+    if not (ok_type and ok_shape):
+        want = [("any" if s is None else s) for s in shape]
+        raise files.disagree(name, f"it holds {a.dtype}{list(a.shape)}, expected {dtype}{want}")
+    return a
+
+
+def _strings(files: _Files, arrays, prefix: str, n_docs: int) -> None:
+    """The ragged strings ``prefix_utf8`` (uint8) + ``prefix_offsets`` of one segment: one per document."""
+    utf8, offsets = f"{prefix}_utf8", f"{prefix}_offsets"
+    if (utf8 in arrays) != (offsets in arrays):
+        raise files.disagree(utf8 if utf8 in arrays else offsets, f"{utf8} and {offsets} come together")
+    if utf8 in arrays:
+        _layout(files, arrays, utf8, np.uint8, (None,))
+        _offsets(files, arrays, offsets, n_docs, None, utf8)
+
+
+def _finite(a: np.ndarray) -> bool:
+    """No NaN or infinity in ``a``. float16 (the sub-centroid table) through its bits: numpy's isfinite on
+    float16 is 8x slower than this test of the exponent (all ones: NaN or infinity)."""
+    if a.dtype == np.float16:
+        return a.size == 0 or int(np.max(a.view(np.uint16) & np.uint16(0x7FFF))) < 0x7C00
+    return bool(np.isfinite(a).all())
+
+
+def check_codebook(root: Path, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> int:
+    """The codebook's shapes against ``nbits``, ``dim`` and ``n_centroids``, and its values finite (scales > 0).
+    Returns the number of codes (centroids times sub-centroids per centroid)."""
+    files = _Files(root, manifest)
+    nbits, dim, n_c = manifest["nbits"], manifest["dim"], manifest["n_centroids"]
+    if nbits not in NBITS_ALLOWED or dim <= 0 or (dim * nbits) % 8 or n_c <= 0:
+        raise IndexCorruptError(f"{files.manifest} records nbits {nbits}, dim {dim} and n_centroids {n_c}: nbits "
+                                f"must be one of {NBITS_ALLOWED}, dim * nbits a positive multiple of 8 and "
+                                f"n_centroids positive; {FIX}")
+    _layout(files, arrays, "centroids", "f", (n_c, dim))
+    _layout(files, arrays, "bucket_cutoffs", "f", (dim, 2**nbits - 1))
+    _layout(files, arrays, "bucket_weights", "f", (dim, 2**nbits))
+    n_codes = n_c
+    if "sub_centroids" in arrays:
+        n_codes = len(arrays["sub_centroids"])
+        if n_codes % n_c or n_codes // n_c not in SUB_RATIOS:
+            raise files.disagree("sub_centroids", f"{n_codes} sub-centroids for {n_c} centroids (need 1, 2 or 4 "
+                                 "per centroid)")
+        _layout(files, arrays, "sub_centroids", "f", (n_codes, dim))
+    if "residual_scales" in arrays:
+        scales = _layout(files, arrays, "residual_scales", "f", (n_codes,))
+        if not (scales > 0).all() or not np.isfinite(scales).all():
+            raise files.corrupt("residual_scales", "holds a residual scale that is not a positive number")
+    for name in ("centroids", "sub_centroids", "bucket_cutoffs", "bucket_weights"):
+        if name in arrays and not _finite(arrays[name]):
+            raise files.corrupt(name, "holds a value that is not finite (NaN or infinity)")
+    return n_codes
+
+
+def check_structure(root: Path, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+    """Raise :class:`IndexCorruptError` naming the file unless the arrays are safe for every kernel (see the
+    module's docstring). ``manifest`` has passed :func:`gingham.storage.check_manifest`."""
+    files = _Files(root, manifest)
+    n_codes = check_codebook(root, manifest, arrays)
+    n_c, n_bytes = manifest["n_centroids"], manifest["dim"] * manifest["nbits"] // 8
+    try:
+        codes_dtype = np.dtype(manifest["codes_dtype"])
+    except TypeError:
+        codes_dtype = None
+    if codes_dtype is None or codes_dtype.kind not in "iu":
+        raise IndexCorruptError(f"{files.manifest} records codes_dtype {manifest['codes_dtype']!r}, expected an "
+                                f"integer type; {FIX}")
+    id_arrays = ("doc_ids",) if manifest["doc_id_kind"] == "int" else ("doc_ids_utf8", "doc_ids_offsets")
+    for seg in manifest["segments"]:
+        name, n_docs, n_tokens = seg["name"], seg["n_docs"], seg["n_tokens"]
+        local = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{name}/")}
+        missing = sorted(set(id_arrays) - set(local))
+        if missing:
+            raise IndexCorruptError(f"{files.manifest} lists no {missing} for segment {name}; {FIX}")
+        seg_files = _Files(root, {"files": {k.split("/", 1)[1]: v for k, v in manifest["files"].items()
+                                            if k.startswith(f"{name}/")}})
+        _offsets(seg_files, local, "doc_offsets", n_docs, n_tokens, "codes")
+        codes = _layout(seg_files, local, "codes", codes_dtype, (n_tokens,))
+        _layout(seg_files, local, "residuals", np.uint8, (n_tokens, n_bytes))
+        if n_tokens and (int(codes.min()) < 0 or int(codes.max()) >= n_codes):
+            raise seg_files.corrupt("codes", f"holds codes outside 0..{n_codes - 1}")
+        ivf_docs = _layout(seg_files, local, "ivf_docs", np.int32, (None,))
+        _offsets(seg_files, local, "ivf_offsets", n_c, None, "ivf_docs")
+        if len(ivf_docs) and (int(ivf_docs.min()) < 0 or int(ivf_docs.max()) >= n_docs):
+            raise seg_files.corrupt("ivf_docs", f"lists documents outside 0..{n_docs - 1}")
+        if manifest["doc_id_kind"] == "int":
+            _layout(seg_files, local, "doc_ids", np.int64, (n_docs,))
+        else:  # every search result decodes ids: O(documents) bytes, cheap enough to check on open
+            _strings(seg_files, local, "doc_ids", n_docs)
+            _decoded(seg_files, "doc_ids_utf8", local["doc_ids_utf8"], local["doc_ids_offsets"])
+        _strings(seg_files, local, "texts", n_docs)
+        _strings(seg_files, local, "meta", n_docs)
+        if "deleted" in local:
+            deleted = _layout(seg_files, local, "deleted", np.uint8, (n_docs,))
+            if n_docs and int(deleted.max()) > 1:
+                raise seg_files.corrupt("deleted", "holds deletion-mask values other than 0 and 1")
+
+
+def _decoded(files: _Files, name: str, utf8: np.ndarray, offsets: np.ndarray) -> None:
+    """Raise unless the strings of ``name`` (UTF-8 bytes cut at ``offsets``) each decode."""
+    utf8, offsets = np.asarray(utf8), np.asarray(offsets)
+    try:
+        bytes(utf8).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise files.corrupt(name, f"is not valid UTF-8 ({exc})") from exc
+    starts = offsets[:-1][np.diff(offsets) > 0]
+    if len(starts) and ((utf8[starts] & 0xC0) == 0x80).any():  # a string starts inside a character
+        raise files.corrupt(name, "cuts a UTF-8 character between two strings")
+
+
+def check_segment(seg, codec, files: _Files) -> None:
+    """One segment's meaning: documents non-empty, inverted lists equal to a rebuild from the codes, strings
+    decodable, metadata JSON objects (or null)."""
+    ix = seg.arrays
+    if (np.diff(np.asarray(ix.doc_offsets)) <= 0).any():
+        raise files.corrupt(f"{seg.name}/doc_offsets", "holds an empty document")
+    docs, ivf_offsets = build_ivf(np.asarray(ix.codes), ix.shift, np.asarray(ix.doc_offsets), codec.n_centroids)
+    if not np.array_equal(ivf_offsets, ix.ivf_offsets):
+        raise files.corrupt(f"{seg.name}/ivf_offsets", "does not match the inverted lists rebuilt from the codes")
+    if not np.array_equal(docs, ix.ivf_docs):
+        raise files.corrupt(f"{seg.name}/ivf_docs", "does not match the inverted lists rebuilt from the codes")
+    if seg.ids.kind == "str":
+        ids = seg.ids.arrays()
+        _decoded(files, f"{seg.name}/doc_ids_utf8", ids["doc_ids_utf8"], ids["doc_ids_offsets"])
+    if seg.texts is not None:
+        _decoded(files, f"{seg.name}/texts_utf8", *seg.texts)
+    if seg.meta is not None:
+        name = f"{seg.name}/meta_utf8"
+        _decoded(files, name, *seg.meta)
+        for i in range(seg.n_docs):
+            try:
+                value = seg.metadata(i)
+            except ValueError as exc:
+                raise files.corrupt(name, f"holds metadata of document {i} that is not JSON ({exc})") from exc
+            if value is not None and not isinstance(value, dict):
+                raise files.corrupt(name, f"holds metadata of document {i} that is not a JSON object")
+
+
+def check_snapshot(snap, root: Path) -> None:
+    """Each segment's meaning (:func:`check_segment`) and ids unique among live documents, for a snapshot whose
+    structure :func:`check_structure` passed. ``root`` is the index directory, so that messages name files."""
+    files = _Files(Path(root), snap.manifest)
+    seen: dict = {}
+    for seg in snap.segments:
+        check_segment(seg, snap.codec, files)
         live = seg.live_mask()
         for pos, i in enumerate(seg.ids.to_list()):
             if live[pos]:
                 if i in seen:
-                    raise IndexCorruptError(f"{where}document id {i!r} is live in two places")
-                seen.add(i)
+                    ids = "doc_ids" if seg.ids.kind == "int" else "doc_ids_utf8"
+                    raise files.corrupt(f"{seg.name}/{ids}", f"holds document id {i!r}, which is live in "
+                                        f"segments {seen[i]} and {seg.name}")
+                seen[i] = seg.name

@@ -231,11 +231,11 @@ class Index:
         return True
 
     def verify(self) -> None:
-        """Check every file against its sha256 and the arrays' internal consistency; raise on any mismatch."""
-        storage.load_arrays(self.path, self.manifest, verify=True)
+        """Check this generation's files on disk: every sha256, the structure every open checks, and meaning
+        (inverted lists, UTF-8, JSON metadata, unique ids); raise :class:`IndexCorruptError` naming the file."""
         from gingham.consistency import check_snapshot
 
-        check_snapshot(self._snap)
+        check_snapshot(load_snapshot(self.path, self.manifest, verify=True), self.path)
 
     # ---------------------------------------------------------------------------------------------- updates
     def add(

@@ -222,7 +222,70 @@ def remove_stale(root: Path, keep: set[str]) -> None:
             entry.unlink(missing_ok=True)
 
 
+#: Keys every manifest holds, with the types a reader relies on (``bool`` is never accepted for ``int``).
+REQUIRED_KEYS = {"generation": int, "files": dict, "segments": list, "nbits": int, "dim": int, "n_centroids": int,
+                 "codes_dtype": str, "doc_id_kind": str, "build_config": dict}
+FILE_KEYS = {"path": str, "bytes": int, "shape": list, "dtype": str, "sha256": str}
+SEGMENT_KEYS = {"name": str, "n_docs": int, "n_tokens": int}
+
+
+def _typed(value, kind) -> bool:
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def check_manifest(manifest: Any, path: Path) -> None:
+    """Raise a typed error naming ``path`` unless ``manifest`` has the structure a reader relies on.
+
+    Format and version first (:class:`IndexFormatError`: another program's or another version's file), then the
+    required keys, file entries and segment entries with their types (:class:`IndexCorruptError`).
+    """
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        found = manifest.get("format") if isinstance(manifest, dict) else f"a JSON {type(manifest).__name__}"
+        raise IndexFormatError(f"{path} is not a Gingham manifest (format field is {found!r}, expected "
+                               f"{FORMAT_NAME!r}); open the index directory Gingham wrote")
+    version = manifest.get("format_version")
+    if not _typed(version, int) or version not in READABLE_VERSIONS:
+        raise IndexFormatError(
+            f"{path} has index format version {version!r}, but this Gingham reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; "
+            "install the Gingham version that wrote it, or rebuild the index"
+        )
+
+    def bad(what: str) -> IndexCorruptError:
+        return IndexCorruptError(f"{path} is damaged: {what}; restore the index from a backup or rebuild it")
+
+    def need(obj: Mapping, keys: Mapping[str, type], where: str) -> None:
+        for key, kind in keys.items():
+            if key not in obj:
+                raise bad(f"{where}lacks the key {key!r}")
+            if not _typed(obj[key], kind):
+                raise bad(f"{where}{key!r} is {obj[key]!r}, expected a JSON {kind.__name__}")
+
+    need(manifest, REQUIRED_KEYS, "")
+    for name, meta in manifest["files"].items():
+        if not isinstance(meta, dict):
+            raise bad(f"file entry {name!r} is {meta!r}, expected an object")
+        need(meta, FILE_KEYS, f"file entry {name!r} ")
+        if not all(_typed(n, int) and n >= 0 for n in meta["shape"]) or meta["bytes"] < 0:
+            raise bad(f"file entry {name!r} has shape {meta['shape']!r} and {meta['bytes']!r} bytes")
+        rel = meta["path"]
+        if not rel or os.path.isabs(rel) or "\\" in rel or any(part in ("", ".", "..") for part in rel.split("/")):
+            raise bad(f"file entry {name!r} has the path {rel!r}, which leaves the index directory or is not "
+                      "a plain relative path")
+    names = set()
+    for i, seg in enumerate(manifest["segments"]):
+        if not isinstance(seg, dict):
+            raise bad(f"segment entry {i} is {seg!r}, expected an object")
+        need(seg, SEGMENT_KEYS, f"segment entry {i} ")
+        if seg["name"] in names or "/" in seg["name"] or seg["n_docs"] < 0 or seg["n_tokens"] < 0:
+            raise bad(f"segment entry {i} ({seg!r}) repeats a name or has negative counts")
+        names.add(seg["name"])
+    if manifest["doc_id_kind"] not in ("int", "str"):
+        raise bad(f"'doc_id_kind' is {manifest['doc_id_kind']!r}, expected 'int' or 'str'")
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
+    """The manifest at ``root``, checked by :func:`check_manifest`."""
     path = root / MANIFEST
     if not root.exists():
         raise FileNotFoundError(f"no index at {root}: the directory does not exist")
@@ -236,36 +299,47 @@ def read_manifest(root: Path) -> dict[str, Any]:
             manifest = json.load(f)
     except (OSError, ValueError) as exc:
         raise IndexCorruptError(f"{path} cannot be read as JSON ({exc}); restore the index from a backup") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise IndexFormatError(f"{path} is not a Gingham manifest (format field is {manifest.get('format')!r})")
-    version = manifest.get("format_version")
-    if version not in READABLE_VERSIONS:
-        raise IndexFormatError(
-            f"{root} has index format version {version!r}, but this Gingham reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))}; "
-            "install the Gingham version that wrote it, or rebuild the index"
-        )
+    check_manifest(manifest, path)
     return manifest
 
 
+def resolve_file(root: Path, rel: str) -> Path:
+    """The path of index file ``rel``, refusing any that resolves outside ``root`` (through ``..`` or symlinks)."""
+    path = root / rel
+    real_root = root.resolve()
+    if not path.resolve().is_relative_to(real_root):
+        raise IndexCorruptError(
+            f"{root / MANIFEST} lists the file {rel!r}, which resolves to {path.resolve()} outside the index "
+            f"directory {real_root}; an index never reads files outside its directory: rebuild the index"
+        )
+    return path
+
+
 def load_arrays(root: Path, manifest: Mapping[str, Any], verify: bool = False) -> dict[str, np.ndarray]:
-    """Memory-map every array the manifest lists, checking size, shape and dtype (and sha256 if ``verify``)."""
+    """Memory-map every array the manifest lists, checking size, shape and dtype (and sha256 if ``verify``).
+
+    ``manifest`` has passed :func:`check_manifest`; no path may leave ``root``.
+    """
     arrays: dict[str, np.ndarray] = {}
+    listed = root / MANIFEST
     for name, meta in manifest["files"].items():
-        path = root / meta["path"]
-        if not path.exists():
-            raise IndexCorruptError(f"index file {path} is missing; restore the index from a backup or rebuild it")
+        path = resolve_file(root, meta["path"])
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "is missing"
+            raise IndexCorruptError(f"index file {path}, listed in {listed}, {what}; restore the index from a backup "
+                                    "or rebuild it")
         size = path.stat().st_size
         if size != meta["bytes"]:
             raise IndexCorruptError(
-                f"index file {path} has {size} bytes but the manifest records {meta['bytes']} (truncated or "
+                f"index file {path} has {size} bytes but {listed} records {meta['bytes']} (truncated or "
                 "overwritten); restore the index from a backup or rebuild it"
             )
         if verify:
             digest = sha256_file(path)
             if digest != meta["sha256"]:
                 raise IndexCorruptError(
-                    f"index file {path} does not match its checksum; restore the index from a backup or rebuild it"
+                    f"index file {path} does not match its checksum in {listed}; restore the index from a backup "
+                    "or rebuild it"
                 )
         try:
             # numpy cannot memory-map a zero-length array; such arrays are read (they are only a header)
@@ -273,11 +347,12 @@ def load_arrays(root: Path, manifest: Mapping[str, Any], verify: bool = False) -
             arr = np.load(path, mmap_mode=mode, allow_pickle=False)
             if mode is None:
                 arr.setflags(write=False)
-        except (ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged header fails numpy's parser in many ways (ValueError,
+            # SyntaxError, tokenize.TokenError, OverflowError, ...): each is a damaged file
             raise IndexCorruptError(f"index file {path} is not a valid .npy file ({exc}); rebuild the index") from exc
         if list(arr.shape) != list(meta["shape"]) or arr.dtype.str != meta["dtype"]:
             raise IndexCorruptError(
-                f"index file {path} holds {arr.dtype.str}{list(arr.shape)} but the manifest records "
+                f"index file {path} holds {arr.dtype.str}{list(arr.shape)} but {listed} records "
                 f"{meta['dtype']}{meta['shape']}; rebuild the index"
             )
         arrays[name] = arr

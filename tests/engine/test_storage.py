@@ -112,13 +112,15 @@ def test_truncated_file_is_named(tmp_path, small_docs):
 
 def test_flipped_byte_caught_by_verify(tmp_path, small_docs):
     ix = gingham.Index.create(tmp_path / "ix", small_docs)
-    victim = tmp_path / "ix" / ix.manifest["files"]["s000001/codes"]["path"]
+    victim = tmp_path / "ix" / ix.manifest["files"]["s000001/residuals"]["path"]
     data = bytearray(victim.read_bytes())
-    data[-1] ^= 0xFF
+    data[-1] ^= 0xFF  # any residual byte is valid: only the checksum can tell
     victim.write_bytes(bytes(data))
     gingham.Index.open(tmp_path / "ix")  # sizes still match: a plain open is cheap and does not hash
     with pytest.raises(gingham.IndexCorruptError, match="checksum"):
         gingham.Index.open(tmp_path / "ix", verify=True)
+    with pytest.raises(gingham.IndexCorruptError, match="residuals.npy does not match its checksum"):
+        gingham.Index.open(tmp_path / "ix").verify()
 
 
 def test_corrupt_manifest(tmp_path, small_docs):
