@@ -100,7 +100,7 @@ def merge_segments(snap, writer, name: str, show_progress=None) -> tuple[int, in
     writer.save(f"{name}/doc_offsets", doc_offsets)
     _merge_ivf(plans, snap.codec.n_centroids, writer, name)
     ids = [p.seg.ids[int(pos)] for p in plans for pos in p.live]
-    for key, arr in DocIds.from_user(ids, n_docs).arrays().items():
+    for key, arr in DocIds.from_list(ids, snap.manifest["doc_id_kind"]).arrays().items():  # checked when added
         writer.save(f"{name}/{key}", arr)
     for field, attr in (("texts", "texts"), ("meta", "meta")):
         if all(getattr(p.seg, attr) is not None for p in plans):

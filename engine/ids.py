@@ -1,13 +1,99 @@
 """The caller's document ids: all integers or all strings, unique, mapped to internal positions 0..n-1.
 
+The id rule, the same for every entry point that takes ids (create, add, upsert, delete, ``subset=``, rerank
+candidates, ``text``, ``metadata``, ``decompress``, ``in``), checked by :func:`check_ids` / :func:`check_id`:
+
+* ids are given as a list (or tuple, 1-D array, any iterable); a bare ``str`` or ``bytes`` is an error, not a
+  sequence of one-character ids;
+* each id is a ``str`` (valid Unicode: no lone surrogates) or an integer in ``0 .. 2**63 - 1``; negative
+  integers are reserved (``-1`` marks "no result" in :attr:`SearchResults.ids`); ``bool``, ``float``, ``bytes``
+  and ``None`` are rejected;
+* an index holds one kind: all strings or all integers.
+
 Stored without pickle: integers as one int64 array; strings as their UTF-8 bytes concatenated plus int64 offsets.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+_INT64_MAX = 2**63 - 1
+
+
+def check_text(s: str, what: str) -> str:
+    """``s`` if it encodes as UTF-8 (a lone surrogate such as ``"\\ud800"`` does not), else a ValueError."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} is not valid Unicode: {s[max(0, exc.start - 10):exc.end + 10]!r} holds the lone surrogate "
+            f"{s[exc.start:exc.end]!r} at index {exc.start}; decode the source text correctly (or with "
+            "errors='replace')"
+        ) from None
+    return s
+
+
+def id_kind(i: Any) -> str | None:
+    """``"str"`` or ``"int"`` for a well-typed id (range not checked), None for any other type."""
+    if isinstance(i, str):
+        return "str"
+    if isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)):
+        return "int"
+    return None
+
+
+def check_id(i: Any, kind: str | None = None, what: str = "document id"):
+    """One caller id, checked by the id rule (module docstring) and normalised (``int`` or ``str``).
+
+    ``kind`` is the index's id kind, when there is one: an id of the other kind is an error.
+    """
+    k = id_kind(i)
+    if k is None:
+        hint = " (a float is not an id: pass an int)" if isinstance(i, (float, np.floating)) else ""
+        raise ValueError(f"{what} {i!r} is a {type(i).__name__}; ids must be str or non-negative int{hint}")
+    if kind is not None and k != kind:
+        raise ValueError(f"{what} {i!r} is a{'n int' if k == 'int' else ' str'} but this index uses "
+                         f"{'integer' if kind == 'int' else 'string'} ids")
+    if k == "str":
+        return check_text(str(i), f"{what} {i!r}")
+    v = int(i)
+    if v < 0:
+        raise ValueError(f"{what} {v} is negative; integer ids must be >= 0 (negative ids are reserved: -1 marks "
+                         "'no result' in SearchResults.ids)")
+    if v > _INT64_MAX:
+        raise ValueError(f"{what} {v} does not fit in a signed 64-bit integer")
+    return v
+
+
+def check_ids(ids: Iterable, kind: str | None = None, what: str = "document id") -> tuple[list, str | None]:
+    """Caller ids as (a list of normalised ids, their kind or None when empty), by the id rule.
+
+    ``kind`` is the index's id kind, when there is one. Uniqueness is not checked here (see :meth:`DocIds.from_user`).
+    """
+    if isinstance(ids, (str, bytes, bytearray)):
+        raise ValueError(f"{what}s must be a list, got a single {type(ids).__name__} {ids!r}; pass [{ids!r}] for "
+                         "one id")
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1:
+            raise ValueError(f"{what}s must be a 1-D list or array, got an array of shape {ids.shape}")
+        ids = ids.tolist()
+    try:
+        ids = list(ids)
+    except TypeError:
+        raise ValueError(f"{what}s must be a list of ids, got {type(ids).__name__} {ids!r}") from None
+    if not ids:
+        return [], kind
+    if kind is None:
+        kinds = {id_kind(i) for i in ids}
+        if kinds == {"str", "int"}:
+            first = id_kind(ids[0])
+            bad = next(i for i in ids if id_kind(i) not in (first, None))
+            raise ValueError(f"{what}s must be all strings or all integers; found {type(bad).__name__} {bad!r} "
+                             f"among {'strings' if first == 'str' else 'integers'}")
+        kind = id_kind(ids[0]) or ("str" if "str" in kinds else "int")
+    return [check_id(i, kind, what) for i in ids], kind
 
 
 def pack_strings(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -35,40 +121,27 @@ class DocIds:
     # construction -------------------------------------------------------------------------------------------
     @classmethod
     def from_user(cls, ids: Sequence | np.ndarray | None, n_docs: int) -> "DocIds":
-        """Validate the caller's ids (or number the documents 0..n-1 when ``ids`` is None)."""
+        """Validate the caller's ids by the id rule (module docstring), one per document and unique (or number
+        the documents 0..n-1 when ``ids`` is None)."""
         if ids is None:
             return cls("int", ints=np.arange(n_docs, dtype=np.int64))
-        if isinstance(ids, np.ndarray):
-            ids = ids.tolist()
-        ids = list(ids)
+        ids, kind = check_ids(ids)
         if len(ids) != n_docs:
             raise ValueError(f"got {len(ids)} document ids for {n_docs} documents; pass exactly one id per document")
-        if all(isinstance(i, str) for i in ids):
-            kind = "str"
-        elif all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
-            kind = "int"
-        else:
-            first = str if isinstance(ids[0], str) else int
-            bad = next(i for i in ids if isinstance(i, bool) or not isinstance(i, str if first is str else (int, np.integer)))
-            raise ValueError(
-                f"document ids must be all strings or all integers; found {type(bad).__name__} {bad!r} "
-                f"among them"
-            )
         seen: dict = {}
         for pos, i in enumerate(ids):
             if i in seen:
                 raise ValueError(f"duplicate document id {i!r} at positions {seen[i]} and {pos}; ids must be unique")
             seen[i] = pos
+        return cls.from_list(ids, kind or "int")
+
+    @classmethod
+    def from_list(cls, ids: list, kind: str) -> "DocIds":
+        """Pack ids already checked (by :meth:`from_user`, or read back from an index) without checking again."""
         if kind == "int":
-            try:
-                ints = np.array(ids, dtype=np.int64)
-            except OverflowError as exc:
-                raise ValueError("integer document ids must fit in a signed 64-bit integer") from exc
-            out = cls("int", ints=ints)
-        else:
-            utf8, offsets = pack_strings(ids)
-            out = cls("str", utf8=utf8, offsets=offsets)
-        return out
+            return cls("int", ints=np.array(ids, dtype=np.int64))
+        utf8, offsets = pack_strings(ids)
+        return cls("str", utf8=utf8, offsets=offsets)
 
     @classmethod
     def from_arrays(cls, kind: str, arrays: dict[str, np.ndarray]) -> "DocIds":

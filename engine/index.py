@@ -35,7 +35,7 @@ from gingham.commits import (
     write_deletions,
 )
 from gingham.config import BuildConfig, SearchConfig, jsonable, resolve_build_config
-from gingham.ids import DocIds
+from gingham.ids import DocIds, check_id
 from gingham.kernels.codec import decompress
 from gingham.kernels.scoring import topk
 from gingham.results import SearchResults
@@ -103,7 +103,12 @@ class Index:
         return self.n_docs
 
     def __contains__(self, doc_id) -> bool:
-        return len(self._snap.positions([doc_id], missing_ok=True)) == 1
+        """Whether ``doc_id`` is a live document. An id that breaks the id rule (:mod:`gingham.ids`) or is of the
+        other kind than this index's ids is a ValueError, as everywhere else, not False."""
+        return len(self._snap.positions([self._id(doc_id)], missing_ok=True)) == 1
+
+    def _id(self, doc_id, what: str = "document id"):
+        return check_id(doc_id, self.manifest["doc_id_kind"], what)
 
     def __repr__(self) -> str:
         return (f"Index({str(self.path)!r}, n_docs={self.n_docs}, n_tokens={self.n_tokens}, dim={self.dim}, "
@@ -175,7 +180,8 @@ class Index:
         """Build an index at ``path`` from per-document token embeddings and return it opened.
 
         embeddings: a list of (n_tokens_i, dim) float arrays, or one flat (n_tokens, dim) array with ``lengths``.
-        doc_ids: the caller's ids (all str or all int, unique); default 0..n-1.
+        doc_ids: the caller's ids, a list of all str or all int (>= 0; negative ints are reserved, -1 marks "no
+            result"), unique; default 0..n-1. The id rule is in :mod:`gingham.ids`.
         config / options: a :class:`BuildConfig`, a dict, or its fields as keyword arguments.
         overwrite: replace an existing index at ``path`` (atomically: readers see the old or the new one).
         texts: the documents' texts, stored to show with results (optional).
@@ -261,7 +267,7 @@ class Index:
     def delete(self, doc_ids: Iterable, *, missing_ok: bool = False) -> int:
         """Delete documents by id: invisible to searches at once (after :meth:`refresh` in other readers);
         space is reclaimed by :meth:`compact`. Returns the generation."""
-        doc_ids = list(doc_ids)
+        doc_ids = validation.ids(doc_ids, self.manifest["doc_id_kind"])
 
         def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
             positions = snap.positions(doc_ids, missing_ok=missing_ok)
@@ -483,12 +489,12 @@ class Index:
 
     def text(self, doc: Any) -> str | None:
         """The stored text of the document with caller id ``doc`` (None if texts were not stored)."""
-        seg, local = self._snap.locate(int(self._snap.positions([doc])[0]))
+        seg, local = self._snap.locate(int(self._snap.positions([self._id(doc)])[0]))
         return seg.text(local)
 
     def metadata(self, doc: Any) -> dict | None:
         """The metadata dict of the document with caller id ``doc`` (None if none was stored)."""
-        seg, local = self._snap.locate(int(self._snap.positions([doc])[0]))
+        seg, local = self._snap.locate(int(self._snap.positions([self._id(doc)])[0]))
         return seg.metadata(local)
 
     # ---------------------------------------------------------------------------------------------- search
@@ -497,7 +503,8 @@ class Index:
         if top_k is not None:
             changes["top_k"] = top_k
         cfg = self.search_defaults.replace(**changes) if changes else self.search_defaults
-        validation.top_k(cfg.top_k, n_live)
+        # with no live documents (all deleted) any top_k is answered with empty rows; otherwise at most n_live
+        validation.top_k(cfg.top_k, n_live or None)
         return cfg.resolved(settings_for(self.manifest.get("calibration"), cfg.top_k))
 
     @staticmethod
@@ -508,7 +515,7 @@ class Index:
         masks = [seg.live_mask() for seg in snap.segments]
         if subset is not None:
             allowed = np.zeros(snap.n_positions, dtype=np.uint8)
-            allowed[snap.positions(subset)] = 1
+            allowed[snap.positions(validation.ids(subset, snap.manifest["doc_id_kind"], "subset id"))] = 1
             masks = [m & allowed[seg.base:seg.base + seg.n_docs] for m, seg in zip(masks, snap.segments)]
         if where is not None:
             if not callable(where):
@@ -543,6 +550,10 @@ class Index:
         cfg = self._config(top_k, overrides, snap.n_live)
         q_flat, q_offsets, _ = validation.queries(queries, self.dim)
         masks = self._masks(snap, subset, where)
+        if snap.n_live == 0:  # every document deleted: rows of no-result markers, as for an unmatched filter
+            n_q = len(q_offsets) - 1
+            return _results(snap, np.full((n_q, cfg.top_k), -1, dtype=np.int64),
+                            np.full((n_q, cfg.top_k), -np.inf, dtype=np.float32))
         if cfg.exhaustive:
             return self._exhaustive(snap, q_flat, q_offsets, cfg.top_k, masks, show_progress)
         qs = [q_flat[q_offsets[i]:q_offsets[i + 1]] for i in range(len(q_offsets) - 1)]
@@ -625,10 +636,14 @@ class Index:
         snap = self._snap
         q_flat, q_offsets, _ = validation.queries(queries, self.dim)
         n_q = len(q_offsets) - 1
+        if isinstance(candidates, (str, bytes)):
+            raise ValueError("candidates must be a list of id lists, one per query, not a single string")
         candidates = list(candidates)
         if len(candidates) != n_q:
             raise ValueError(f"got {len(candidates)} candidate lists for {n_q} queries; pass one list per query")
-        lists = [np.unique(snap.positions(c)) for c in candidates]
+        kind = snap.manifest["doc_id_kind"]
+        lists = [np.unique(snap.positions(validation.ids(c, kind, f"candidate id (query {i})")))
+                 for i, c in enumerate(candidates)]
         k = top_k if top_k is not None else max(1, max(len(c) for c in lists))
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
@@ -653,7 +668,7 @@ class Index:
 
     def decompress(self, doc: Any) -> np.ndarray:
         """The decompressed token vectors (n_tokens, dim) of the document with caller id ``doc``."""
-        seg, local = self._snap.locate(int(self._snap.positions([doc])[0]))
+        seg, local = self._snap.locate(int(self._snap.positions([self._id(doc)])[0]))
         return self._decompress(seg, local)
 
     @staticmethod
@@ -705,34 +720,17 @@ def _calibration_summary(record: Mapping[str, Any] | None) -> dict[str, Any] | N
 
 
 def _check_extras(texts, metadata, n_docs: int):
+    """Stored texts (str, blank allowed) and metadata dicts, one per document, checked by :mod:`gingham.validation`."""
     if texts is not None:
-        texts = list(texts)
-        if len(texts) != n_docs:
-            raise ValueError(f"got {len(texts)} texts for {n_docs} documents; pass one text per document")
+        texts = validation.texts(texts, "text", n=n_docs, allow_blank=True)
     if metadata is not None:
-        import json
-
-        metadata = list(metadata)
-        if len(metadata) != n_docs:
-            raise ValueError(f"got {len(metadata)} metadata dicts for {n_docs} documents; pass one per document")
-        for i, m in enumerate(metadata):
-            if m is not None and not isinstance(m, Mapping):
-                raise ValueError(f"metadata {i} must be a dict (or None), got {type(m).__name__}")
-            try:
-                json.dumps(m)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"metadata {i} is not JSON-serialisable: {exc}") from exc
+        metadata = validation.metadata(metadata, n_docs)
     return texts, metadata
 
 
 def _check_texts(texts, what: str) -> list[str]:
-    texts = list(texts)
-    if not texts:
-        raise ValueError(f"no {what}s given")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str) or not t.strip():
-            raise ValueError(f"{what} {i} is empty or not a string ({t!r})")
-    return texts
+    """Texts to encode: non-blank str, valid Unicode."""
+    return validation.texts(texts, what)
 
 
 def _threads(n_threads: int | None) -> int:

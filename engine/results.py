@@ -13,7 +13,8 @@ class SearchResults:
 
     positions: int64 (n_queries, k) internal document numbers; -1 where fewer than k documents qualified.
     scores: float32 (n_queries, k) MaxSim scores; -inf where positions is -1.
-    ids: (n_queries, k) the caller's document ids (int64 array with -1, or object array with None, for gaps).
+    ids: (n_queries, k) the caller's document ids (int64 array with -1, or object array with None, for gaps);
+        integer ids are >= 0 (:mod:`gingham.ids`), so -1 is never a document.
     generation: the index generation that answered (-1 for brute force over caller-given vectors).
     """
 

@@ -24,6 +24,9 @@ from gingham.kernels.scoring import (
 
 #: Document tokens scored per block by exhaustive and brute-force search (bounds scratch memory).
 EXACT_BLOCK_TOKENS = 65_536
+#: Query tokens scored per block against each block of document tokens: the float32 score scratch of one block
+#: is at most EXACT_BLOCK_TOKENS x EXACT_QUERY_TOKENS x 4 bytes (128 MiB), whatever the number of queries.
+EXACT_QUERY_TOKENS = 512
 NO_MASK = np.zeros(0, dtype=np.uint8)
 
 
@@ -93,6 +96,17 @@ def rerank(ix: IndexArrays, q: np.ndarray, docs: np.ndarray, k: int):
     return _rank(docs, exact_scores_for(ix, q, docs), k)
 
 
+def _query_blocks(q_offsets: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of consecutive queries holding at most ``EXACT_QUERY_TOKENS`` tokens (at least one query each)."""
+    blocks, lo, n_q = [], 0, len(q_offsets) - 1
+    while lo < n_q:
+        hi = int(np.searchsorted(q_offsets, q_offsets[lo] + EXACT_QUERY_TOKENS, side="right")) - 1
+        hi = min(max(hi, lo + 1), n_q)
+        blocks.append((lo, hi))
+        lo = hi
+    return blocks
+
+
 def blocked_exact(
     get_tokens: Callable[[int, int], np.ndarray],
     doc_offsets: np.ndarray,
@@ -102,29 +116,46 @@ def blocked_exact(
     doc_mask: np.ndarray = NO_MASK,
     progress=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force MaxSim of a batch of queries against every document, in blocks of documents.
+    """Brute-force MaxSim of a batch of queries against every document, in blocks of documents and of queries.
 
-    get_tokens(lo, hi) returns the float32 token vectors of documents lo..hi-1 (flat). Every query's tokens are
-    scored in one matrix product per block. Masked-out documents score -inf. Returns (positions, scores), each
-    (n_queries, k).
+    get_tokens(lo, hi) returns the float32 token vectors of documents lo..hi-1 (flat); each block of documents
+    (``EXACT_BLOCK_TOKENS`` tokens) is fetched once and scored against the queries in blocks of
+    ``EXACT_QUERY_TOKENS`` query tokens, each block of queries keeping a running top ``k``. Scratch memory is
+    therefore bounded by the two budgets (a longer document or query is a block of its own), not by the number
+    of queries or documents. Masked-out documents score -inf. Returns (positions, scores), each
+    (n_queries, min(k, n_docs)); equal scores rank the lower position first, as one top-k over every document.
     """
     n_docs = len(doc_offsets) - 1
     n_q = len(q_offsets) - 1
-    all_scores = np.empty((n_q, n_docs), dtype=np.float32)
+    kk = min(k, n_docs)
+    q_blocks = _query_blocks(q_offsets)
+    q_parts = [(q_flat[q_offsets[a]:q_offsets[b]].T, q_offsets[a:b + 1] - q_offsets[a]) for a, b in q_blocks]
+    best_pos = np.zeros((n_q, 0), dtype=np.int64)
+    best_sc = np.zeros((n_q, 0), dtype=np.float32)
     lo = 0
     while lo < n_docs:
         # the largest run of documents that fits in the block (at least one document)
         hi = int(np.searchsorted(doc_offsets, doc_offsets[lo] + EXACT_BLOCK_TOKENS, side="right")) - 1
         hi = min(max(hi, lo + 1), n_docs)
         vecs = get_tokens(lo, hi)
-        scores = np.ascontiguousarray(vecs @ q_flat.T)
         seg = doc_offsets[lo:hi + 1] - doc_offsets[lo]
-        all_scores[:, lo:hi] = segment_maxsim_parallel(scores, seg, q_offsets)
+        width = min(kk, best_pos.shape[1] + hi - lo)
+        new_pos = np.empty((n_q, width), dtype=np.int64)
+        new_sc = np.empty((n_q, width), dtype=np.float32)
+        for (a, b), (q_t, q_off) in zip(q_blocks, q_parts):
+            block = segment_maxsim_parallel(np.ascontiguousarray(vecs @ q_t), seg, q_off)  # (b - a, hi - lo)
+            if len(doc_mask):
+                block[:, doc_mask[lo:hi] == 0] = -np.inf
+            # merge with the best so far: they hold lower positions than this block and come first, best first,
+            # so topk's "lower index first" on ties is "lower position first"
+            cand_sc = np.concatenate([best_sc[a:b], block], axis=1)
+            cand_pos = np.concatenate([best_pos[a:b], np.broadcast_to(np.arange(lo, hi, dtype=np.int64), block.shape)], axis=1)
+            order = topk_rows(cand_sc, kk)
+            new_pos[a:b] = np.take_along_axis(cand_pos, order, axis=1)
+            new_sc[a:b] = np.take_along_axis(cand_sc, order, axis=1)
+            del block, cand_sc, cand_pos
+        best_pos, best_sc = new_pos, new_sc
         if progress is not None:
             progress.update(hi - lo)
         lo = hi
-    if len(doc_mask):
-        all_scores[:, doc_mask == 0] = -np.inf
-    positions = topk_rows(all_scores, k)
-    scores = np.take_along_axis(all_scores, positions, axis=1)
-    return positions, scores
+    return best_pos, best_sc

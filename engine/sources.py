@@ -18,6 +18,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from gingham.ids import check_ids
+
 PathLike = str | os.PathLike
 
 #: Documents per batch that sources yield (sources may use their own natural size, e.g. one shard).
@@ -130,7 +132,9 @@ class ArraySource(Source):
                  batch_docs: int = SOURCE_BATCH_DOCS):
         self._flat = flat
         self._lengths = np.asarray(lengths, dtype=np.int64)
-        self._ids = list(range(len(self._lengths))) if ids is None else list(ids)
+        self._ids = list(range(len(self._lengths))) if ids is None else check_ids(ids)[0]
+        if len(self._ids) != len(self._lengths):
+            raise ValueError(f"got {len(self._ids)} ids for {len(self._lengths)} documents; pass one id per document")
         self._texts, self._meta, self._name, self._batch_docs = texts, metadata, name, batch_docs
         self.n_docs, self.n_tokens, self.dim = len(self._lengths), int(self._lengths.sum()), int(flat.shape[1])
         if self.n_tokens != flat.shape[0]:

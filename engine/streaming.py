@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gingham import progress, storage
+from gingham import progress, storage, validation
 from gingham._version import __version__
 from gingham.codec import ResidualCodec
 from gingham.config import BuildConfig, resolve_build_config
@@ -119,6 +119,20 @@ def _training_config(cfg: BuildConfig, n_centroids: int, sample_cap: int) -> tup
 
 
 # ================================================================================================== streams
+def _checked(batches: Iterable[Batch], dim: int | None = None, kind: str | None = None) -> Iterator[Batch]:
+    """The source's batches, each checked as :meth:`Index.create` checks its input (:func:`validation.stream_batch`:
+    ids by the id rule, one dim, finite float32 values, texts and metadata), before anything is trained or
+    committed from them."""
+    at = 0
+    for b in batches:
+        if len(b):
+            ids, texts, metadata, dim, kind = validation.stream_batch(b.ids, b.flat, b.lengths, b.texts, b.metadata,
+                                                                      dim, kind, at)
+            b = dataclasses.replace(b, ids=ids, texts=texts, metadata=metadata)
+        at += len(b)
+        yield b
+
+
 def _skip_checked(batches: Iterator[Batch], n: int, check: Callable[[list, int], None]) -> Iterator[Batch]:
     """Pass on the documents after the first ``n``; hand the first ``n`` ids (and their position) to ``check``."""
     seen = 0
@@ -358,7 +372,7 @@ def build(
 
 def _fresh(root, previous, src: Source, cfg: BuildConfig, budget, chunk_tokens, sample_tokens, expected_tokens,
            prefetch, show_progress, compressor, train_on: str = "first") -> None:
-    stream = iter(src.batches(0))
+    stream = _checked(src.batches(0))
     first = next(stream, None)
     if first is None or len(first) == 0:
         raise ValueError("the source holds no documents")
@@ -372,7 +386,7 @@ def _fresh(root, previous, src: Source, cfg: BuildConfig, budget, chunk_tokens, 
         del first, stream
         codec, codec_mse, total, kind, n_train = _train_on_all(src, cfg, the_plan, expected_tokens, show_progress)
         train_cfg = dataclasses.replace(cfg, n_centroids=codec.n_centroids)
-        chunks = _rechunk(iter(src.batches(0)), the_plan.chunk_tokens)
+        chunks = _rechunk(_checked(src.batches(0)), the_plan.chunk_tokens)
         _start(root, previous, src, cfg, train_cfg, the_plan, codec, codec_mse, dim, kind, "all")
         log.info("codebook of %d centroids trained on %d tokens sampled from all %d; compressing in chunks of %d "
                  "tokens", codec.n_centroids, n_train, total, the_plan.chunk_tokens)
@@ -454,7 +468,7 @@ def _train_on_all(src: Source, cfg: BuildConfig, the_plan: Plan, expected_tokens
     reservoir = None
     seen = 0
     kind = None
-    for b in src.batches(0):
+    for b in _checked(src.batches(0)):
         x = b.flat
         if reservoir is None:
             reservoir = np.empty((size, x.shape[1]), dtype=np.float32)
@@ -504,7 +518,7 @@ def _resume(root, manifest, src: Source, cfg: BuildConfig, prefetch, show_progre
                     "overwrite=True, resume=False")
             i += m
 
-    rest = _skip_checked(iter(src.batches(done)), done, check)
+    rest = _skip_checked(_checked(src.batches(done), int(manifest["dim"]), manifest["doc_id_kind"]), done, check)
     chunks = _rechunk(rest, int(state["chunk_tokens"]))
     _run(root, snap.codec, chunks, cfg, src.n_tokens, int(state["chunks_done"]), done, int(state["tokens_done"]),
          prefetch, show_progress, compressor)
