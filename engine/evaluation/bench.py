@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -27,13 +28,45 @@ from .timing import environment, peak_rss_mb, rss_mb, summarize, time_call, time
 
 log = logging.getLogger(__name__)
 
-def synthetic_data(n_docs: int, n_queries: int, seed: int = 0) -> dict:
-    from gingham.synthetic import make_corpus, make_queries
+CORPORA = ("easy", "hard")
 
-    corpus = make_corpus(n_docs, seed=seed)
-    queries, targets = make_queries(corpus, n_queries, seed=seed + 1)
-    return {"name": f"synthetic-{n_docs}", "docs": corpus.docs(), "doc_ids": None, "queries": queries,
+
+def synthetic_data(n_docs: int, n_queries: int, seed: int = 0, corpus: str = "easy") -> dict:
+    """The seeded synthetic data: ``corpus="easy"`` (:func:`~gingham.synthetic.make_corpus`, well separated
+    topics) or ``"hard"`` (:func:`~gingham.synthetic.make_hard_corpus`, close neighbours, small score gaps)."""
+    from gingham import synthetic
+
+    if corpus not in CORPORA:
+        raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
+    if corpus == "hard":
+        c = synthetic.make_hard_corpus(n_docs, seed=seed)
+        queries, targets = synthetic.make_hard_queries(c, n_queries, seed=seed + 1)
+        name = f"synthetic-hard-{n_docs}"
+    else:
+        c = synthetic.make_corpus(n_docs, seed=seed)
+        queries, targets = synthetic.make_queries(c, n_queries, seed=seed + 1)
+        name = f"synthetic-{n_docs}"
+    return {"name": name, "docs": c.docs(), "doc_ids": None, "queries": queries,
             "targets": targets, "qrels": None, "query_ids": None, "encoding": None}
+
+
+def score_gap(scores: np.ndarray, k: int) -> dict | None:
+    """How hard the data is at depth ``k``: the exact MaxSim gap between ranks ``k`` and ``k + 1``, per query,
+    absolute (s_k - s_k+1) and relative to s_k; p10 / median / p90 over the queries. ``scores`` are exact
+    scores best first with at least ``k + 1`` columns; None when there are not (fewer than k + 1 documents)."""
+    if scores.shape[1] < k + 1:
+        return None
+    s = scores.astype(np.float64)
+    ok = np.isfinite(s[:, k])
+    gap, s_k = s[ok, k - 1] - s[ok, k], s[ok, k - 1]
+    rel = gap / np.abs(s_k)
+
+    def dist(x):
+        p10, p50, p90 = np.percentile(x, [10, 50, 90]) if len(x) else (np.nan,) * 3
+        return {"p10": float(p10), "median": float(p50), "p90": float(p90)}
+
+    return {"k": k, "n_queries": int(ok.sum()), "gap": dist(gap), "relative_gap": dist(rel),
+            "median_score_k": float(np.median(s_k)) if len(s_k) else None}
 
 
 def beir_data(folder: Path, out: Path, model: str, limit_queries: int | None, limit_docs: int | None,
@@ -75,21 +108,24 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
               peers_python: str | Path | Mapping[str, str | Path] | None = None, limit_queries: int | None = None,
               limit_docs: int | None = None, seed: int = 0, plots: bool = True, keep_indexes: bool = False,
               peer_settings: Sequence[Mapping] | Mapping[str, Sequence[Mapping]] | None = None,
-              queries: str | None = None) -> dict:
+              queries: str | None = None, corpus: str = "easy") -> dict:
     """Run the benchmark and write ``results.json``, ``summary.md`` and plots into ``out``; returns the results.
 
-    Data: a seeded synthetic corpus of ``n_docs`` documents and ``n_queries`` queries, or a BEIR folder
+    Data: a seeded synthetic corpus (``corpus``: ``"easy"`` or ``"hard"``, see :func:`synthetic_data`) of
+    ``n_docs`` documents and ``n_queries`` queries, or a BEIR folder
     (``beir``; ``queries`` names another query file of it, e.g. ``queries.de.jsonl``) encoded with ``model``
     (cached in ``out/embeddings``). Per nbits: build (seconds, tokens/s, peak
     RSS, bytes per token), single-query latency p50/p95/p99 and batch throughput at default settings, recall
     vs exact MaxSim over the uncompressed vectors; with ``do_sweep`` a settings sweep (latency–recall frontier)
     and, with ``target_recall``, the tuned settings. Peers run in their own Python (see :mod:`.peers`).
     """
+    if corpus not in CORPORA:
+        raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     data = (beir_data(Path(beir), out, model, limit_queries, limit_docs, encoder_options, queries) if beir is not None
-            else synthetic_data(n_docs, n_queries, seed))
+            else synthetic_data(n_docs, n_queries, seed, corpus))
     docs, queries = data["docs"], data["queries"]
     flat, offsets = flatten(docs)
     lengths = np.diff(offsets)
@@ -104,8 +140,13 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
                      "top_k": k, "environment": environment(), "warmup_s": warmup_s, "encoding": data["encoding"],
                      "engines": {}, "sweeps": {}, "tuning": {}, "peers_skipped": {}}
     engines = results["engines"]
-    # exact brute force over the uncompressed vectors: the reference of every recall
-    batch_s, exact = time_call(lambda: gingham.exact_search(queries, flat, k, lengths=lengths))
+    # exact brute force over the uncompressed vectors: the reference of every recall. The batch asks for one
+    # more than k, for the rank k / k + 1 score gap (how hard the data is); every reference uses the first k.
+    k_gap = k + 1 if k < len(docs) else k
+    batch_s, exact_gap = time_call(lambda: gingham.exact_search(queries, flat, k_gap, lengths=lengths))
+    results["data"]["score_gap"] = score_gap(exact_gap.scores, k)
+    exact = replace(exact_gap, positions=exact_gap.positions[:, :k], scores=exact_gap.scores[:, :k],
+                    ids=exact_gap.ids[:, :k])
     exact_single = time_each(lambda q: gingham.exact_search(q, flat, k, lengths=lengths), queries[:min(50, len(queries))])
     engines["exact"] = {"engine": "exact MaxSim (uncompressed)", "latency": summarize(exact_single),
                         "single_s": exact_single, "batch_s": batch_s, "qps": len(queries) / batch_s,

@@ -88,6 +88,8 @@ def eval_command(
 def bench_command(
     out: Path = typer.Option(..., "--out", help="Output folder (results.json, summary.md, PNG plots)."),
     n_docs: int = typer.Option(5000, help="Synthetic corpus size (ignored with --beir)."),
+    corpus: str = typer.Option("easy", help="Synthetic data: 'easy' (well separated topics) or 'hard' (close "
+                               "neighbours, small rank-10/11 score gaps; see gingham.synthetic.make_hard_corpus)."),
     n_queries: int = typer.Option(200, help="Synthetic queries."),
     beir: Optional[Path] = typer.Option(None, help="Benchmark a BEIR folder encoded with --model instead."),
     model: str = typer.Option("multilingual-e5-small", help="Encoder for --beir."),
@@ -119,7 +121,7 @@ def bench_command(
                         top_k=top_k, do_sweep=sweep, grid=_grid(grid), target_recall=target_recall,
                         peers=peer_list, peers_python=peers_python, limit_queries=limit_queries,
                         limit_docs=limit_docs, seed=seed, peer_settings=_settings_list(peer_settings),
-                        queries=queries)
+                        queries=queries, corpus=corpus)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         fail(exc)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))

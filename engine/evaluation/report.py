@@ -60,6 +60,14 @@ def bench_markdown(r: Mapping) -> str:
           "call over all queries. Peak RSS is the process high-water mark after that engine's phase (peers: "
           "their own process).", ""]
     md += _env_lines(r["environment"]) + [""]
+    gap = d.get("score_gap")
+    if gap:
+        g, rel = gap["gap"], gap["relative_gap"]
+        md += [f"How hard: exact MaxSim gap between ranks {gap['k']} and {gap['k'] + 1} over {gap['n_queries']} "
+               f"queries, s{gap['k']} - s{gap['k'] + 1}: median {g['median']:.4g} (p10 {g['p10']:.4g}, "
+               f"p90 {g['p90']:.4g}); relative to s{gap['k']} (median {gap['median_score_k']:.4g}): median "
+               f"{rel['median']:.3%} (p10 {rel['p10']:.3%}, p90 {rel['p90']:.3%}). The smaller, the more a "
+               "compressed score's error reorders the top k.", ""]
     rows = []
     for name, e in r["engines"].items():
         q = e["quality"]
