@@ -110,7 +110,7 @@ def rebuild(root: Path, snap: Snapshot, cfg: BuildConfig, show_progress=None,
         take = token_ranges(starts[src], lengths)
         doc_offsets = np.zeros(len(final) + 1, dtype=np.int64)
         np.cumsum(lengths, out=doc_offsets[1:])
-        ids = DocIds.from_user([seg.ids[p] for _, seg, p in final], len(final))
+        ids = DocIds.from_list([seg.ids[p] for _, seg, p in final], newest.manifest["doc_id_kind"])
         with_texts = all(seg.texts is not None for seg in newest.segments)
         with_meta = any(seg.meta is not None for seg in newest.segments)
         texts = [seg.text(p) for _, seg, p in final] if with_texts else None
