@@ -1,0 +1,110 @@
+"""Search defaults calibrated at build time: reproducible for a seed, used by search, overridable, measured."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gingham
+from gingham import calibration
+from gingham.synthetic import make_hard_corpus, make_hard_queries
+
+
+@pytest.fixture(scope="module")
+def hard():
+    corpus = make_hard_corpus(400, dim=32, seed=3)
+    queries, _ = make_hard_queries(corpus, 24, seed=4)
+    return corpus, queries
+
+
+@pytest.fixture(scope="module")
+def built(hard, tmp_path_factory):
+    corpus, _ = hard
+    return gingham.Index.create(tmp_path_factory.mktemp("cal") / "ix", corpus.docs(), n_centroids=64)
+
+
+def test_ladder_rises_in_cost():
+    for k in (10, 100):
+        steps = calibration.ladder(k)
+        assert all(a["n_full_scores"] <= b["n_full_scores"] and a["n_ivf_probe"] <= b["n_ivf_probe"]
+                   for a, b in zip(steps, steps[1:]))
+        assert steps[0]["n_full_scores"] >= 4 * k  # a quarter is scored exactly: at least top_k
+
+
+def test_build_stores_a_calibration_that_reaches_its_target(built):
+    record = built.manifest["calibration"]
+    assert record["source"] == "pseudo-queries" and record["n_queries"] == calibration.N_QUERIES
+    assert set(record["settings"]) == {"10", "100"}
+    for k, chosen in record["settings"].items():
+        tried = record["measured"][k]
+        assert {key: tried[-1][key] for key in chosen} == chosen  # the last rung tried is the one chosen
+        assert tried[-1]["recall"] >= record["target"]
+        assert all(t["recall"] < record["target"] for t in tried[:-1])  # and it is the cheapest that met it
+    info = built.info()["calibration"]
+    assert info["chosen"]["10"]["recall"] == record["measured"]["10"][-1]["recall"]
+
+
+def test_calibration_is_reproducible_for_a_seed(hard, tmp_path):
+    corpus, _ = hard
+    a = gingham.Index.create(tmp_path / "a", corpus.docs(), n_centroids=64, seed=5)
+    b = gingham.Index.create(tmp_path / "b", corpus.docs(), n_centroids=64, seed=5)
+    assert a.manifest["calibration"] == b.manifest["calibration"]
+    assert calibration.calibrate(a, seed=11) == calibration.calibrate(a, seed=11)
+    qa = calibration.pseudo_queries(a, 8, seed=1)
+    qb = calibration.pseudo_queries(a, 8, seed=2)
+    assert not all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(qa, qb))
+
+
+def test_search_uses_calibrated_settings_for_what_the_caller_leaves_unset(built):
+    chosen = built.manifest["calibration"]["settings"]["10"]
+    cfg = built._config(10, {}, built.n_docs)
+    assert cfg.n_ivf_probe == chosen["n_ivf_probe"] and cfg.n_full_scores == chosen["n_full_scores"]
+    assert built._config(5, {}, built.n_docs).n_full_scores == chosen["n_full_scores"]  # top_k 5 uses the 10 row
+    mid = built._config(50, {}, built.n_docs)
+    assert mid.n_full_scores == built.manifest["calibration"]["settings"]["100"]["n_full_scores"]
+    assert built._config(10, {"n_ivf_probe": 7}, built.n_docs).n_ivf_probe == 7  # a per-call setting wins
+    assert built._config(200, {}, built.n_docs).n_full_scores == 4096  # beyond the calibrated top_ks: PLAID's
+
+
+def test_stored_search_defaults_win_over_calibration(hard, tmp_path):
+    corpus, _ = hard
+    ix = gingham.Index.create(tmp_path / "ix", corpus.docs(), n_centroids=64)
+    ix.set_search_defaults(n_full_scores=300)
+    assert ix._config(10, {}, ix.n_docs).n_full_scores == 300
+
+
+def test_calibrated_defaults_keep_recall_on_hard_queries(built, hard):
+    """Held-out hard queries (not the pseudo-queries): calibrated defaults keep recall@10 vs exhaustive at least
+    as well as PLAID's fixed table, and well above the target's neighbourhood."""
+    _, queries = hard
+    truth = built.search(queries, top_k=10, exhaustive=True).positions
+    calibrated = built.search(queries, top_k=10).positions
+    plaid = built.search(queries, top_k=10, n_ivf_probe=1, n_full_scores=256, centroid_score_threshold=0.5)
+    r_cal = calibration.recall_at_k(calibrated, truth, 10).mean()
+    r_plaid = calibration.recall_at_k(plaid.positions, truth, 10).mean()
+    assert r_cal >= r_plaid - 1e-9
+    assert r_cal >= 0.9
+
+
+def test_calibrate_with_real_queries_and_compaction_recalibrates(hard, tmp_path):
+    corpus, queries = hard
+    ix = gingham.Index.create(tmp_path / "ix", corpus.docs(), n_centroids=64)
+    record = ix.calibrate(queries, top_ks=[10], target=0.99)
+    assert record["source"] == "queries" and record["n_queries"] == len(queries)
+    assert gingham.Index.open(ix.path).manifest["calibration"] == record
+    ix.delete(list(range(0, 400, 2)))
+    ix.compact()
+    again = ix.manifest["calibration"]
+    assert again["source"] == "pseudo-queries" and again["n_docs"] == 200
+    with pytest.raises(ValueError, match="target"):
+        ix.calibrate(target=1.5)
+
+
+def test_calibrate_false_and_tiny_indexes(hard, tmp_path):
+    corpus, _ = hard
+    off = gingham.Index.create(tmp_path / "off", corpus.docs(), n_centroids=64, calibrate=False)
+    assert "calibration" not in off.manifest
+    assert off._config(10, {}, off.n_docs).n_full_scores == 256  # PLAID's table
+    tiny = gingham.Index.create(tmp_path / "tiny", corpus.docs()[:20])
+    assert "skipped" in tiny.manifest["calibration"]
+    assert tiny._config(10, {}, tiny.n_docs).n_full_scores == 256
