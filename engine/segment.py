@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from gingham.codec import ResidualCodec, decode_lut
+from gingham.errors import IndexCorruptError
 from gingham.ids import DocIds, pack_strings, unpack_string
 from gingham.kernels.ivf import build_ivf
 from gingham.search import IndexArrays
@@ -37,6 +38,12 @@ def segment_arrays(codec: ResidualCodec, codes: np.ndarray, residuals: np.ndarra
         arrays["meta_utf8"], arrays["meta_offsets"] = pack_strings(
             [json.dumps(m, ensure_ascii=False, sort_keys=True) for m in metadata])
     return arrays
+
+
+def _file(arr: np.ndarray, segment: str) -> str:
+    """The file an array was memory-mapped from (for error messages), else its segment's name."""
+    name = getattr(arr, "filename", None)
+    return f"index file {name}" if name else f"segment {segment}"
 
 
 @dataclass
@@ -69,12 +76,29 @@ class Segment:
         return (1 - self.deleted).astype(np.uint8)
 
     def text(self, pos: int) -> str | None:
-        return unpack_string(*self.texts, pos) if self.texts is not None else None
+        if self.texts is None:
+            return None
+        try:
+            return unpack_string(*self.texts, pos)
+        except UnicodeDecodeError as exc:
+            where = _file(self.texts[0], self.name)
+            raise IndexCorruptError(f"{where}: the stored text of document {pos} is not valid UTF-8 ({exc}); run "
+                                    "`gingham verify`, restore the index or rebuild it") from exc
 
     def metadata(self, pos: int) -> dict | None:
         if self.meta is None:
             return None
-        return json.loads(unpack_string(*self.meta, pos))
+        try:
+            value = json.loads(unpack_string(*self.meta, pos))
+        except (UnicodeDecodeError, ValueError) as exc:
+            where = _file(self.meta[0], self.name)
+            raise IndexCorruptError(f"{where}: the stored metadata of document {pos} is not valid JSON ({exc}); "
+                                    "run `gingham verify`, restore the index or rebuild it") from exc
+        if value is not None and not isinstance(value, dict):
+            where = _file(self.meta[0], self.name)
+            raise IndexCorruptError(f"{where}: the stored metadata of document {pos} is a {type(value).__name__}, "
+                                    "not an object; restore the index or rebuild it")
+        return value
 
     def all_metadata(self) -> list:
         if self._meta_cache is None:

@@ -344,8 +344,14 @@ def build(path: Path):
 def search(root: Path, queries):
     import gingham
 
-    res = gingham.Index.open(root).search(queries, top_k=5)
-    return res.ids.astype(str), res.scores
+    ix = gingham.Index.open(root)
+    res = ix.search(queries, top_k=5)
+    # what an app reads with results: each one's text and metadata, and a search filtered on metadata
+    shown = np.array([[f"{i}|{ix.text(i)}|{json.dumps(ix.metadata(i), sort_keys=True)}" if i is not None else "-"
+                       for i in row] for row in res.ids])
+    filtered = ix.search(queries, top_k=3, where=lambda m: bool(m.get("even")))
+    return (np.concatenate([shown, filtered.ids.astype(str)], axis=1),
+            np.concatenate([res.scores, filtered.scores], axis=1))
 
 
 # -------------------------------------------------------------------------------------------------- worker
