@@ -53,6 +53,11 @@ class BuildConfig:
         unused (e.g. 16,384 centroids in uint16 codes): residuals shrink at no cost in bytes per token.
     batch_size: tokens compressed per block, which bounds the build's scratch memory.
     seed: seed of every random choice of the build; the same seed and data give the same index.
+    kmeans: "flat" (one faiss k-means over every centroid) or "two-level" (a coarse k-means into ~sqrt(n_centroids)
+        clusters, then one inside each, then ``kmeans_refine`` global Lloyd steps; see :mod:`gingham.kmeans`).
+    kmeans_refine: global Lloyd steps after a two-level k-means.
+    assign_nprobe: assign the build's tokens to centroids through the two-level k-means' coarse clusters,
+        searching this many per token (approximate); ``None``: exact assignment against every centroid.
     calibrate: measure the cheapest search settings that keep recall@k >= 0.95 on pseudo-queries drawn from the
         corpus, per top_k, and store them as the index's calibrated defaults (see :mod:`gingham.calibration`).
     """
@@ -67,6 +72,9 @@ class BuildConfig:
     batch_size: int = 262_144
     seed: int = 0
     calibrate: bool = True
+    kmeans: str = "flat"
+    kmeans_refine: int = 1
+    assign_nprobe: int | None = None
 
     def __post_init__(self) -> None:
         if self.nbits not in NBITS_ALLOWED:
@@ -80,6 +88,12 @@ class BuildConfig:
         _check_int("seed", self.seed, 0)
         if not isinstance(self.sub_centroids, bool):
             raise ValueError(f"sub_centroids must be True or False, got {self.sub_centroids!r}")
+        if self.kmeans not in ("flat", "two-level"):
+            raise ValueError(f"kmeans must be 'flat' or 'two-level', got {self.kmeans!r}")
+        _check_int("kmeans_refine", self.kmeans_refine, 0)
+        _check_int("assign_nprobe", self.assign_nprobe, 1, allow_none=True)
+        if self.assign_nprobe is not None and self.kmeans != "two-level":
+            raise ValueError("assign_nprobe needs kmeans='two-level' (its coarse clusters are what is probed)")
         if not isinstance(self.calibrate, bool):
             raise ValueError(f"calibrate must be True or False, got {self.calibrate!r}")
 

@@ -24,6 +24,7 @@ from gingham.codec import (
 )
 from gingham.config import BuildConfig
 from gingham.kernels.codec import refine_codes
+from gingham.kmeans import CoarseAssigner, two_level_kmeans
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,16 @@ def train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Resi
     n_kmeans = min(n_tokens, cfg.kmeans_sample or k * cfg.kmeans_points_per_centroid)
     km_pos, codec_pos = sample_positions(n_tokens, n_kmeans, cfg.codec_sample, cfg.seed)
     log.info("training %d centroids on %d of %d tokens", k, len(km_pos), n_tokens)
+    assigner = None
     with progress.bar(1, "kmeans", show_progress) as bar:
-        centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
+        if cfg.kmeans == "two-level":
+            centroids, coarse = two_level_kmeans(flat[km_pos], k, cfg.kmeans_niters, cfg.seed, cfg.kmeans_refine)
+            if cfg.assign_nprobe is not None and len(coarse) < len(centroids):
+                assigner = CoarseAssigner(centroids, coarse, cfg.assign_nprobe)
+        else:
+            centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
         bar.update(1)
-    codes = assign_all(centroids, flat, cfg.batch_size, show_progress)
+    codes = assign_all(centroids, flat, cfg.batch_size, show_progress, assigner)
     sub = None
     sub_bits = spare_code_bits(k) if cfg.sub_centroids else 0
     # sub-centroids from every token but the held-out ones (their error is the baseline of codebook drift)
@@ -106,15 +113,17 @@ def refine(sub: np.ndarray, sub_bits: int, flat: np.ndarray, coarse: np.ndarray,
     return codes
 
 
-def assign_all(centroids: np.ndarray, flat: np.ndarray, batch_size: int, show_progress) -> np.ndarray:
-    """Nearest centroid of every token, in blocks of ``batch_size`` tokens. Returns the narrowest code dtype."""
+def assign_all(centroids: np.ndarray, flat: np.ndarray, batch_size: int, show_progress,
+               assigner=None) -> np.ndarray:
+    """Nearest centroid of every token, in blocks of ``batch_size`` tokens (exactly, or by ``assigner``, a
+    :class:`gingham.kmeans.CoarseAssigner`). Returns the narrowest code dtype."""
     n_tokens = flat.shape[0]
-    index = centroid_index(centroids)
+    index = centroid_index(centroids) if assigner is None else None
     codes = np.empty(n_tokens, dtype=codes_dtype(centroids.shape[0]))
     with progress.bar(n_tokens, "assign", show_progress, unit="tok") as bar:
         for lo in range(0, n_tokens, batch_size):
             hi = min(n_tokens, lo + batch_size)
-            codes[lo:hi] = assign(flat[lo:hi], centroids, index)
+            codes[lo:hi] = assign(flat[lo:hi], centroids, index) if assigner is None else assigner(flat[lo:hi])
             bar.update(hi - lo)
     return codes
 
