@@ -94,6 +94,8 @@ def test_driver_end_to_end(tiny, tmp_path):
     assert all(n >= 1 for n in rep["extension_calls_one_query"].values()), rep["extension_calls_one_query"]
     assert rep["n_tokens"] == len(corpus.tokens) and rep["index_bytes"] > 0 and rep["build_s"] > 0
     assert 0 < rep["bytes_per_token_on_disk"] < 4 * 128  # compressed: far below float32
+    # an int32 centroid code + 2-bit residuals a token (colbert-ai pads the arrays with 512 rows)
+    assert rep["bytes_per_token"] == pytest.approx(4 + 128 * 2 / 8, rel=0.02)
     assert rep["n_centroids"] == n_centroids
     assert [r["settings"] for r in rep["runs"]] == settings
     recalls = []

@@ -19,6 +19,11 @@ them, minutes, into ``$TORCH_EXTENSIONS_DIR``, by default ``<venv>/torch_extensi
 error rather than timing another path, and the report lists each one's compiled file and how often one probe query
 called it.
 
+Reported beside the protocol's timings: ``build_s`` (embeddings given: sampling, k-means, compression, IVF),
+``build_peak_rss_mb`` (the process high-water mark after the build), ``index_bytes`` on disk,
+``bytes_per_token`` (codes + packed residuals held in memory), ``n_centroids`` and, per setting, the top-k
+``scores``.
+
 Usage: python colbert_ai.py INPUT_DIR OUTPUT_JSON --config '{"nbits": 2, "top_k": 10, ...}'
 INPUT_DIR holds docs.npy (flat float32 tokens), doc_lengths.npy, queries.npy, query_lengths.npy.
 Config keys: ``nbits``, ``top_k``, ``warm``, ``n_single``, ``threads`` (torch and faiss threads; colbert-ai's
@@ -187,6 +192,8 @@ def main() -> None:
     t0 = time.perf_counter()
     scorer = IndexScorer(folder, use_gpu=False, load_index_with_mmap=False)
     load_s = time.perf_counter() - t0
+    codes, residuals = scorer.embeddings.codes, scorer.embeddings.residuals  # what a search holds per token
+    bytes_per_token = (codes.numel() * codes.element_size() + residuals.numel() * residuals.element_size()) / n_tokens
     query_maxlen = max(int(q.shape[0]) for q in queries)  # rank() keeps only the first query_maxlen tokens
     queries_t = [torch.from_numpy(q).unsqueeze(0) for q in queries]
 
@@ -221,7 +228,7 @@ def main() -> None:
            torch_threads=torch.get_num_threads(), nbits=nbits, build=build, seed=seed, n_centroids=n_centroids,
            extensions=extensions, extension_calls_one_query=calls, extensions_load_s=extensions_load_s,
            build_s=build_s, build_peak_rss_mb=build_peak_rss_mb, load_s=load_s, query_maxlen=query_maxlen,
-           n_tokens=n_tokens, index_bytes=index_bytes, runs=runs)
+           n_tokens=n_tokens, bytes_per_token=bytes_per_token, index_bytes=index_bytes, runs=runs)
 
 
 if __name__ == "__main__":
