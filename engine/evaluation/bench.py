@@ -1,6 +1,6 @@
 """``gingham bench``: build time, latency, throughput, memory and recall vs exact MaxSim, side by side with
-exact brute force and optional peers (fast-plaid, PyLate's Voyager and PLAID) over the same embeddings, in one
-run.
+exact brute force and optional peers (fast-plaid, PyLate's Voyager and PLAID, colbert-ai) over the same
+embeddings, in one run.
 
 ``peer_settings``: the peers' search settings, one list for every peer taking its keys or a mapping peer → list
 (default: each peer's own, e.g. four from n_ivf_probe 8 / n_full_scores 4096 down with ``do_sweep``, else the
@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numba
 import numpy as np
 
 import gingham
@@ -194,6 +195,7 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
         for nb in (nbits if peers_mod.USES_NBITS[peer] else (None,)):  # None: no nbits (float vectors), built once
             name = f"{peer}-nbits{nb}" if nb is not None else peer
             config = {"top_k": k, "settings": settings, "n_single": min(50, len(queries)),
+                      "threads": numba.get_num_threads(),  # the peer's torch threads: Gingham's own count
                       **({"nbits": nb} if nb is not None else {})}
             try:
                 rep = peers_mod.run(peer, python, inputs, config)

@@ -102,7 +102,7 @@ def bench_command(
     sweep: bool = typer.Option(False, "--sweep", help="Sweep search settings: latency–recall frontier + tuning."),
     grid: Optional[str] = typer.Option(None, help="Sweep grid as JSON, e.g. '{\"n_ivf_probe\": [1, 2, 4]}'."),
     target_recall: float = typer.Option(0.95, help="Recall@top_k vs exact that --sweep tunes for."),
-    peers: Optional[str] = typer.Option(None, help="Comma-separated peers to run too: fast-plaid, pylate-voyager, pylate-plaid (each in its own venv; "
+    peers: Optional[str] = typer.Option(None, help="Comma-separated peers to run too: fast-plaid, pylate-voyager, pylate-plaid, colbert-ai (each in its own venv; "
                                           "see gingham.evaluation.peers)."),
     peers_python: Optional[Path] = typer.Option(None, help="Python of the peers' own virtual environment."),
     peer_settings: Optional[str] = typer.Option(

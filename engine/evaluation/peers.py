@@ -11,6 +11,10 @@ result positions. Peers:
   Python: ``--peers-python``, ``$GINGHAM_PYLATE_PYTHON`` or ``<repo>/.venv-pylate/bin/python``.
 - ``pylate-plaid``: PyLate's PLAID index (its fast-plaid backend). Python: ``--peers-python``,
   ``$GINGHAM_PYLATE_PLAID_PYTHON``, ``<repo>/.venv-pylate-plaid/bin/python``, else the ``pylate-voyager`` one.
+- ``colbert-ai``: colbert-ai's own PLAID index (Stanford's reference implementation, the fastest CPU peer), driven
+  below its text layers with the given embeddings (``CollectionIndexer``, ``IndexScorer.rank``); search settings
+  ``ncells``, ``centroid_score_threshold``, ``ndocs``. Python: ``--peers-python``, ``$GINGHAM_COLBERT_PYTHON`` or
+  ``<repo>/.venv-colbert/bin/python``.
 
 ``--peers-python`` (``peers_python``) is one Python for every peer, or a mapping peer → Python.
 
@@ -25,6 +29,18 @@ another torch), while the CPU-only torch here is 2.13.0; hence two environments:
     .venv-pylate-plaid/bin/pip install torch==2.11.0 pylate==1.6.0 voyager==2.1.0
 
 voyager 2.2 rejects the list of vectors PyLate 1.6.0 passes to ``add_items``: keep voyager < 2.2.
+
+colbert-ai 0.2.22 names no torch (its ``torch`` extra pins 1.13.1): install torch first and constrain it::
+
+    python3.11 -m venv .venv-colbert
+    .venv-colbert/bin/pip install torch==2.13.0         # PyPI's CPU build here: torch.version.cuda is None
+    .venv-colbert/bin/pip install --no-deps colbert-ai==0.2.22
+    .venv-colbert/bin/pip install -c <(echo torch==2.13.0) numpy faiss-cpu==1.15.1 "transformers==4.49.0" \
+        ujson gitpython ninja bitarray scipy tqdm python-dotenv flask datasets
+
+Its four C++ extensions (segmented_maxsim, filter_pids, decompress_residuals, segmented_lookup) compile with g++
+and ninja on the driver's first run (about two minutes on two cores) into ``.venv-colbert/torch_extensions``; the
+driver refuses to time a search that does not call them.
 """
 
 from __future__ import annotations
@@ -42,29 +58,39 @@ from .embeddings import flatten
 
 log = logging.getLogger(__name__)
 
-DRIVERS = {"fast-plaid": "fastplaid.py", "pylate-voyager": "pylate_indexes.py", "pylate-plaid": "pylate_indexes.py"}
+DRIVERS = {"fast-plaid": "fastplaid.py", "pylate-voyager": "pylate_indexes.py", "pylate-plaid": "pylate_indexes.py",
+           "colbert-ai": "colbert_ai.py"}
 PEERS = tuple(DRIVERS)
 # config every run of the peer's driver gets (the driver script serves several peers)
 DRIVER_CONFIG = {"pylate-voyager": {"index": "voyager"}, "pylate-plaid": {"index": "plaid"}}
 # peers whose index is built per nbits (the others store float vectors: built once, named without "-nbitsN")
-USES_NBITS = {"fast-plaid": True, "pylate-voyager": False, "pylate-plaid": True}
+USES_NBITS = {"fast-plaid": True, "pylate-voyager": False, "pylate-plaid": True, "colbert-ai": True}
 # default search settings, most accurate first (the first is the peer's "default settings" row in the bench)
 PLAID_SETTINGS = ({"n_ivf_probe": 8, "n_full_scores": 4096}, {"n_ivf_probe": 4, "n_full_scores": 1024},
                   {"n_ivf_probe": 2, "n_full_scores": 256}, {"n_ivf_probe": 1, "n_full_scores": 64})
 VOYAGER_SETTINGS = ({"k_token": 100, "ef_search": 200}, {"k_token": 50, "ef_search": 100},
                     {"k_token": 20, "ef_search": 50}, {"k_token": 10, "ef_search": 20})  # first: PyLate's defaults
-SETTINGS = {"fast-plaid": PLAID_SETTINGS, "pylate-voyager": VOYAGER_SETTINGS, "pylate-plaid": PLAID_SETTINGS}
+# colbert-ai: the PLAID paper's three rungs, which are also its Searcher's defaults for k <= 10 / <= 100 / more; the
+# first (its default at the bench's usual k = 10) is the fastest, not the most accurate
+COLBERT_SETTINGS = ({"ncells": 1, "centroid_score_threshold": 0.5, "ndocs": 256},
+                    {"ncells": 2, "centroid_score_threshold": 0.45, "ndocs": 1024},
+                    {"ncells": 4, "centroid_score_threshold": 0.4, "ndocs": 4096})
+SETTINGS = {"fast-plaid": PLAID_SETTINGS, "pylate-voyager": VOYAGER_SETTINGS, "pylate-plaid": PLAID_SETTINGS,
+            "colbert-ai": COLBERT_SETTINGS}
 SETTING_KEYS = {"fast-plaid": {"n_ivf_probe", "n_full_scores", "batch_size", "n_processes", "show_progress"},
                 "pylate-voyager": {"k_token", "ef_search", "batch_size"},
-                "pylate-plaid": {"n_ivf_probe", "n_full_scores", "batch_size", "num_threads"}}
+                "pylate-plaid": {"n_ivf_probe", "n_full_scores", "batch_size", "num_threads"},
+                "colbert-ai": {"ncells", "centroid_score_threshold", "ndocs"}}
 # (environment variables, venv folders under the repo root) looked up in turn for the peer's Python
 _PYTHONS = {"fast-plaid": (("GINGHAM_PEERS_PYTHON",), (".venv-peers",)),
             "pylate-voyager": (("GINGHAM_PYLATE_PYTHON",), (".venv-pylate",)),
             "pylate-plaid": (("GINGHAM_PYLATE_PLAID_PYTHON", "GINGHAM_PYLATE_PYTHON"),
-                             (".venv-pylate-plaid", ".venv-pylate"))}
+                             (".venv-pylate-plaid", ".venv-pylate")),
+            "colbert-ai": (("GINGHAM_COLBERT_PYTHON",), (".venv-colbert",))}
 _HINTS = {"fast-plaid": "create .venv-peers or pass --peers-python / $GINGHAM_PEERS_PYTHON",
           "pylate-voyager": "create .venv-pylate or pass --peers-python / $GINGHAM_PYLATE_PYTHON",
-          "pylate-plaid": "create .venv-pylate-plaid or pass --peers-python / $GINGHAM_PYLATE_PLAID_PYTHON"}
+          "pylate-plaid": "create .venv-pylate-plaid or pass --peers-python / $GINGHAM_PYLATE_PLAID_PYTHON",
+          "colbert-ai": "create .venv-colbert or pass --peers-python / $GINGHAM_COLBERT_PYTHON"}
 # what the peer's Python must import (a script: exit status 0 when usable, else why on stderr)
 _PROBES = {"fast-plaid": "import fast_plaid",
            "pylate-voyager": "import voyager\nfrom pylate import indexes, retrieve",
@@ -74,7 +100,9 @@ _PROBES = {"fast-plaid": "import fast_plaid",
                "tag = v.split('.')[3] if v.count('.') >= 3 else None\n"
                "if tag and tag != ''.join(t.split('.')[:3]):\n"
                "    raise SystemExit(f'fast-plaid {v} is built for another torch than {torch.__version__} '\n"
-               "                     f'(it crashes there): use a Python with torch matching fast-plaid')")}
+               "                     f'(it crashes there): use a Python with torch matching fast-plaid')"),
+           "colbert-ai": "import faiss, torch\nfrom colbert.indexing.collection_indexer import CollectionIndexer\n"
+                         "from colbert.search.index_storage import IndexScorer"}
 
 
 def _check(name: str) -> None:
