@@ -1,0 +1,87 @@
+"""Two-level k-means and coarse approximate assignment: shares, quality against flat k-means, exactness limits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gingham
+from gingham.codec import assign, train_centroids
+from gingham.kmeans import CoarseAssigner, share_out, two_level_kmeans
+from gingham.synthetic import make_hard_corpus
+
+
+@given(st.lists(st.integers(0, 500), min_size=1, max_size=40), st.data())
+@settings(max_examples=200, deadline=None)
+def test_share_out_sums_to_k_within_bounds(sizes, data):
+    sizes = np.array(sizes)
+    total = int(sizes.sum())
+    if total == 0:
+        return
+    k = data.draw(st.integers(max(1, int((sizes > 0).sum())), total))
+    out = share_out(sizes, k)
+    assert out.sum() == k
+    assert (out <= sizes).all() and (out[sizes > 0] >= 1).all() and (out[sizes == 0] == 0).all()
+    # proportional: no cluster is more than one centroid off its share, plus what the one-per-cluster floors took
+    want = sizes * k / total
+    floors = int(((sizes > 0) & (want < 1)).sum())
+    assert (np.abs(out - want) <= 1 + floors).all()
+
+
+def test_share_out_refuses_more_centroids_than_points():
+    with pytest.raises(ValueError):
+        share_out(np.array([2, 3]), 6)
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return make_hard_corpus(400, dim=32, seed=2).tokens
+
+
+def quantisation_error(x, centroids):
+    ids = assign(x, centroids)
+    return float(np.mean(np.sum((x - centroids[ids]) ** 2, axis=1)))
+
+
+def test_two_level_is_close_to_flat_kmeans(tokens):
+    k = 256
+    flat = train_centroids(tokens, k, 4, seed=0)
+    two, coarse = two_level_kmeans(tokens, k, 4, seed=0, refine_iters=1)
+    assert two.shape == (k, tokens.shape[1]) and coarse.shape[0] == 16
+    np.testing.assert_allclose(np.linalg.norm(two, axis=1), 1, atol=1e-5)
+    e_flat, e_two = quantisation_error(tokens, flat), quantisation_error(tokens, two)
+    assert e_two <= 1.1 * e_flat, (e_two, e_flat)
+    a, _ = two_level_kmeans(tokens, k, 4, seed=0)
+    b, _ = two_level_kmeans(tokens, k, 4, seed=0)
+    np.testing.assert_array_equal(a, b)  # seeded
+
+
+def test_coarse_assigner_exact_with_every_list_and_close_with_few(tokens):
+    centroids, coarse = two_level_kmeans(tokens, 256, 4, seed=0)
+    exact = assign(tokens, centroids)
+    np.testing.assert_array_equal(CoarseAssigner(centroids, coarse, nprobe=len(coarse))(tokens), exact)
+    approx = CoarseAssigner(centroids, coarse, nprobe=4)(tokens)
+    assert (approx == exact).mean() > 0.9
+    scores = np.sum(tokens * centroids[approx], axis=1)
+    assert (scores <= np.sum(tokens * centroids[exact], axis=1) + 1e-5).all()  # never better than exact
+    assert CoarseAssigner(centroids, coarse, 2)(tokens[:0]).shape == (0,)
+
+
+def test_build_with_two_level_and_approximate_assignment(tmp_path):
+    corpus = make_hard_corpus(300, dim=32, seed=4)
+    docs = corpus.docs()
+    flat = gingham.Index.create(tmp_path / "a", docs, n_centroids=256, calibrate=False)
+    two = gingham.Index.create(tmp_path / "b", docs, n_centroids=256, calibrate=False, kmeans="two-level",
+                               assign_nprobe=4)
+    q = [d[:8] for d in docs[:20]]
+    truth = gingham.exact_search(q, docs, 10).positions
+    for ix in (flat, two):
+        found = ix.search(q, top_k=10, exhaustive=True).positions
+        assert np.mean([len(np.intersect1d(f, t)) / 10 for f, t in zip(found, truth)]) > 0.85
+    assert two.build_config.kmeans == "two-level" and two.build_config.assign_nprobe == 4
+    with pytest.raises(ValueError, match="two-level"):
+        gingham.BuildConfig(assign_nprobe=4)
+    with pytest.raises(ValueError, match="kmeans"):
+        gingham.BuildConfig(kmeans="hierarchical")
