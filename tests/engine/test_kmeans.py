@@ -72,7 +72,7 @@ def test_coarse_assigner_exact_with_every_list_and_close_with_few(tokens):
 def test_build_with_two_level_and_approximate_assignment(tmp_path):
     corpus = make_hard_corpus(300, dim=32, seed=4)
     docs = corpus.docs()
-    flat = gingham.Index.create(tmp_path / "a", docs, n_centroids=256, calibrate=False)
+    flat = gingham.Index.create(tmp_path / "a", docs, n_centroids=256, calibrate=False, kmeans="flat")
     two = gingham.Index.create(tmp_path / "b", docs, n_centroids=256, calibrate=False, kmeans="two-level",
                                assign_nprobe=4)
     q = [d[:8] for d in docs[:20]]
@@ -82,6 +82,6 @@ def test_build_with_two_level_and_approximate_assignment(tmp_path):
         assert np.mean([len(np.intersect1d(f, t)) / 10 for f, t in zip(found, truth)]) > 0.85
     assert two.build_config.kmeans == "two-level" and two.build_config.assign_nprobe == 4
     with pytest.raises(ValueError, match="two-level"):
-        gingham.BuildConfig(assign_nprobe=4)
+        gingham.BuildConfig(kmeans="flat", assign_nprobe=4)
     with pytest.raises(ValueError, match="kmeans"):
         gingham.BuildConfig(kmeans="hierarchical")
