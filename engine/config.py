@@ -53,10 +53,12 @@ class BuildConfig:
         unused (e.g. 16,384 centroids in uint16 codes): residuals shrink at no cost in bytes per token.
     batch_size: tokens compressed per block, which bounds the build's scratch memory.
     seed: seed of every random choice of the build; the same seed and data give the same index.
-    kmeans: "two-level" (a coarse k-means into ~sqrt(n_centroids) clusters, then one inside each, then
-        ``kmeans_refine`` global Lloyd steps; see :mod:`gingham.kmeans`) or "flat" (one faiss k-means over every
-        centroid). On the hard corpus at 10,000 documents (1.2M tokens, 16,384 centroids) two-level built in 228 s
-        against 419 s with the same recall (exhaustive recall@10 vs exact 0.943 vs 0.939; bench/kmeans_study.py).
+    kmeans: "flat" (one faiss k-means over every centroid) or "two-level" (a coarse k-means into ~sqrt(n_centroids)
+        clusters, then one inside each, then ``kmeans_refine`` global Lloyd steps; see :mod:`gingham.kmeans`).
+        Two-level built the hard corpus (10,000 docs, 1.2M tokens, 16,384 centroids) in 228 s against 419 s at the
+        same recall (bench/kmeans_study.py), but on MS MARCO 5k (e5, 8,192 centroids) it built 1.5x faster and
+        kept a little less of exact MaxSim's top-10 over three seeds (exhaustive recall@10 0.944 vs 0.954, 43
+        queries): flat stays the default until two-level is shown not to lose on real data.
     kmeans_refine: global Lloyd steps after a two-level k-means.
     assign_nprobe: assign the build's tokens to centroids through the two-level k-means' coarse clusters,
         searching this many per token (approximate); ``None``: exact assignment against every centroid.
@@ -74,7 +76,7 @@ class BuildConfig:
     batch_size: int = 262_144
     seed: int = 0
     calibrate: bool = True
-    kmeans: str = "two-level"
+    kmeans: str = "flat"
     kmeans_refine: int = 1
     assign_nprobe: int | None = None
 

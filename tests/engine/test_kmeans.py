@@ -72,7 +72,7 @@ def test_coarse_assigner_exact_with_every_list_and_close_with_few(tokens):
 def test_build_with_two_level_and_approximate_assignment(tmp_path):
     corpus = make_hard_corpus(300, dim=32, seed=4)
     docs = corpus.docs()
-    flat = gingham.Index.create(tmp_path / "a", docs, n_centroids=256, calibrate=False, kmeans="flat")
+    flat = gingham.Index.create(tmp_path / "a", docs, n_centroids=256, calibrate=False)
     two = gingham.Index.create(tmp_path / "b", docs, n_centroids=256, calibrate=False, kmeans="two-level",
                                assign_nprobe=4)
     q = [d[:8] for d in docs[:20]]
