@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import gingham
-from gingham.calibration import recall_at_k
+from gingham.search.calibration import recall_at_k
 
 
 def load(stem: str) -> tuple[np.ndarray, np.ndarray]:

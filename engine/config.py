@@ -63,7 +63,7 @@ class BuildConfig:
     assign_nprobe: assign the build's tokens to centroids through the two-level k-means' coarse clusters,
         searching this many per token (approximate); ``None``: exact assignment against every centroid.
     calibrate: measure the cheapest search settings that keep recall@k >= 0.95 on pseudo-queries drawn from the
-        corpus, per top_k, and store them as the index's calibrated defaults (see :mod:`gingham.calibration`).
+        corpus, per top_k, and store them as the index's calibrated defaults (see :mod:`gingham.search.calibration`).
     """
 
     nbits: int = 2
@@ -175,7 +175,7 @@ class SearchConfig:
 
     def resolved(self, calibrated: Mapping[str, Any] | None = None) -> "SearchConfig":
         """A new config with every ``None`` replaced by the index's ``calibrated`` setting for this ``top_k``
-        (see :mod:`gingham.calibration`), else by PLAID's default."""
+        (see :mod:`gingham.search.calibration`), else by PLAID's default."""
         k = self.top_k
         if k <= 10:
             probe, thresh, ndocs = 1, 0.5, 256

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from gingham import progress, storage, validation
-from gingham.calibration import settings_for
+from gingham.search.calibration import settings_for
 from gingham.codec import ResidualCodec
 from gingham.commits import (
     check_target,
@@ -209,7 +209,7 @@ class Index:
         manifest = first_manifest(cfg, codec, codes.dtype.name, dim, ids.kind, codec_mse, encoder, n_docs,
                                   int(doc_offsets[-1]))
         if cfg.calibrate:  # measured on the new arrays before they are committed: one commit holds both
-            from gingham import calibration
+            from gingham.search import calibration
 
             unsaved = cls(root, Snapshot({**manifest, "generation": 0, "files": {}}, arrays))
             manifest["calibration"] = calibration.calibrate(unsaved, seed=cfg.seed)
@@ -325,12 +325,12 @@ class Index:
     def calibrate(self, queries=None, *, top_ks: Sequence[int] | None = None, target: float | None = None,
                   n_queries: int | None = None, seed: int | None = None) -> dict[str, Any]:
         """Measure and store the cheapest search settings per top_k that reach ``target`` recall@k against
-        exhaustive search (see :mod:`gingham.calibration`); searches use them for settings left unset.
+        exhaustive search (see :mod:`gingham.search.calibration`); searches use them for settings left unset.
 
         ``queries``: real queries (a list of (n_q, dim) arrays) to tune with; default: pseudo-queries drawn from
         the index, seeded by ``seed`` (default: the build's). Returns the stored record.
         """
-        from gingham import calibration as cal
+        from gingham.search import calibration as cal
 
         opts: dict[str, Any] = {"top_ks": tuple(top_ks or cal.TOP_KS), "target": cal.TARGET if target is None
                                 else float(target), "n_queries": n_queries or cal.N_QUERIES,
@@ -353,7 +353,7 @@ class Index:
         """Calibrate again after a compaction or rebuild (a second commit; skipped on tiny indexes)."""
         if not self.build_config.calibrate:
             return
-        from gingham import calibration
+        from gingham.search import calibration
 
         record = calibration.calibrate(self, seed=self.build_config.seed)
         if "skipped" in record and not self.manifest.get("calibration"):

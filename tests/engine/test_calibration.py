@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gingham
-from gingham import calibration
+from gingham.search import calibration
 from gingham.synthetic import make_hard_corpus, make_hard_queries
 
 

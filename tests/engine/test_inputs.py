@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gingham
-from gingham import search as search_mod
+from gingham.search import plaid as search_mod
 from gingham.search import blocked_exact
 from gingham.streaming import ArraySource, IteratorSource, build
 from tests.conftest import normalised
