@@ -498,6 +498,11 @@ class Index:
         return seg.metadata(local)
 
     # ---------------------------------------------------------------------------------------------- search
+    def search_config(self, top_k: int | None = None, **overrides: Any) -> SearchConfig:
+        """The settings a search with ``top_k`` and ``overrides`` runs with: the call's, else the stored
+        defaults, else the calibrated ones, else PLAID's."""
+        return self._config(top_k, overrides, self.n_docs)
+
     def _config(self, top_k: int | None, overrides: Mapping[str, Any], n_live: int) -> SearchConfig:
         changes = dict(overrides)
         if top_k is not None:

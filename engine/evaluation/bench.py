@@ -164,7 +164,7 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
         m = measure(ix, queries, exact.positions, k)
         batch_s, res = time_call(lambda: ix.search(queries, k))
         name = f"gingham-nbits{nb}"
-        engines[name] = {"engine": "gingham", "nbits": nb, "settings": ix.search_defaults.replace(top_k=k).resolved().to_dict(),
+        engines[name] = {"engine": "gingham", "nbits": nb, "settings": ix.search_config(k).to_dict(),
                          "build_s": build_s, "build_tokens_per_s": n_tokens / build_s,
                          "n_centroids": info["n_centroids"],
                          "bytes_per_token": info["bytes_per_token_compressed"],

@@ -47,11 +47,17 @@ MIN_DOCS = 64
 
 
 def ladder(top_k: int) -> list[dict[str, Any]]:
-    """Search settings for ``top_k`` in increasing cost: (probe, documents kept by centroid interaction), with
-    PLAID's centroid pruning on the cheap rungs and off (threshold -1e9) on the expensive ones."""
-    base = max(256, 4 * top_k)
-    rungs = [(1, 1, True), (2, 1, True), (2, 2, True), (2, 4, True), (4, 4, True), (4, 8, True), (4, 8, False),
-             (8, 16, False), (16, 32, False), (32, 64, False), (64, 128, False)]
+    """Search settings for ``top_k`` in increasing cost (documents kept by centroid interaction first, then
+    probes), with PLAID's centroid pruning on the cheap rungs and off (threshold -1e9) on the expensive ones.
+
+    Probing wider is cheap next to scoring more documents exactly: on the hard corpus (10,000 docs, nbits 2) the
+    bench's sweep measured recall@10 0.904 at (probe 8, n_full_scores 64) in 8.6 ms, against 0.862 at PLAID's
+    (1, 256) in 11.0 ms. So each size of the centroid-interaction shortlist is tried with a few probe counts
+    before the shortlist grows.
+    """
+    base = max(64, 4 * top_k)
+    rungs = [(1, 1, True), (4, 1, True), (8, 1, True), (2, 4, True), (8, 4, True), (16, 4, True), (8, 16, True),
+             (16, 16, False), (32, 32, False), (64, 64, False), (64, 256, False)]
     out = []
     for probe, mult, prune in rungs:
         step = {"n_ivf_probe": probe, "n_full_scores": base * mult}
