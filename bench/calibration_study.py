@@ -67,7 +67,7 @@ def main() -> None:
                         rk = float(recall_at_k(res.positions, exact[name], k_eff).mean())
                         cfg = ix._config(k_eff, {}, ix.n_docs)
                         rows.append({"nbits": nb, "calibrated": calibrate, "top_k": k, "queries": name,
-                                     "recall@10_vs_exact": r, f"recall@k_vs_exact": rk, "ms_per_query": ms,
+                                     "recall@10_vs_exact": r, "recall@k_vs_exact": rk, "ms_per_query": ms,
                                      "build_s": build_s, "n_ivf_probe": cfg.n_ivf_probe,
                                      "n_full_scores": cfg.n_full_scores,
                                      "threshold": cfg.centroid_score_threshold})

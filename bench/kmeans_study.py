@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 import gingham
 from gingham.search.calibration import recall_at_k

@@ -15,7 +15,6 @@ and metadata valid UTF-8 at every string boundary and metadata valid JSON object
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 

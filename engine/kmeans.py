@@ -73,7 +73,6 @@ def two_level_kmeans(x: np.ndarray, k: int, niters: int, seed: int, refine_iters
     Returns (centroids (k, dim) float32 grouped by coarse cluster, coarse centroids (k1, dim) float32). Seeded.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
-    n = len(x)
     k1 = n_coarse or max(1, min(k, int(round(math.sqrt(k)))))
     if k1 <= 1 or k <= 2 * k1:
         flat = _spherical_kmeans(x, k, niters, seed)

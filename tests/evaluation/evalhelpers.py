@@ -51,3 +51,16 @@ def write_beir(folder: Path, header: bool = True, qrels_path: str = "qrels.tsv")
         for q, d, g in rows:
             f.write(f"{q}\t{d}\t{g}\n")
     return folder
+
+
+def peer_python_or_skip(name: str):
+    """The Python of peer ``name``'s own venv, or skip the test saying why it is unavailable."""
+    import pytest
+
+    from gingham.evaluation import peers
+
+    python = peers.default_python(name)
+    why = peers.available(name, python)
+    if why:
+        pytest.skip(why)
+    return python

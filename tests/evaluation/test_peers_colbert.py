@@ -14,6 +14,8 @@ from gingham.evaluation import peers, run_bench
 from gingham.evaluation.metrics import overlap_recall
 from gingham.synthetic import make_corpus, make_queries
 
+from evalhelpers import peer_python_or_skip
+
 NAME = "colbert-ai"
 
 
@@ -58,14 +60,6 @@ def test_driver_rejects_unknown_options_before_importing_colbert(config, message
 
 # --- real runs (skipped without colbert-ai's venv) -----------------------------------------------------------------
 
-def _python_or_skip():
-    python = peers.default_python(NAME)
-    why = peers.available(NAME, python)
-    if why:
-        pytest.skip(why)
-    return python
-
-
 @pytest.fixture(scope="module")
 def tiny():
     corpus = make_corpus(300, dim=128, seed=3)
@@ -79,7 +73,7 @@ def tiny():
 # the 2-bit compression between colbert-ai and exact MaxSim.
 @pytest.mark.slow
 def test_driver_end_to_end(tiny, tmp_path):
-    python = _python_or_skip()
+    python = peer_python_or_skip(NAME)
     corpus, queries, exact = tiny
     n_centroids = 2 ** int(np.floor(np.log2(16 * np.sqrt(len(corpus.tokens)))))  # colbert-ai's rule
     settings = [*peers.SETTINGS[NAME], {"ncells": n_centroids, "centroid_score_threshold": -1.0, "ndocs": 4096}]
@@ -115,7 +109,7 @@ def test_driver_end_to_end(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_bench_with_colbert_ai(tmp_path):
-    python = _python_or_skip()
+    python = peer_python_or_skip(NAME)
     res = run_bench(tmp_path / "b", n_docs=300, n_queries=20, nbits=(2,), do_sweep=True,
                     grid={"n_ivf_probe": (1, 4), "n_full_scores": (256,)}, peers=[NAME], peers_python=python,
                     plots=False)

@@ -13,6 +13,8 @@ from gingham.evaluation import peers, run_bench
 from gingham.evaluation.metrics import overlap_recall
 from gingham.synthetic import make_corpus, make_queries
 
+from evalhelpers import peer_python_or_skip
+
 PYLATE = ("pylate-voyager", "pylate-plaid")
 
 
@@ -69,14 +71,6 @@ def test_bench_reports_missing_pylate(tmp_path):
 
 # --- real runs (skipped without PyLate's venv) ---------------------------------------------------------------------
 
-def _python_or_skip(name):
-    python = peers.default_python(name)
-    why = peers.available(name, python)
-    if why:
-        pytest.skip(why)
-    return python
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     corpus = make_corpus(50, seed=11)
@@ -101,7 +95,7 @@ def _maxsim(query, corpus, doc):
                                                {"n_ivf_probe": 64, "n_full_scores": 4096}]}, False),
 ])
 def test_driver_end_to_end(name, config, exact_order, tiny, tmp_path):
-    python = _python_or_skip(name)
+    python = peer_python_or_skip(name)
     corpus, queries, exact = tiny
     inputs = peers.write_inputs(tmp_path / "in", corpus.docs(), queries)
     rep = peers.run(name, python, inputs, {"top_k": 10, "n_single": 5, "warm": 1, **config}, timeout=600)
@@ -125,7 +119,7 @@ def test_driver_end_to_end(name, config, exact_order, tiny, tmp_path):
 
 @pytest.mark.slow
 def test_bench_with_pylate_voyager(tmp_path):
-    python = _python_or_skip("pylate-voyager")
+    python = peer_python_or_skip("pylate-voyager")
     res = run_bench(tmp_path / "b", n_docs=50, n_queries=8, nbits=(2,), do_sweep=True,
                     grid={"n_ivf_probe": (1, 4), "n_full_scores": (64,)}, peers=["pylate-voyager"],
                     peers_python=python, plots=False)
