@@ -342,12 +342,14 @@ class Index:
             queries = [q_flat[q_offsets[i]:q_offsets[i + 1]] for i in range(len(q_offsets) - 1)]
         self.refresh()
         record = cal.calibrate(self, queries, **opts)
+        self._store_calibration(record)
+        return record
 
+    def _store_calibration(self, record: dict[str, Any]) -> None:
         def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
             manifest["calibration"] = record
 
         self._write(change)
-        return record
 
     def _calibrate_after_build(self) -> None:
         """Calibrate again after a compaction or rebuild (a second commit; skipped on tiny indexes)."""
@@ -358,11 +360,7 @@ class Index:
         record = calibration.calibrate(self, seed=self.build_config.seed)
         if "skipped" in record and not self.manifest.get("calibration"):
             return  # nothing to store, nothing stale to replace
-
-        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
-            manifest["calibration"] = record
-
-        self._write(change)
+        self._store_calibration(record)
 
     def _upsert(self, embeddings, doc_ids, lengths, texts, metadata, replace: bool, show_progress) -> int:
         flat, doc_offsets = validation.documents(embeddings, lengths, dim=self.dim)
