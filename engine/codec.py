@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -242,6 +243,9 @@ class ResidualCodec:
     scales: np.ndarray | None = None  # (n_codes,) float32 > 0; None: all 1 (indexes of format version 1)
     sub_centroids: np.ndarray | None = None  # (n_centroids << sub_bits, dim) float32 rounded to float16 precision;
     #                                           None: no sub-centroids
+    coarse: np.ndarray | None = None  # (n_coarse, dim) float32: tokens are assigned to centroids through these
+    #                                   (approximately, see gingham.kmeans.CoarseAssigner); None: exactly
+    assign_nprobe: int = 0  # coarse clusters searched per token when ``coarse`` is set
 
     def __post_init__(self) -> None:
         if self.sub_centroids is not None:  # so that a reopened codec is this codec
@@ -254,6 +258,30 @@ class ResidualCodec:
             object.__setattr__(self, "scales", np.ones(n_fine, dtype=np.float32))
         if len(self.scales) != n_fine:
             raise ValueError(f"{len(self.scales)} residual scales for {n_fine} (sub-)centroids")
+        if self.coarse is not None and (self.coarse.ndim != 2 or self.coarse.shape[1] != self.dim
+                                        or int(self.assign_nprobe) < 1):
+            raise ValueError(f"coarse centroids of shape {self.coarse.shape} with assign_nprobe "
+                             f"{self.assign_nprobe!r}: need (n_coarse, {self.dim}) and assign_nprobe >= 1")
+
+    def __getstate__(self):  # the faiss assigner is rebuilt on demand, never pickled (Ray ships codecs)
+        return {k: v for k, v in self.__dict__.items() if k != "_assigner"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    @cached_property
+    def _assigner(self):
+        """Nearest centroid of a block of tokens: through the coarse level when there is one, else exact."""
+        if self.coarse is None:
+            index = centroid_index(self.centroids)
+            return lambda x: assign(x, self.centroids, index)
+        from gingham.kmeans import CoarseAssigner
+
+        return CoarseAssigner(self.centroids, self.coarse, int(self.assign_nprobe))
+
+    def assign(self, x: np.ndarray) -> np.ndarray:
+        """Centroid id of each token of ``x`` (int64): exact, or through the coarse level (see the class)."""
+        return self._assigner(x)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The codebook as arrays keyed by their file names (see :meth:`from_arrays`)."""
@@ -261,11 +289,14 @@ class ResidualCodec:
                "residual_scales": self.scales}
         if self.sub_centroids is not None:
             out["sub_centroids"] = self.sub_centroids.astype(SUB_CENTROID_DTYPE)  # lossless: see __post_init__
+        if self.coarse is not None:
+            out["coarse_centroids"] = self.coarse
         return out
 
     @classmethod
-    def from_arrays(cls, arrays, nbits: int, normalize: bool = False) -> "ResidualCodec":
-        """The codec from :meth:`arrays`' output (``residual_scales`` absent: an index of format 1)."""
+    def from_arrays(cls, arrays, nbits: int, normalize: bool = False, assign_nprobe: int = 0) -> "ResidualCodec":
+        """The codec from :meth:`arrays`' output (``residual_scales`` absent: an index of format 1);
+        ``assign_nprobe``: the manifest's, for a codebook with ``coarse_centroids``."""
 
         def opt(name):
             a = arrays.get(name)
@@ -279,6 +310,8 @@ class ResidualCodec:
             normalize=bool(normalize),
             scales=opt("residual_scales"),
             sub_centroids=opt("sub_centroids"),
+            coarse=opt("coarse_centroids"),
+            assign_nprobe=int(assign_nprobe) if "coarse_centroids" in arrays else 0,
         )
 
     @property
@@ -296,13 +329,14 @@ class ResidualCodec:
         """The vector each code's residual is taken from: (n_codes, dim) float32."""
         return self.centroids if self.sub_centroids is None else self.sub_centroids
 
-    def codes_for(self, x: np.ndarray, coarse: np.ndarray | None = None) -> np.ndarray:
-        """Token codes of ``x``: nearest centroid, then nearest of its sub-centroids. int64."""
-        if coarse is None:
-            coarse = assign(x, self.centroids)
+    def codes_for(self, x: np.ndarray, centroid_ids: np.ndarray | None = None) -> np.ndarray:
+        """Token codes of ``x``: nearest centroid (``centroid_ids`` if known), then nearest of its sub-centroids.
+        int64."""
+        if centroid_ids is None:
+            centroid_ids = self.assign(x)
         if self.sub_centroids is None:
-            return np.asarray(coarse, dtype=np.int64)
-        return refine_codes(np.ascontiguousarray(x, dtype=np.float32), coarse, self.sub_centroids,
+            return np.asarray(centroid_ids, dtype=np.int64)
+        return refine_codes(np.ascontiguousarray(x, dtype=np.float32), centroid_ids, self.sub_centroids,
                             1 << self.sub_bits)
 
     @property
@@ -321,19 +355,21 @@ class ResidualCodec:
     @classmethod
     def fit(cls, centroids: np.ndarray, heldout: np.ndarray, nbits: int, lloyd_iters: int = 12,
             normalize: bool = False, scales: np.ndarray | None = None,
-            heldout_codes: np.ndarray | None = None, sub_centroids: np.ndarray | None = None) -> "ResidualCodec":
+            heldout_codes: np.ndarray | None = None, sub_centroids: np.ndarray | None = None,
+            coarse: np.ndarray | None = None, assign_nprobe: int = 0) -> "ResidualCodec":
         """Fit per-dimension bucket cutoffs and values on the scaled residuals of ``heldout`` tokens.
 
         scales: per-centroid residual scales (:func:`residual_scales` over as many tokens as the caller has; the
             build uses every token); None estimates them from ``heldout``.
         heldout_codes: the held-out tokens' codes, if already known.
         sub_centroids: see the class; ``scales`` and codes then count sub-centroids.
+        coarse, assign_nprobe: see the class.
         Buckets start from PLAID's quantiles and are refined with Lloyd-Max iterations (each value the mean of its
         bucket, each cutoff halfway between neighbouring values), which lowers the squared error.
         """
         centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         shell = cls(centroids=centroids, cutoffs=np.zeros((1, 1), np.float32), weights=np.zeros((1, 1), np.float32),
-                    nbits=nbits, sub_centroids=sub_centroids)
+                    nbits=nbits, sub_centroids=sub_centroids, coarse=coarse, assign_nprobe=assign_nprobe)
         codes = shell.codes_for(heldout) if heldout_codes is None else np.asarray(heldout_codes, dtype=np.int64)
         fine = shell.fine
         if scales is None:
@@ -349,6 +385,8 @@ class ResidualCodec:
             normalize=normalize,
             scales=scales,
             sub_centroids=sub_centroids,
+            coarse=coarse,
+            assign_nprobe=assign_nprobe,
         )
 
     @property

@@ -10,6 +10,11 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 NBITS_ALLOWED = (1, 2, 4)
+KMEANS_KINDS = ("auto", "flat", "two-level")
+#: kmeans="auto" trains codebooks of at least this many centroids two-level (see BuildConfig).
+TWO_LEVEL_FROM = 16_384
+#: Coarse clusters searched per token when assigning through a two-level codebook's coarse level.
+DEFAULT_ASSIGN_NPROBE = 8
 
 
 def _from_mapping(cls, values: Mapping[str, Any]):
@@ -53,15 +58,18 @@ class BuildConfig:
         unused (e.g. 16,384 centroids in uint16 codes): residuals shrink at no cost in bytes per token.
     batch_size: tokens compressed per block, which bounds the build's scratch memory.
     seed: seed of every random choice of the build; the same seed and data give the same index.
-    kmeans: "flat" (one faiss k-means over every centroid) or "two-level" (a coarse k-means into ~sqrt(n_centroids)
-        clusters, then one inside each, then ``kmeans_refine`` global Lloyd steps; see :mod:`gingham.kmeans`).
-        Two-level built the hard corpus (10,000 docs, 1.2M tokens, 16,384 centroids) in 228 s against 419 s at the
-        same recall (bench/kmeans_study.py), but on MS MARCO 5k (e5, 8,192 centroids) it built 1.5x faster and
-        kept a little less of exact MaxSim's top-10 over three seeds (exhaustive recall@10 0.944 vs 0.954, 43
-        queries): flat stays the default until two-level is shown not to lose on real data.
+    kmeans: "auto" (the default: "two-level" from ``TWO_LEVEL_FROM`` centroids, "flat" below), "flat" (one faiss
+        k-means over every centroid) or "two-level" (a coarse k-means into ~sqrt(n_centroids) clusters, then one
+        inside each, then ``kmeans_refine`` global Lloyd steps; see :mod:`gingham.kmeans`). Measured with
+        bench/kmeans_study.py: on the hard corpus (10,000 docs, 1.2M tokens, 16,384 centroids) two-level with
+        approximate assignment built in 151 s against 419 s for flat, at the same recall (exhaustive recall@10
+        0.943 vs 0.939); on MS MARCO 5k (e5, 8,192 centroids) it kept a little less of exact MaxSim's top-10 over
+        three seeds (0.944 vs 0.954, 43 queries). Flat k-means over 65,536+ centroids takes hours on two cores.
     kmeans_refine: global Lloyd steps after a two-level k-means.
-    assign_nprobe: assign the build's tokens to centroids through the two-level k-means' coarse clusters,
-        searching this many per token (approximate); ``None``: exact assignment against every centroid.
+    assign_nprobe: with a two-level k-means, tokens are assigned to centroids (at build time, and by every later
+        add, streaming chunk and Ray task: the codec stores the coarse level) through its coarse clusters,
+        searching this many per token (approximate; ``None``: ``DEFAULT_ASSIGN_NPROBE``; a number at least the
+        coarse clusters' is exact). Needs a two-level k-means ("auto" may choose flat: then it is unused).
     calibrate: measure the cheapest search settings that keep recall@k >= 0.95 on pseudo-queries drawn from the
         corpus, per top_k, and store them as the index's calibrated defaults (see :mod:`gingham.search.calibration`).
     """
@@ -76,7 +84,7 @@ class BuildConfig:
     batch_size: int = 262_144
     seed: int = 0
     calibrate: bool = True
-    kmeans: str = "flat"
+    kmeans: str = "auto"
     kmeans_refine: int = 1
     assign_nprobe: int | None = None
 
@@ -92,12 +100,13 @@ class BuildConfig:
         _check_int("seed", self.seed, 0)
         if not isinstance(self.sub_centroids, bool):
             raise ValueError(f"sub_centroids must be True or False, got {self.sub_centroids!r}")
-        if self.kmeans not in ("flat", "two-level"):
-            raise ValueError(f"kmeans must be 'flat' or 'two-level', got {self.kmeans!r}")
+        if self.kmeans not in KMEANS_KINDS:
+            raise ValueError(f"kmeans must be one of {KMEANS_KINDS}, got {self.kmeans!r}")
         _check_int("kmeans_refine", self.kmeans_refine, 0)
         _check_int("assign_nprobe", self.assign_nprobe, 1, allow_none=True)
-        if self.assign_nprobe is not None and self.kmeans != "two-level":
-            raise ValueError("assign_nprobe needs kmeans='two-level' (its coarse clusters are what is probed)")
+        if self.assign_nprobe is not None and self.kmeans == "flat":
+            raise ValueError("assign_nprobe needs kmeans='two-level' or 'auto' (the coarse clusters of a two-level "
+                             "k-means are what is probed); drop it, or choose kmeans='two-level'")
         if not isinstance(self.calibrate, bool):
             raise ValueError(f"calibrate must be True or False, got {self.calibrate!r}")
 
@@ -107,6 +116,12 @@ class BuildConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def kmeans_for(self, n_centroids: int) -> str:
+        """The k-means a codebook of ``n_centroids`` is trained with: "flat" or "two-level"."""
+        if self.kmeans != "auto":
+            return self.kmeans
+        return "two-level" if n_centroids >= TWO_LEVEL_FROM else "flat"
 
     def resolve_n_centroids(self, n_tokens: int) -> int:
         """The codebook size for ``n_tokens`` tokens: the configured one, or PLAID's power-of-two default."""

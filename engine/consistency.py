@@ -113,7 +113,13 @@ def check_codebook(root: Path, manifest: Mapping[str, Any], arrays: Mapping[str,
         scales = _layout(files, arrays, "residual_scales", "f", (n_codes,))
         if not (scales > 0).all() or not np.isfinite(scales).all():
             raise files.corrupt("residual_scales", "holds a residual scale that is not a positive number")
-    for name in ("centroids", "sub_centroids", "bucket_cutoffs", "bucket_weights"):
+    if "coarse_centroids" in arrays:
+        coarse = _layout(files, arrays, "coarse_centroids", "f", (None, dim))
+        nprobe = manifest.get("assign_nprobe")
+        if not 1 <= len(coarse) <= n_c or isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
+            raise files.disagree("coarse_centroids", f"{len(coarse)} coarse centroids for {n_c} centroids with "
+                                 f"assign_nprobe {nprobe!r} (need 1 to n_centroids, and assign_nprobe >= 1)")
+    for name in ("centroids", "sub_centroids", "coarse_centroids", "bucket_cutoffs", "bucket_weights"):
         if name in arrays and not _finite(arrays[name]):
             raise files.corrupt(name, "holds a value that is not finite (NaN or infinity)")
     return n_codes

@@ -42,12 +42,12 @@ def _ray():
 
 
 def compress_to_files(codebook: dict[str, np.ndarray], nbits: int, normalize: bool,
-                      flat: np.ndarray, batch_size: int, prefix: str) -> tuple[str, str]:
+                      flat: np.ndarray, batch_size: int, prefix: str, assign_nprobe: int = 0) -> tuple[str, str]:
     """Compress ``flat`` with the codebook and write ``PREFIX.codes.npy`` / ``PREFIX.residuals.npy`` (a Ray task's
     body; plain function so it is testable without Ray). Returns the two paths."""
     from gingham.training import compress_all
 
-    codec = ResidualCodec.from_arrays(codebook, nbits, normalize)
+    codec = ResidualCodec.from_arrays(codebook, nbits, normalize, assign_nprobe)
     codes, residuals = compress_all(codec, flat, batch_size, False)
     paths = (f"{prefix}.codes.npy", f"{prefix}.residuals.npy")
     for path, arr in zip(paths, (codes, residuals)):
@@ -83,7 +83,8 @@ class RayCompressor:
             for chunk in chunks:
                 prefix = str(self.staging / f"chunk-{n:08d}")
                 n += 1
-                ref = self.task.remote(book, codec.nbits, codec.normalize, chunk.flat, batch_size, prefix)
+                ref = self.task.remote(book, codec.nbits, codec.normalize, chunk.flat, batch_size, prefix,
+                                       codec.assign_nprobe)
                 pending.append((chunk, ref))
                 if len(pending) >= self.max_in_flight:
                     yield self._collect(*pending.popleft())
@@ -101,7 +102,7 @@ class RayCompressor:
         return chunk, codes, residuals
 
 
-def _task(codebook, nbits, normalize, flat, batch_size, prefix):
+def _task(codebook, nbits, normalize, flat, batch_size, prefix, assign_nprobe=0):
     try:  # numba's and faiss's threads (kernels, centroid assignment): the CPUs Ray gave this task, not the node
         import faiss
         import numba
@@ -112,7 +113,7 @@ def _task(codebook, nbits, normalize, flat, batch_size, prefix):
         faiss.omp_set_num_threads(max(1, int(cpus)))
     except Exception:  # pragma: no cover
         pass
-    return compress_to_files(codebook, nbits, normalize, np.asarray(flat), batch_size, prefix)
+    return compress_to_files(codebook, nbits, normalize, np.asarray(flat), batch_size, prefix, assign_nprobe)
 
 
 def build(path, source, *, address: str | None = None, staging_dir=None, max_in_flight: int | None = None,

@@ -112,7 +112,8 @@ class Snapshot:
     def __init__(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray]):
         self.manifest = dict(manifest)
         self.generation = int(manifest["generation"])
-        self.codec = ResidualCodec.from_arrays(arrays, int(manifest["nbits"]), bool(manifest.get("normalized", False)))
+        self.codec = ResidualCodec.from_arrays(arrays, int(manifest["nbits"]), bool(manifest.get("normalized", False)),
+                                               manifest.get("assign_nprobe", 0))
         lut = decode_lut(self.codec.weights, self.codec.nbits)
         self.segments: list[Segment] = []
         base = 0

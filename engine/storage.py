@@ -280,6 +280,9 @@ def check_manifest(manifest: Any, path: Path) -> None:
         if seg["name"] in names or "/" in seg["name"] or seg["n_docs"] < 0 or seg["n_tokens"] < 0:
             raise bad(f"segment entry {i} ({seg!r}) repeats a name or has negative counts")
         names.add(seg["name"])
+    nprobe = manifest.get("assign_nprobe", 0)
+    if not _typed(nprobe, int) or nprobe < 0:
+        raise bad(f"'assign_nprobe' is {nprobe!r}, expected a non-negative integer")
     if manifest["doc_id_kind"] not in ("int", "str"):
         raise bad(f"'doc_id_kind' is {manifest['doc_id_kind']!r}, expected 'int' or 'str'")
 

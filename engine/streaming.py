@@ -448,6 +448,7 @@ def _start(root, previous, src: Source, cfg: BuildConfig, train_cfg: BuildConfig
         "doc_id_kind": id_kind,
         "codec_mse": codec_mse,
         "normalized": codec.normalize,  # decided on the training sample
+        "assign_nprobe": codec.assign_nprobe,
         "encoder": dict(src.encoder) if src.encoder else None,
         "next_segment": 1,
         "segments": [],

@@ -14,17 +14,15 @@ import numpy as np
 from gingham import progress
 from gingham.codec import (
     ResidualCodec,
-    assign,
-    centroid_index,
     codes_dtype,
     residual_scales,
     spare_code_bits,
     train_centroids,
     train_sub_centroids,
 )
-from gingham.config import BuildConfig
+from gingham.config import DEFAULT_ASSIGN_NPROBE, BuildConfig
 from gingham.kernels.codec import refine_codes
-from gingham.kmeans import CoarseAssigner, two_level_kmeans
+from gingham.kmeans import two_level_kmeans
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +69,21 @@ def train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Resi
     n_kmeans = min(n_tokens, cfg.kmeans_sample or k * cfg.kmeans_points_per_centroid)
     km_pos, codec_pos = sample_positions(n_tokens, n_kmeans, cfg.codec_sample, cfg.seed)
     log.info("training %d centroids on %d of %d tokens", k, len(km_pos), n_tokens)
-    assigner = None
+    coarse, nprobe = None, 0
     with progress.bar(1, "kmeans", show_progress) as bar:
-        if cfg.kmeans == "two-level":
-            centroids, coarse = two_level_kmeans(flat[km_pos], k, cfg.kmeans_niters, cfg.seed, cfg.kmeans_refine)
-            if cfg.assign_nprobe is not None and len(coarse) < len(centroids):
-                assigner = CoarseAssigner(centroids, coarse, cfg.assign_nprobe)
+        if cfg.kmeans_for(k) == "two-level":
+            nprobe = cfg.assign_nprobe or DEFAULT_ASSIGN_NPROBE
+            centroids, coarse = two_level_kmeans(flat[km_pos], k, cfg.kmeans_niters, cfg.seed, cfg.kmeans_refine,
+                                                 assign_nprobe=nprobe)
+            if len(coarse) >= len(centroids):  # too few centroids for a coarse level: flat after all
+                coarse, nprobe = None, 0
         else:
             centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
         bar.update(1)
-    codes = assign_all(centroids, flat, cfg.batch_size, show_progress, assigner)
+    # the codec assigns every later token (adds, streaming chunks, Ray tasks) the way the build assigns these
+    shell = ResidualCodec(centroids=centroids, cutoffs=np.zeros((1, 1), np.float32),
+                          weights=np.zeros((1, 1), np.float32), nbits=cfg.nbits, coarse=coarse, assign_nprobe=nprobe)
+    codes = assign_all(shell, flat, cfg.batch_size, show_progress)
     sub = None
     sub_bits = spare_code_bits(k) if cfg.sub_centroids else 0
     # sub-centroids from every token but the held-out ones (their error is the baseline of codebook drift)
@@ -98,7 +101,7 @@ def train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Resi
     scales = residual_scales(flat, codes, fine)
     heldout = np.ascontiguousarray(flat[codec_pos])
     codec = ResidualCodec.fit(centroids, heldout, cfg.nbits, normalize=unit_vectors(flat), scales=scales,
-                              heldout_codes=codes[codec_pos], sub_centroids=sub)
+                              heldout_codes=codes[codec_pos], sub_centroids=sub, coarse=coarse, assign_nprobe=nprobe)
     held_codes, residuals = codec.compress(heldout, codes[codec_pos])
     return codec, reconstruction_mse(codec, heldout, held_codes, residuals), codes
 
@@ -113,17 +116,15 @@ def refine(sub: np.ndarray, sub_bits: int, flat: np.ndarray, coarse: np.ndarray,
     return codes
 
 
-def assign_all(centroids: np.ndarray, flat: np.ndarray, batch_size: int, show_progress,
-               assigner=None) -> np.ndarray:
-    """Nearest centroid of every token, in blocks of ``batch_size`` tokens (exactly, or by ``assigner``, a
-    :class:`gingham.kmeans.CoarseAssigner`). Returns the narrowest code dtype."""
+def assign_all(codec: ResidualCodec, flat: np.ndarray, batch_size: int, show_progress) -> np.ndarray:
+    """Centroid id of every token (``codec.assign``: exact, or through its coarse level), in blocks of
+    ``batch_size`` tokens. Returns the narrowest code dtype."""
     n_tokens = flat.shape[0]
-    index = centroid_index(centroids) if assigner is None else None
-    codes = np.empty(n_tokens, dtype=codes_dtype(centroids.shape[0]))
+    codes = np.empty(n_tokens, dtype=codes_dtype(codec.n_centroids))
     with progress.bar(n_tokens, "assign", show_progress, unit="tok") as bar:
         for lo in range(0, n_tokens, batch_size):
             hi = min(n_tokens, lo + batch_size)
-            codes[lo:hi] = assign(flat[lo:hi], centroids, index) if assigner is None else assigner(flat[lo:hi])
+            codes[lo:hi] = codec.assign(flat[lo:hi])
             bar.update(hi - lo)
     return codes
 

@@ -227,6 +227,9 @@ def cases(root: Path) -> list[Case]:
         "file-entry-without-sha": lambda d: d["files"]["centroids"].pop("sha256"),
         "file-entry-without-path": lambda d: d["files"]["centroids"].pop("path"),
         "file-shape-negative": lambda d: d["files"]["centroids"].update(shape=[-1, m["dim"]]),
+        "assign-nprobe-0": setkey(("assign_nprobe",), 0), "assign-nprobe-str": setkey(("assign_nprobe",), "8"),
+        "assign-nprobe-bool": setkey(("assign_nprobe",), True), "assign-nprobe-negative": setkey(("assign_nprobe",), -1),
+        "assign-nprobe-missing": delkey("assign_nprobe"),
     }
     for key in ("generation", "files", "segments", "nbits", "dim", "n_centroids", "codes_dtype", "doc_id_kind",
                 "build_config", "format", "format_version"):
@@ -316,7 +319,8 @@ def dup_first_id(a: np.ndarray) -> np.ndarray:
 
 # -------------------------------------------------------------------------------------------------- index
 def build(path: Path):
-    """A small index: string ids, texts and metadata, sub-centroids (the default), two segments, deletions."""
+    """A small index: string ids, texts and metadata, sub-centroids (the default), a two-level codebook (its coarse
+    level stored), two segments, deletions."""
     import gingham
 
     rng = np.random.default_rng(11)
@@ -333,10 +337,11 @@ def build(path: Path):
     texts = [f"text é {i}" for i in range(80)]
     meta = [{"i": i, "even": i % 2 == 0} for i in range(80)]
     ix = gingham.Index.create(path, first, ids[:60], texts=texts[:60], metadata=meta[:60], nbits=2,
-                              n_centroids=16, codec_sample=64)
+                              n_centroids=16, codec_sample=64, kmeans="two-level", assign_nprobe=2)
     ix.add(second, ids[60:], texts=texts[60:], metadata=meta[60:])
     ix.delete(["d005", "d070"])
     assert ix.codec.sub_bits > 0, "the corruption suite needs the sub-centroid table"
+    assert ix.codec.coarse is not None, "the corruption suite needs the coarse level of a two-level codebook"
     queries = [d[:4] for d in first[:2] + second[:2]]
     return ix, queries
 

@@ -85,3 +85,43 @@ def test_build_with_two_level_and_approximate_assignment(tmp_path):
         gingham.BuildConfig(kmeans="flat", assign_nprobe=4)
     with pytest.raises(ValueError, match="kmeans"):
         gingham.BuildConfig(kmeans="hierarchical")
+
+
+def test_auto_kmeans_is_two_level_from_the_threshold():
+    from gingham.config import TWO_LEVEL_FROM
+
+    cfg = gingham.BuildConfig()
+    assert cfg.kmeans == "auto"
+    assert cfg.kmeans_for(TWO_LEVEL_FROM) == "two-level" and cfg.kmeans_for(TWO_LEVEL_FROM // 2) == "flat"
+    assert gingham.BuildConfig(kmeans="flat").kmeans_for(1 << 18) == "flat"
+    assert gingham.BuildConfig(kmeans="two-level").kmeans_for(16) == "two-level"
+    gingham.BuildConfig(kmeans="auto", assign_nprobe=4)  # allowed: used when auto chooses two-level
+
+
+def test_two_level_codebook_assigns_every_later_token_through_its_coarse_level(tmp_path):
+    import pickle
+
+    from gingham.kernels.codec import refine_codes
+
+    corpus = make_hard_corpus(300, dim=32, seed=5)
+    docs = corpus.docs()
+    ix = gingham.Index.create(tmp_path / "ix", docs[:250], n_centroids=257, calibrate=False, kmeans="two-level",
+                              assign_nprobe=2)
+    codec = ix.codec
+    assert codec.coarse is not None and codec.assign_nprobe == 2 and codec.sub_bits == 2
+    reopened = gingham.Index.open(tmp_path / "ix")
+    np.testing.assert_array_equal(reopened.codec.coarse, codec.coarse)
+    assert reopened.codec.assign_nprobe == 2
+    new = np.concatenate(docs[250:])
+    expected = refine_codes(new, CoarseAssigner(codec.centroids, codec.coarse, 2)(new), codec.sub_centroids, 4)
+    exact = codec.codes_for(new, assign(new, codec.centroids))
+    assert not np.array_equal(expected, exact), "nprobe 2 should differ from exact somewhere on this corpus"
+    reopened.add(docs[250:], list(range(250, 300)))
+    seg = reopened._snap.segments[-1]
+    np.testing.assert_array_equal(np.asarray(seg.arrays.codes), expected)  # the add went through the coarse level
+    # the codec ships to Ray tasks by pickle: the faiss assigner is left behind and rebuilt
+    codec.assign(new[:4])
+    clone = pickle.loads(pickle.dumps(codec))
+    assert "_assigner" not in clone.__dict__
+    np.testing.assert_array_equal(clone.codes_for(new), expected)
+    reopened.verify()

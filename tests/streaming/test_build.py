@@ -28,15 +28,18 @@ def test_reference_is_finished_and_compacted(reference, small_corpus):
     reference.verify()
 
 
-@pytest.mark.parametrize("n_centroids", [256, 257], ids=["centroids", "sub-centroids"])
-def test_equals_index_create_when_the_sample_spans_the_corpus(small_corpus, tmp_path, n_centroids):
+@pytest.mark.parametrize("n_centroids,kmeans", [(256, "flat"), (257, "flat"), (257, "two-level")],
+                         ids=["centroids", "sub-centroids", "two-level"])
+def test_equals_index_create_when_the_sample_spans_the_corpus(small_corpus, tmp_path, n_centroids, kmeans):
     # n_centroids x 200 points > the corpus's 43k tokens: both builds train on the same sample of all tokens
-    # (257 centroids need uint16 codes, whose 2 spare bits hold sub-centroids)
+    # (257 centroids need uint16 codes, whose 2 spare bits hold sub-centroids); a two-level codebook assigns every
+    # chunk's tokens through its stored coarse level, as Index.create assigns the whole corpus
     c = small_corpus
-    opts = {**OPTIONS, "kmeans_points_per_centroid": 200, "n_centroids": n_centroids}
+    opts = {**OPTIONS, "kmeans_points_per_centroid": 200, "n_centroids": n_centroids, "kmeans": kmeans}
     streamed = build(tmp_path / "s", source(c), chunk_tokens=3000, train_on="first", show_progress=False, **opts)
     created = gingham.Index.create(tmp_path / "c", c.tokens, ids(c.n_docs), lengths=c.lengths, **opts)
     assert streamed.codec.sub_bits == created.codec.sub_bits == (2 if n_centroids == 257 else 0)
+    assert (streamed.codec.coarse is None) == (created.codec.coarse is None) == (kmeans == "flat")
     assert_same_index(streamed, created)
 
 
