@@ -160,10 +160,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--tokens", type=int, default=2_000_000, help="corpus size in tokens (docs = tokens / 100)")
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--nbits", type=int, default=2)
-    ap.add_argument("--n-centroids", type=int, default=4096,
-                    help="codebook size (PLAID's default for 20M tokens is 65536: too slow to train on 2 cores)")
+    ap.add_argument("--n-centroids", type=int, default=None,
+                    help="codebook size (default: PLAID's, 2^floor(log2(16 sqrt(tokens))): 65,536 at 20M tokens, "
+                         "trained two-level and assigned through its coarse level)")
     ap.add_argument("--memory-budget-mb", type=float, default=512)
-    ap.add_argument("--queries", type=int, default=32)
+    ap.add_argument("--queries", type=int, default=64)
     ap.add_argument("--out", type=Path, default=Path("bench/out"))
     ap.add_argument("--keep", action="store_true", help="keep the index")
     args = ap.parse_args(argv)
@@ -177,6 +178,7 @@ def main(argv=None) -> dict:
     path = args.out / f"streaming-{tag}-index"
     shutil.rmtree(path, ignore_errors=True)
     base = memory_mb()
+    load_start = round(os.getloadavg()[0], 2)
     sampler = MemorySampler()
     sampler.start()
     t0 = time.perf_counter()
@@ -189,7 +191,8 @@ def main(argv=None) -> dict:
     state = index.manifest["build"]
     report = {
         "tokens": src.n_tokens, "docs": src.n_docs, "dim": args.dim, "nbits": args.nbits,
-        "n_centroids": index.codec.n_centroids, "memory_budget_mb": args.memory_budget_mb,
+        "n_centroids": index.codec.n_centroids, "kmeans": "flat" if index.codec.coarse is None else "two-level",
+        "memory_budget_mb": args.memory_budget_mb, "load_average_at_start": load_start,
         "chunk_tokens": state["chunk_tokens"], "sample_tokens": state["sample_tokens"], "chunks": state["chunks_done"],
         "build_s": round(build_s, 1), "tokens_per_s": round(src.n_tokens / build_s),
         "docs_per_s": round(src.n_docs / build_s),
@@ -223,6 +226,7 @@ def main(argv=None) -> dict:
     report["wide_settings"] = settings["wide"]
     report["queries"] = len(queries)
     report["host_cpus"] = os.cpu_count()
+    report["load_average_at_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"streaming-{tag}.json").write_text(json.dumps(report, indent=2))
