@@ -138,6 +138,8 @@ class Index:
             "nbits": self.nbits,
             "n_centroids": self.codec.n_centroids,
             "sub_centroids_per_centroid": 1 << self.codec.sub_bits,
+            "coarse_centroids": 0 if self.codec.coarse is None else len(self.codec.coarse),
+            "assign_nprobe": self.codec.assign_nprobe,
             "codes_dtype": snap.manifest["codes_dtype"],
             "bytes_per_token_compressed": compressed / n_tokens,
             "bytes_per_token_on_disk": total / n_tokens,

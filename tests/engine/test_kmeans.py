@@ -109,6 +109,8 @@ def test_two_level_codebook_assigns_every_later_token_through_its_coarse_level(t
                               assign_nprobe=2)
     codec = ix.codec
     assert codec.coarse is not None and codec.assign_nprobe == 2 and codec.sub_bits == 2
+    info = ix.info()
+    assert info["coarse_centroids"] == len(codec.coarse) and info["assign_nprobe"] == 2
     reopened = gingham.Index.open(tmp_path / "ix")
     np.testing.assert_array_equal(reopened.codec.coarse, codec.coarse)
     assert reopened.codec.assign_nprobe == 2
