@@ -17,7 +17,8 @@ LAYOUTS = ("pylate", "stanford", "plain")
 #: 1. (no ``revision`` in the manifest) query expansion with the mask token, else the pad token; LFM2's short
 #:    convolutions zeroed at expansion positions; padded and expansion rows also attended to themselves.
 #: 2. PyLate's rules: expansion and batch padding with the mask token, else EOS, else pad; expansion positions
-#:    are part of the query for LFM2's convolutions; every row attends to the allowed keys only.
+#:    are part of the query for LFM2's convolutions; every row attends to the allowed keys only; texts are
+#:    stripped of surrounding whitespace before tokenising (sentence-transformers does; Stanford layout excepted).
 ENCODER_REVISION = 2
 
 
@@ -90,6 +91,7 @@ def revision_mismatch(recorded: dict | None, current: int = ENCODER_REVISION) ->
     return (
         f"the index's documents were encoded by Gingham's encoder revision {built} and queries are now encoded by "
         f"revision {current}; from revision 1 to 2 the vectors changed for LFM2 checkpoints and for tokenizers "
-        "without a mask token (query expansion with EOS, PyLate's rules), so scores may shift; re-encode the "
+        "without a mask token (query expansion with EOS, PyLate's rules), and for texts with surrounding whitespace "
+        "under byte-level or sentencepiece tokenizers (now stripped), so scores may shift; re-encode the "
         "documents (build the index again from its texts) to remove the mismatch"
     )

@@ -150,6 +150,8 @@ class Encoder:
         limit = c.query_length if is_query else c.document_length
         if prefix_id is None and prefix:
             texts = [prefix + t for t in texts]
+        if c.layout != "stanford":  # sentence-transformers (so PyLate) strips each text before tokenising it
+            texts = [t.strip() for t in texts]
         max_length = limit - 1 if prefix_id is not None else limit
         ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length,
                              padding=False, return_attention_mask=False)["input_ids"]
