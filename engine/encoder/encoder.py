@@ -331,12 +331,19 @@ def load_encoder(
     skip_ids = []
     unk = tokenizer.unk_token_id
     for word in words:
-        tid = _token_id(vocab, word)
-        if tid is None:
-            pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
-            tid = pieces[0] if len(pieces) == 1 else None
-        if tid is not None and tid != unk:
-            skip_ids.append(tid)
+        if spec.layout == "pylate":
+            # PyLate's rule (convert_tokens_to_ids): the word's id in the vocabulary, else the unknown token's,
+            # so that with a vocabulary lacking a skiplist word PyLate also drops [UNK] tokens from documents
+            tid = tokenizer.convert_tokens_to_ids(word)
+        else:
+            tid = _token_id(vocab, word)
+            if tid is None:
+                pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+                tid = pieces[0] if len(pieces) == 1 else None
+            if tid == unk:
+                tid = None
+        if tid is not None:
+            skip_ids.append(int(tid))
     expansion_id = expansion_token_id(tokenizer)
     config = EncoderConfig(
         query_prefix=qp,
