@@ -18,7 +18,8 @@ LAYOUTS = ("pylate", "stanford", "plain")
 #:    convolutions zeroed at expansion positions; padded and expansion rows also attended to themselves.
 #: 2. PyLate's rules: expansion and batch padding with the mask token, else EOS, else pad; expansion positions
 #:    are part of the query for LFM2's convolutions; every row attends to the allowed keys only; texts are
-#:    stripped of surrounding whitespace before tokenising (sentence-transformers does; Stanford layout excepted).
+#:    stripped of surrounding whitespace before tokenising (sentence-transformers does; Stanford layout excepted);
+#:    the PyLate layout's skiplist words outside the vocabulary map to [UNK], as in PyLate.
 ENCODER_REVISION = 2
 
 
