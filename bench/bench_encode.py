@@ -11,6 +11,7 @@ generated sentences. For each dtype, each side (queries, documents) is timed thr
   normalisation, skiplist, conversion to numpy: everything a caller pays);
 - ``bare forward``: the backbone's own transformers forward (``model(input_ids, attention_mask)``) over the
   batches Gingham builds, tokenised beforehand: the floor Gingham's overhead is measured against (goal <= 5%);
+  for a bidirectional LFM2.5 checkpoint this is transformers' causal ``Lfm2Model`` forward, the same work;
 - ``pylate``: ``pylate.models.ColBERT(model).encode(texts, is_query=...)`` in PyLate's environment, through
   ``bench/pylate_encode_driver.py`` in a subprocess (skipped without ``--pylate-python``).
 
