@@ -29,6 +29,9 @@ def index(
     limit: Optional[int] = typer.Option(None, help="Index only the first N documents."),
     batch_size: int = typer.Option(32, help="Texts per encoder batch."),
     document_length: Optional[int] = typer.Option(None, help="Override the checkpoint's document length."),
+    pool_factor: int = typer.Option(1, help="Pool each document's tokens to ~1/N of them (Ward clustering, first "
+                                    "token kept); 1 = no pooling."),
+    pool_renormalize: bool = typer.Option(False, help="Rescale pooled vectors to unit length."),
     allow_hub: bool = typer.Option(False, help="Allow downloading the model from the Hugging Face hub."),
     overwrite: bool = typer.Option(False, help="Replace an existing index (atomically)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -47,7 +50,7 @@ def index(
             opts["document_length"] = document_length
         ix = Index.from_texts(index_dir, texts, ids, model=model, encoder_options=opts, nbits=nbits,
                               n_centroids=n_centroids, seed=seed, overwrite=overwrite,
-                              show_progress=not quiet)
+                              show_progress=not quiet, pool_factor=pool_factor, pool_renormalize=pool_renormalize)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
         fail(exc)
     info = ix.info()
@@ -69,6 +72,7 @@ def build(
     train_on: Optional[str] = typer.Option(None, help="'all' (two passes) or 'first' (one pass)."),
     allow_hub: bool = typer.Option(False),
     encode_workers: int = typer.Option(1, help="Encoder processes for a JSONL corpus (each loads the model)."),
+    pool_factor: int = typer.Option(1, help="Pool each document's tokens to ~1/N of them (JSONL corpus)."),
     devices: Optional[str] = typer.Option(None, help="Comma-separated devices for the encoder processes, "
                                                      "e.g. 'cuda:0,cuda:1'."),
     use_ray: bool = typer.Option(False, "--ray", help="Compress chunks as Ray tasks."),
@@ -86,7 +90,7 @@ def build(
         is_text = source.suffix in (".jsonl", ".json") or (source / "corpus.jsonl").exists()
         device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
         src = (streaming.TextSource(source, model=model, encoder_options={"allow_hub": allow_hub},
-                                    workers=encode_workers, devices=device_list)
+                                    workers=encode_workers, devices=device_list, pool_factor=pool_factor)
                if is_text else streaming.as_source(source))
         kw = dict(memory_budget_mb=memory_budget_mb, nbits=nbits, n_centroids=n_centroids, seed=seed,
                   expected_tokens=expected_tokens, train_on=train_on, overwrite=overwrite or restart,
@@ -157,6 +161,8 @@ def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None
         fail(exc)
     out = ix.info()
     out["encoder"] = ix.manifest.get("encoder")
+    if ix.encoder_revision_note:
+        out["encoder_revision_note"] = ix.encoder_revision_note
     typer.echo(json.dumps(out, indent=2, default=str))
 
 

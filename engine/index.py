@@ -433,21 +433,31 @@ class Index:
         batch_size: int | None = None,
         show_progress: bool | None = None,
         overwrite: bool = False,
+        pool_factor: int = 1,
+        pool_renormalize: bool = False,
         **options: Any,
     ) -> "Index":
         """Encode ``texts`` with a late-interaction ``model`` (a folder, a cached hub name, or the offline
-        ``multilingual-e5-small``) and build an index; text queries are later encoded the same way."""
+        ``multilingual-e5-small``) and build an index; text queries are later encoded the same way.
+
+        ``pool_factor`` > 1 pools each document's tokens (first token kept) to about 1/pool_factor of them, and
+        texts added later are pooled the same way (see :mod:`gingham.pooling`; ``pool_renormalize`` rescales
+        each pooled vector to unit length)."""
         from gingham.encoder import load_encoder
+        from gingham.pooling import pool_as_recorded, pooling_entry
 
         texts = _check_texts(texts, "text")
+        pooling = pooling_entry(pool_factor, pool_renormalize)
         enc_opts = dict(encoder_options or {})
         encoder = load_encoder(model, **enc_opts)
         embeddings = encoder.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
+        info = {"model": str(model), "options": enc_opts, "config": jsonable(encoder.config)}
+        if pooling:
+            info["pooling"] = pooling
+            embeddings = pool_as_recorded(info, embeddings)
         index = cls.create(
             path, embeddings, doc_ids, overwrite=overwrite, show_progress=show_progress,
-            texts=texts if store_texts else None, metadata=metadata,
-            encoder={"model": str(model), "options": enc_opts, "config": jsonable(encoder.config)},
-            **options,
+            texts=texts if store_texts else None, metadata=metadata, encoder=info, **options,
         )
         index._encoder = encoder
         return index
@@ -455,8 +465,11 @@ class Index:
     def add_texts(self, texts: Sequence[str], doc_ids: Sequence, *, metadata=None, upsert: bool = False,
                   show_progress: bool | None = None) -> int:
         """Encode ``texts`` with the index's encoder and add (or upsert) them."""
+        from gingham.pooling import pool_as_recorded
+
         texts = _check_texts(texts, "text")
-        embeddings = self.encoder.encode_documents(texts, show_progress=show_progress)
+        embeddings = pool_as_recorded(self.manifest.get("encoder"),
+                                      self.encoder.encode_documents(texts, show_progress=show_progress))
         stored = texts if any(s.texts is not None for s in self._snap.segments) else None
         op = self.upsert if upsert else self.add
         return op(embeddings, doc_ids, texts=stored, metadata=metadata, show_progress=show_progress)
@@ -476,7 +489,22 @@ class Index:
             with self._encoder_lock:
                 if self._encoder is None:
                     self._encoder = load_encoder(info["model"], **info.get("options", {}))
+                    self._warn_encoder_revision(self._encoder)
         return self._encoder
+
+    @property
+    def encoder_revision_note(self) -> str | None:
+        """Why text queries encoded now may not match the index's documents (encoder revision), or None."""
+        from gingham.encoder.config import revision_mismatch
+
+        return revision_mismatch(self.manifest.get("encoder"))
+
+    def _warn_encoder_revision(self, encoder) -> None:
+        from gingham.encoder.config import revision_mismatch
+
+        note = revision_mismatch(self.manifest.get("encoder"), getattr(encoder.config, "revision", 1))
+        if note:
+            log.warning("%s: %s", self.path, note)
 
     def search_text(self, queries: str | Sequence[str], top_k: int | None = None, *, encoder=None,
                     **kwargs: Any) -> SearchResults:

@@ -265,7 +265,8 @@ class TextSource(Source):
 
     def __init__(self, path: PathLike, *, model: str = "multilingual-e5-small",
                  encoder_options: Mapping[str, Any] | None = None, store_texts: bool = True,
-                 encode_docs: int = 256, encoder=None, workers: int = 1, devices: Sequence[str] | None = None):
+                 encode_docs: int = 256, encoder=None, workers: int = 1, devices: Sequence[str] | None = None,
+                 pool_factor: int = 1, pool_renormalize: bool = False):
         self.path = Path(path)
         if self.path.is_dir():
             self.path = self.path / "corpus.jsonl"
@@ -280,6 +281,9 @@ class TextSource(Source):
         self._store_texts, self._encode_docs = store_texts, encode_docs
         self._encoder = encoder
         self._workers, self._devices = workers, list(devices or [])
+        from gingham.pooling import pooling_entry
+
+        self._pooling = pooling_entry(pool_factor, pool_renormalize)  # documents pooled as they are read
         with open(self.path, "rb") as f:
             self.n_docs = sum(1 for line in f if line.strip())
 
@@ -299,11 +303,17 @@ class TextSource(Source):
     def encoder(self) -> dict[str, Any]:  # type: ignore[override]
         from gingham.config import jsonable
 
-        return {"model": self._model, "options": self._opts, "config": jsonable(self.encoder_model.config)}
+        info = {"model": self._model, "options": self._opts, "config": jsonable(self.encoder_model.config)}
+        if self._pooling:
+            info["pooling"] = dict(self._pooling)
+        return info
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": "jsonl", "file": self.path.name, "n_docs": self.n_docs, "model": self._model,
-                "options": self._opts, "store_texts": self._store_texts}
+        out = {"kind": "jsonl", "file": self.path.name, "n_docs": self.n_docs, "model": self._model,
+               "options": self._opts, "store_texts": self._store_texts}
+        if self._pooling:  # only then, so that earlier builds still resume
+            out["pooling"] = dict(self._pooling)
+        return out
 
     def _groups(self, start: int) -> Iterator[tuple[list, list[str], bool]]:
         """(ids, texts, encode?) per group of ``encode_docs`` documents; groups before ``start`` are not encoded."""
@@ -316,6 +326,10 @@ class TextSource(Source):
             yield [r for r, _ in group], [t for _, t in group], done > start
 
     def _batch(self, ids: list, texts: list[str], embs: Sequence[np.ndarray]) -> Batch:
+        if self._pooling:
+            from gingham.pooling import pool_as_recorded
+
+            embs = pool_as_recorded({"pooling": self._pooling}, embs)
         lengths = np.array([e.shape[0] for e in embs], dtype=np.int64)
         return Batch(ids, np.concatenate(embs).astype(np.float32), lengths, texts if self._store_texts else None)
 

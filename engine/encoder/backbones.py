@@ -4,8 +4,15 @@ LFM2 checkpoints (``model_type: lfm2``) run through :func:`lfm2_forward`, writte
 modules. The bidirectional variant (LiquidAI's ``Lfm2BidirectionalModel``, shipped as remote code that
 Gingham never executes) differs from the causal decoder in two places only: attention sees the whole
 sequence (minus padding), and each short convolution is centred on its token instead of looking back.
-Padded positions are zeroed before every convolution, so they act like the zeros past a sequence's end
-and never leak into real tokens.
+
+Two masks go in. ``attention_mask`` says which keys attention may look at; every row, a padded or
+query-expansion row included, sees exactly the allowed keys (no extra self-attention), as in the original.
+``sequence_mask`` says which positions belong to the sequence for the short convolutions: positions
+outside it are zeroed before every convolution, so batch padding acts like the zeros past a sequence's
+end and never leaks into real tokens (a document's vectors do not depend on its batch). Query-expansion
+positions belong to the sequence: the checkpoints were trained on transformers 4.x's eager/sdpa path,
+where the convolution receives a 4-D attention mask and so zeroes nothing; queries are always exactly
+``query_length`` long, so this stays batch-invariant.
 """
 
 from __future__ import annotations
@@ -44,9 +51,12 @@ class Backbone:
         self.bidirectional = bidirectional
         self.hidden_size = hidden_size
 
-    def __call__(self, input_ids, attention_mask):
+    def __call__(self, input_ids, attention_mask, sequence_mask=None):
+        """Token states (B, L, H). ``sequence_mask`` (LFM2 only): positions the convolutions see as the
+        sequence (default: ``attention_mask``); other positions are zeroed before each convolution."""
         if self.model_type == "lfm2":
-            return lfm2_forward(self.model, input_ids, attention_mask, bidirectional=self.bidirectional)
+            return lfm2_forward(self.model, input_ids, attention_mask, bidirectional=self.bidirectional,
+                                sequence_mask=sequence_mask)
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
@@ -87,8 +97,12 @@ def load_backbone(spec: CheckpointSpec, *, dtype, device: str) -> Backbone:
     return Backbone(model, model_type, bidirectional, hidden)
 
 
-def lfm2_forward(model, input_ids, attention_mask, *, bidirectional: bool = True):
-    """Run an ``Lfm2Model`` over a right-padded batch; bidirectional or causal; returns (B, L, H) states."""
+def lfm2_forward(model, input_ids, attention_mask, *, bidirectional: bool = True, sequence_mask=None):
+    """Run an ``Lfm2Model`` over a right-padded batch; bidirectional or causal; returns (B, L, H) states.
+
+    ``attention_mask`` (B, L): the keys attention may look at. ``sequence_mask`` (B, L), default
+    ``attention_mask``: the positions the short convolutions see; the others are zeroed before each one.
+    """
     torch = _torch()
     import torch.nn.functional as F
 
@@ -96,17 +110,21 @@ def lfm2_forward(model, input_ids, attention_mask, *, bidirectional: bool = True
     hidden = model.embed_tokens(input_ids)
     dtype = hidden.dtype
     keep = attention_mask.to(torch.bool)
+    in_sequence = keep if sequence_mask is None else sequence_mask.to(torch.bool)
     # additive mask (B, 1, L, L): 0 where a query may look, the dtype's minimum elsewhere
     allowed = keep[:, None, None, :].expand(batch, 1, length, length)
     if not bidirectional:
         allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=hidden.device).tril()
-    # a padded query row with nothing allowed would give NaN; let it see itself (its output is discarded)
-    allowed = allowed | torch.eye(length, dtype=torch.bool, device=hidden.device)
+    # a row with no allowed key at all (never the case with right padding: the first token is real) would
+    # give NaN; only such a row sees itself. Rows with real keys see exactly those, as in the original.
+    empty = ~allowed.any(dim=-1, keepdim=True)
+    if bool(empty.any()):
+        allowed = allowed | (empty & torch.eye(length, dtype=torch.bool, device=hidden.device))
     neg = torch.finfo(dtype).min
     attn_mask = torch.zeros(allowed.shape, dtype=dtype, device=hidden.device).masked_fill(~allowed, neg)
     position_ids = torch.arange(length, device=hidden.device)[None, :]
     position_embeddings = model.rotary_emb(hidden, position_ids=position_ids)
-    gate = keep[:, :, None].to(dtype)
+    gate = in_sequence[:, :, None].to(dtype)
 
     for layer in model.layers:
         residual = hidden

@@ -10,6 +10,18 @@ PUNCTUATION: tuple[str, ...] = tuple(string.punctuation)
 
 LAYOUTS = ("pylate", "stanford", "plain")
 
+#: How Gingham turns token ids into vectors; recorded in an index's manifest (``encoder.config.revision``) so
+#: that a query encoded differently from the index's documents is reported. Bump it whenever the vectors
+#: of some checkpoint change.
+#:
+#: 1. (no ``revision`` in the manifest) query expansion with the mask token, else the pad token; LFM2's short
+#:    convolutions zeroed at expansion positions; padded and expansion rows also attended to themselves.
+#: 2. PyLate's rules: expansion and batch padding with the mask token, else EOS, else pad; expansion positions
+#:    are part of the query for LFM2's convolutions; every row attends to the allowed keys only; texts are
+#:    stripped of surrounding whitespace before tokenising (sentence-transformers does; Stanford layout excepted);
+#:    the PyLate layout's skiplist words outside the vocabulary map to [UNK], as in PyLate.
+ENCODER_REVISION = 2
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -39,6 +51,7 @@ class EncoderConfig:
     expansion_token_id: int | None = None
     dtype: str = "float32"
     device: str = "cpu"
+    revision: int = ENCODER_REVISION
 
     def __post_init__(self) -> None:
         for name in ("query_length", "document_length", "dim"):
@@ -62,3 +75,24 @@ class EncoderConfig:
             )
         object.__setattr__(self, "skiplist_words", tuple(self.skiplist_words))
         object.__setattr__(self, "skiplist_ids", tuple(sorted(set(int(i) for i in self.skiplist_ids))))
+
+
+def revision_mismatch(recorded: dict | None, current: int = ENCODER_REVISION) -> str | None:
+    """Why queries encoded now may not match an index's documents, or None.
+
+    ``recorded``: the manifest's ``encoder`` entry (``{"model", "options", "config"}``); an index built before
+    revisions were recorded was built by revision 1. None for an index built from embeddings.
+    """
+    if not recorded:
+        return None
+    config = recorded.get("config") or {}
+    built = int(config.get("revision", 1))
+    if built == int(current):
+        return None
+    return (
+        f"the index's documents were encoded by Gingham's encoder revision {built} and queries are now encoded by "
+        f"revision {current}; from revision 1 to 2 the vectors changed for LFM2 checkpoints and for tokenizers "
+        "without a mask token (query expansion with EOS, PyLate's rules), and for texts with surrounding whitespace "
+        "under byte-level or sentencepiece tokenizers (now stripped), so scores may shift; re-encode the "
+        "documents (build the index again from its texts) to remove the mismatch"
+    )

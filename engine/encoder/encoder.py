@@ -128,7 +128,10 @@ class Encoder:
         self.batch_size = batch_size
         self.threads = threads
         self._skip = np.asarray(config.skiplist_ids, dtype=np.int64)
-        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # PyLate pads document batches with its expansion token too (mask, else EOS, else pad); with the
+        # attention and sequence masks below the choice changes no kept vector, but it keeps us on PyLate's inputs
+        self._pad_id = (config.expansion_token_id if config.expansion_token_id is not None
+                        else tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
 
     @property
     def dim(self) -> int:
@@ -147,6 +150,8 @@ class Encoder:
         limit = c.query_length if is_query else c.document_length
         if prefix_id is None and prefix:
             texts = [prefix + t for t in texts]
+        if c.layout != "stanford":  # sentence-transformers (so PyLate) strips each text before tokenising it
+            texts = [t.strip() for t in texts]
         max_length = limit - 1 if prefix_id is not None else limit
         ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length,
                              padding=False, return_attention_mask=False)["input_ids"]
@@ -198,16 +203,19 @@ class Encoder:
         c = self.config
         expand = is_query and c.do_query_expansion
         width = c.query_length if expand else max(len(seq) for seq in batch)
-        fill = c.expansion_token_id if expand else self._pad_id
-        input_ids = np.full((len(batch), width), fill, dtype=np.int64)
+        input_ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
         attention = np.zeros((len(batch), width), dtype=np.int64)
         for row, seq in enumerate(batch):
             input_ids[row, :len(seq)] = seq
             attention[row, :len(seq)] = 1
+        # expansion tokens are part of the query (its length is always query_length, so nothing here depends
+        # on the batch); batch padding is not: a document's vectors are those of its unpadded forward
+        sequence = np.ones_like(attention) if expand else attention
         if expand and c.attend_to_expansion_tokens:
             attention[:] = 1
         device = c.device
-        hidden = self.backbone(torch.from_numpy(input_ids).to(device), torch.from_numpy(attention).to(device))
+        hidden = self.backbone(torch.from_numpy(input_ids).to(device), torch.from_numpy(attention).to(device),
+                               torch.from_numpy(sequence).to(device))
         vectors = self.projection(hidden)
         vectors = vectors.float()
         if c.normalize:
@@ -219,6 +227,15 @@ class Encoder:
         elif not is_query and self._skip.size:
             keep &= ~np.isin(input_ids, self._skip)
         return [np.ascontiguousarray(vectors[row][keep[row]], dtype=np.float32) for row in range(len(batch))]
+
+
+def expansion_token_id(tokenizer) -> int | None:
+    """PyLate's rule for the query-expansion (and batch-padding) token: the mask token if the tokenizer has
+    one (BERT, ModernBERT), else EOS (LFM2: ``<|im_end|>``, id 7), else the pad token."""
+    for tid in (tokenizer.mask_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id):
+        if tid is not None:
+            return int(tid)
+    return None
 
 
 def _setting(overrides: dict, settings: dict, key: str, default):
@@ -314,14 +331,20 @@ def load_encoder(
     skip_ids = []
     unk = tokenizer.unk_token_id
     for word in words:
-        tid = _token_id(vocab, word)
-        if tid is None:
-            pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
-            tid = pieces[0] if len(pieces) == 1 else None
-        if tid is not None and tid != unk:
-            skip_ids.append(tid)
-    # PyLate expands with the mask token, or with the pad token when the tokenizer has no mask (LFM2)
-    expansion_id = tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.pad_token_id
+        if spec.layout == "pylate":
+            # PyLate's rule (convert_tokens_to_ids): the word's id in the vocabulary, else the unknown token's,
+            # so that with a vocabulary lacking a skiplist word PyLate also drops [UNK] tokens from documents
+            tid = tokenizer.convert_tokens_to_ids(word)
+        else:
+            tid = _token_id(vocab, word)
+            if tid is None:
+                pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+                tid = pieces[0] if len(pieces) == 1 else None
+            if tid == unk:
+                tid = None
+        if tid is not None:
+            skip_ids.append(int(tid))
+    expansion_id = expansion_token_id(tokenizer)
     config = EncoderConfig(
         query_prefix=qp,
         document_prefix=dp,
@@ -346,4 +369,4 @@ def load_encoder(
     return Encoder(config, tokenizer, backbone, projection, batch_size=batch_size, threads=threads)
 
 
-__all__ = ["Encoder", "load_encoder", "torch_threads"]
+__all__ = ["Encoder", "expansion_token_id", "load_encoder", "torch_threads"]

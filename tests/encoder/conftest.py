@@ -171,7 +171,9 @@ def _lfm2_folder(folder: Path, *, bidirectional: bool, seed: int) -> Path:
     _randomize(model)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
-    if bidirectional:  # what LiquidAI/LFM2-ColBERT-350M's config.json says: remote code we must not run
+    # LiquidAI/LFM2-ColBERT-350M (Oct 2025) is a causal Lfm2Model; the bidirectional config (remote code we must
+    # not run) is that of LiquidAI/LFM2.5-ColBERT-350M (June 2026)
+    if bidirectional:
         cfg = json.loads((folder / "config.json").read_text())
         cfg["architectures"] = ["Lfm2BidirectionalModel"]
         cfg["auto_map"] = {"AutoModel": "modeling_lfm2_bidirectional.Lfm2BidirectionalModel"}

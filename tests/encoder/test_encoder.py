@@ -184,9 +184,15 @@ def _rms(x, weight, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
-def _lfm2_reference(model, ids: list[int], bidirectional: bool) -> torch.Tensor:
-    """Slow, plain LFM2 forward of ONE unpadded sequence, written from the weights."""
+def _lfm2_reference(model, ids: list[int], bidirectional: bool, n_keys: int | None = None) -> torch.Tensor:
+    """Slow, plain LFM2 forward of ONE sequence, written from the weights and LiquidAI's description.
+
+    Every position of ``ids`` is part of the sequence for the short convolutions (zeros only past its ends);
+    attention looks at the first ``n_keys`` positions only (default: all), from every row, with no
+    self-attention added for the others: that is a query with expansion tokens that are not attended
+    (``attend_to_expansion_tokens`` false), or a sequence padded without zeroing the convolutions' inputs."""
     cfg = model.config
+    n_keys = len(ids) if n_keys is None else n_keys
     eps = cfg.norm_eps
     n = len(ids)
     x = model.embed_tokens.weight[torch.tensor(ids)].double()
@@ -214,6 +220,7 @@ def _lfm2_reference(model, ids: list[int], bidirectional: bool) -> torch.Tensor:
             s = q @ k.transpose(1, 2) / math.sqrt(head)
             if not bidirectional:
                 s = s.masked_fill(torch.ones(n, n).triu(1).bool(), float("-inf"))
+            s[..., n_keys:] = float("-inf")
             o = (s.softmax(-1) @ v).transpose(0, 1).reshape(n, -1)
             out = o @ w["self_attn.out_proj.weight"].T
         else:
@@ -237,11 +244,11 @@ def _lfm2_reference(model, ids: list[int], bidirectional: bool) -> torch.Tensor:
 
 
 def test_lfm2_bidirectional_matches_reference(lfm2_bidir):
+    """LFM2.5-ColBERT's published forward: centred convolutions, attention over the whole (real) sequence."""
     enc = load_encoder(lfm2_bidir)  # the folder's remote code raises if executed
     c = enc.config
     assert (c.model_type, c.bidirectional, c.dim) == ("lfm2", True, 128)
     tok = enc.tokenizer
-    assert tok.mask_token_id is None and c.expansion_token_id == tok.pad_token_id
     (q_ids,) = enc.tokenize([SHORT], is_query=True)
     assert q_ids[0] == tok.bos_token_id and q_ids[1] == tok.convert_tokens_to_ids("[Q] ")
     model = transformers.Lfm2Model.from_pretrained(lfm2_bidir).eval()
@@ -254,19 +261,55 @@ def test_lfm2_bidirectional_matches_reference(lfm2_bidir):
             ref = _normalize(_lfm2_reference(model, ids, True) @ w.T)
         keep = [i for i, t in enumerate(ids) if t not in skip]
         np.testing.assert_allclose(got, ref[keep], atol=2e-4)
-    # queries: padded with the pad token up to query_length, not attended, vectors kept
-    (q,) = enc.encode_queries([SHORT])
-    assert q.shape == (16, 128)
-    with torch.no_grad():
-        ref = _normalize(_lfm2_reference(model, q_ids, True) @ w.T)
-    np.testing.assert_allclose(q[: len(q_ids)], ref, atol=2e-4)
 
 
-def test_lfm2_bidirectional_padding_does_not_leak(lfm2_bidir):
-    enc = load_encoder(lfm2_bidir)
+def test_lfm2_expansion_is_eos(lfm2_bidir, lfm2_causal):
+    """Fix (a): PyLate expands queries (and pads document batches) with the mask token, else EOS, else pad.
+    LFM2 has no mask token: EOS, not <|pad|>."""
+    for folder in (lfm2_bidir, lfm2_causal):
+        enc = load_encoder(folder)
+        tok = enc.tokenizer
+        assert tok.mask_token_id is None and tok.eos_token_id != tok.pad_token_id
+        assert enc.config.expansion_token_id == tok.eos_token_id
+    assert load_encoder(lfm2_bidir).config.revision == 2
+
+
+@pytest.mark.parametrize("attend", [False, True])
+def test_lfm2_bidirectional_queries_match_reference(lfm2_bidir, attend):
+    """Fixes (b) and (c) for LFM2.5: expansion positions are part of the sequence for the convolutions (so the
+    last real token sees its expansion neighbour), and an expansion row attends to the real keys only."""
+    enc = load_encoder(lfm2_bidir, attend_to_expansion_tokens=attend)
+    model = transformers.Lfm2Model.from_pretrained(lfm2_bidir).eval()
+    w = _dense(lfm2_bidir).double()
+    eos = enc.tokenizer.eos_token_id
+    texts = [SHORT, TEXTS[3], LONG]
+    got = enc.encode_queries(texts, batch_size=2)
+    for text, q in zip(texts, got):
+        (ids,) = enc.tokenize([text], is_query=True)
+        full = ids + [eos] * (16 - len(ids))
+        with torch.no_grad():
+            ref = _normalize(_lfm2_reference(model, full, True, n_keys=16 if attend else len(ids)) @ w.T)
+        assert q.shape == (16, 128)
+        np.testing.assert_allclose(q, ref, atol=2e-4)
+
+
+def test_lfm2_bidirectional_documents_batch_invariant(lfm2_bidir):
+    """A deliberate difference from PyLate: PyLate pads a batch of documents with EOS and does not zero the
+    padding before the centred convolutions, so the last real token of a short document depends on what
+    else is in its batch. Gingham gives every document its unpadded forward, whatever the batch."""
+    enc = load_encoder(lfm2_bidir, skiplist=[])
+    model = transformers.Lfm2Model.from_pretrained(lfm2_bidir).eval()
+    w = _dense(lfm2_bidir).double()
     alone = enc.encode_documents([SHORT])[0]
     batched = enc.encode_documents([LONG, SHORT], batch_size=2)
     np.testing.assert_allclose(batched[1], alone, atol=1e-5)
+    (ids,) = enc.tokenize([SHORT], is_query=False)
+    eos = enc.tokenizer.eos_token_id
+    with torch.no_grad():
+        unpadded = _normalize(_lfm2_reference(model, ids, True) @ w.T)
+        padded = _normalize(_lfm2_reference(model, ids + [eos] * 5, True, n_keys=len(ids)) @ w.T)[: len(ids)]
+    np.testing.assert_allclose(alone, unpadded, atol=2e-4)
+    assert np.abs(padded[-1] - unpadded[-1]).max() > 1e-3  # what PyLate's batch padding would change
 
 
 def test_lfm2_causal_matches_transformers(lfm2_causal):
