@@ -328,7 +328,7 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         except (ValueError, KeyError, ImportError) as exc:
             raise bad_request(exc) from exc
 
-
+    @app.post("/documents")
     def add(req: AddRequest) -> dict:
         ix = fresh()
         docs = req.documents
