@@ -117,6 +117,10 @@ def search(
     centroid_score_threshold: Optional[float] = typer.Option(None),
     exhaustive: bool = typer.Option(False, help="Score every document exactly (slow; ground truth)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
+    explain: bool = typer.Option(False, "--explain", help="Show which document token each query token matched "
+                                 "(from the compressed index's decompressed tokens), highlighted in the text."),
+    color: Optional[bool] = typer.Option(None, "--color/--no-color", help="ANSI highlighting for --explain "
+                                         "(default: when printing to a terminal; else **marks**)."),
 ) -> None:
     """Search an index built from texts with text queries."""
     setup_logging(True)
@@ -141,13 +145,19 @@ def search(
         rows = res.rows(qi)
         if as_json:
             for rank, (doc, score) in enumerate(rows, start=1):
-                typer.echo(json.dumps({"query": qid, "rank": rank, "id": doc, "score": round(score, 4)}))
+                record = {"query": qid, "rank": rank, "id": doc, "score": round(score, 4)}
+                if explain:
+                    record["explanation"] = ix.explain(qtext, doc).to_dict()
+                typer.echo(json.dumps(record, ensure_ascii=False))
             continue
         typer.echo(f"\nquery {qid}: {qtext}")
         for rank, (doc, score) in enumerate(rows, start=1):
             text = ix.text(doc) or ""
             snippet = (text[:100] + "…") if len(text) > 100 else text
             typer.echo(f"  {rank:>3}. {score:8.3f}  {doc}  {snippet}")
+            if explain:
+                use_color = sys.stdout.isatty() if color is None else color
+                typer.echo(ix.explain(qtext, doc).report(color=use_color, indent=" " * 7) + "\n")
 
 
 @app.command()

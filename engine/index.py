@@ -699,6 +699,38 @@ class Index:
             out_scores[i, :len(order)] = sc[order]
         return _results(snap, out_pos, out_scores)
 
+    def explain(self, query, doc: Any, *, encoder=None):
+        """Why document ``doc`` scores what it does for ``query``: for each query token, the document token it
+        matches best, the score of that match and both tokens' text spans (:class:`gingham.search.explain.Explanation`).
+
+        ``query``: a text (encoded with the index's encoder, or ``encoder``) or one query's (n_tokens, dim)
+        embeddings (no query spans then). The document tokens are the index's compressed ones, decompressed, so the
+        scores add up to the MaxSim the index ranks by (``Explanation.source`` says so). Document spans need the
+        index to store texts and know its encoder; without them the matches come as token positions only.
+        """
+        from gingham.search.explain import explain
+
+        snap = self._snap
+        doc = self._id(doc)
+        seg, local = snap.locate(int(snap.positions([doc])[0]))
+        enc = encoder if encoder is not None else (self.encoder if self.manifest.get("encoder") else None)
+        if enc is not None and enc.dim != self.dim:
+            raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the index holds {self.dim}-dim ones")
+        if isinstance(query, str):
+            if enc is None:
+                raise ValueError(f"the index at {self.path} has no encoder to encode a text query; pass the "
+                                 "query's embeddings, or an encoder= that made the index's vectors")
+            query_text = _check_texts([query], "query")[0]
+            q = enc.encode_queries([query_text])[0]
+        else:
+            query_text = None
+            q_flat, q_offsets, single = validation.queries(query, self.dim)
+            if len(q_offsets) != 2:
+                raise ValueError(f"explain takes one query, got {len(q_offsets) - 1}; call it once per query")
+            q = q_flat
+        return explain(doc, q, self._decompress(seg, local), encoder=enc, query_text=query_text,
+                       doc_text=seg.text(local))
+
     def decompress(self, doc: Any) -> np.ndarray:
         """The decompressed token vectors (n_tokens, dim) of the document with caller id ``doc``."""
         seg, local = self._snap.locate(int(self._snap.positions([self._id(doc)])[0]))

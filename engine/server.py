@@ -1,10 +1,11 @@
 """``gingham serve``: the index over HTTP (FastAPI), for apps not written in Python.
 
-Endpoints: ``GET /health``, ``GET /info``, ``POST /search`` (text or vectors), ``POST /documents`` (add or upsert,
-text or vectors, with metadata), ``POST /documents/delete``, ``POST /compact``. Requests larger than
-``max_request_bytes`` are refused with 413 as soon as that many bytes have arrived (chunked uploads too); malformed
-ones get a 4xx naming the problem. Writes need the API key (see :func:`create_app`). Each request first picks up
-commits made by other processes (a cheap manifest read), so several servers or writers can share an index.
+Endpoints: ``GET /health``, ``GET /info``, ``POST /search`` (text or vectors), ``POST /explain`` (which query
+token matched which document token), ``POST /documents`` (add or upsert, text or vectors, with metadata),
+``POST /documents/delete``, ``POST /compact``. Requests larger than ``max_request_bytes`` are refused with 413 as
+soon as that many bytes have arrived (chunked uploads too); malformed ones get a 4xx naming the problem. Writes
+need the API key (see :func:`create_app`). Each request first picks up commits made by other processes (a cheap
+manifest read), so several servers or writers can share an index.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, 
 
 _MAX_INT = 2**31 - 1  # bounds the numeric settings, so a huge JSON integer is a 422, not an overflow (500)
 _WRITE_PATHS = frozenset({"/documents", "/documents/delete", "/compact"})
-_READ_PATHS = frozenset({"/search", "/info"})
+_READ_PATHS = frozenset({"/search", "/info", "/explain"})
 _OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
@@ -93,6 +94,12 @@ class SearchRequest(Strict):
     centroid_score_threshold: Optional[StrictFloat] = None
     n_full_scores: Optional[Count] = None
     exhaustive: StrictBool = False
+
+
+class ExplainRequest(Strict):
+    id: DocId = Field(..., description="The document to explain.")
+    query: Optional[Text] = Field(None, description="A text query (needs an index built from texts).")
+    embedding: Optional[list[list[StrictFloat]]] = Field(None, description="One query's token vectors.")
 
 
 class Document(Strict):
@@ -307,6 +314,19 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
             raise bad_request(exc) from exc
         return {"generation": res.generation,
                 "results": [[{"id": i, "score": s} for i, s in res.rows(q)] for q in range(len(res))]}
+
+    @app.post("/explain")
+    def explain(req: ExplainRequest) -> dict:
+        """Each query token's best document token, its score and both text spans, from the compressed index's
+        decompressed tokens (``source`` says so)."""
+        ix = fresh()
+        if (req.query is None) == (req.embedding is None):
+            raise HTTPException(400, "give exactly one of 'query' (a text) or 'embedding' (token vectors)")
+        try:
+            query = req.query if req.query is not None else as_vectors(req.embedding, "embedding")
+            return {"generation": ix.generation, **ix.explain(query, req.id).to_dict()}
+        except (ValueError, KeyError, ImportError) as exc:
+            raise bad_request(exc) from exc
 
     @app.post("/documents")
     def add(req: AddRequest) -> dict:

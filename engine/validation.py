@@ -10,8 +10,19 @@ import numpy as np
 from gingham.ids import check_ids, check_text
 
 
+def as_array(x):
+    """A torch tensor (any device or dtype, with or without grad: sentence-transformers and PyLate output) as a
+    numpy array; anything else unchanged. Torch is never imported here: a tensor is known by its methods."""
+    if hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy") and not isinstance(x, np.ndarray):
+        x = x.detach().cpu()
+        if str(getattr(x, "dtype", "")) == "torch.bfloat16":  # numpy has no bfloat16
+            x = x.float()
+        return x.numpy()
+    return x
+
+
 def _as_float_matrix(arr, what: str) -> np.ndarray:
-    arr = np.asarray(arr)
+    arr = np.asarray(as_array(arr))
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(
             f"{what} must be a floating-point array (float16/32/64), got dtype {arr.dtype}; convert it with "
@@ -57,8 +68,11 @@ def _as_float32(arr: np.ndarray, what: str) -> np.ndarray:
 def documents(embeddings, lengths=None, dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Token embeddings of documents as (flat float32 (n_tokens, dim), doc_offsets int64 (n_docs + 1,)).
 
-    ``embeddings`` is a sequence of (n_tokens_i, dim) arrays, or one flat (n_tokens, dim) array with ``lengths``.
+    ``embeddings`` is a sequence of (n_tokens_i, dim) arrays, or one flat (n_tokens, dim) array with ``lengths``;
+    torch tensors are accepted wherever arrays are (the per-document token embeddings that sentence-transformers'
+    ``encode(..., output_value="token_embeddings")`` and PyLate's ``encode(..., is_query=False)`` return).
     """
+    embeddings = as_array(embeddings)
     if lengths is not None:
         flat = _as_float_matrix(embeddings, "embeddings")
         lengths = np.asarray(lengths)
@@ -106,6 +120,7 @@ def queries(queries, dim: int) -> tuple[np.ndarray, np.ndarray, bool]:
     A 2-D array is one query (``single`` is True); a 3-D array or a sequence of 2-D arrays is a batch.
     """
     single = False
+    queries = as_array(queries)
     if isinstance(queries, np.ndarray) and queries.ndim == 2:
         qs: Sequence = [queries]
         single = True

