@@ -104,7 +104,7 @@ def build(
 
 @app.command()
 def search(
-    index_dir: Path = typer.Argument(..., help="Index directory."),
+    index_dir: Path = typer.Argument(..., help="Index directory, or a shard set (a folder with shards.json)."),
     queries: list[str] = typer.Argument(None, help="Query texts (or use --queries-file)."),
     queries_file: Optional[Path] = typer.Option(None, help="JSONL/TSV/BEIR queries to run as a batch."),
     top_k: int = typer.Option(10, help="Results per query."),
@@ -114,13 +114,14 @@ def search(
     exhaustive: bool = typer.Option(False, help="Score every document exactly (slow; ground truth)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
 ) -> None:
-    """Search an index built from texts with text queries."""
+    """Search an index built from texts with text queries (or every shard of a shard set, merged)."""
     setup_logging(True)
-    from gingham import Index
+    from gingham import Index, ShardedIndex
     from gingham.corpus import read_texts
+    from gingham.search.sharded import SHARDS_FILE
 
     try:
-        ix = Index.open(index_dir)
+        ix = ShardedIndex.open(index_dir) if (index_dir / SHARDS_FILE).is_file() else Index.open(index_dir)
         if queries_file is not None:
             qids, qtexts = read_texts(queries_file, "queries")
         elif queries:
