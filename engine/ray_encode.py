@@ -87,7 +87,7 @@ class GroupWorker:
     """A Ray Data actor: loads the model once, then encodes (and, given a codebook, compresses) whole groups."""
 
     def __init__(self, path: str, encode_docs: int, model: str, options: dict, codebook=None, nbits: int = 0,
-                 normalize: bool = False, batch_size: int = 262_144):
+                 normalize: bool = False, batch_size: int = 262_144, gpu: bool = False):
         from gingham.encoder import load_encoder
 
         try:  # torch's, numba's and faiss's threads: the CPUs Ray gave this actor, not the node's
@@ -104,6 +104,8 @@ class GroupWorker:
         except Exception:  # pragma: no cover
             pass
         self.path, self.encode_docs = Path(path), encode_docs
+        if gpu and "device" not in options:  # Ray set CUDA_VISIBLE_DEVICES to this actor's GPU
+            options = {**options, "device": "cuda"}
         self.encoder = load_encoder(model, **options)
         self.codec = None if codebook is None else ResidualCodec.from_arrays(codebook, nbits, normalize)
         self.batch_size = batch_size
@@ -145,7 +147,8 @@ def _groups_on_ray(ray, src: TextSource, offsets: list[int], start_group: int, p
     items = [{"group": g, "offset": offsets[g]} for g in range(start_group, len(offsets))]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), max(1, pool["concurrency"] * 4)))
     kwargs = dict(path=str(src.path.absolute()), encode_docs=src._encode_docs, model=src._model,
-                  options=src._opts, batch_size=batch_size)
+                  options=src._opts, batch_size=batch_size,
+                  gpu=bool(pool["num_gpus"]))
     if codec is not None:
         kwargs.update(codebook=codec.arrays(), nbits=codec.nbits, normalize=codec.normalize)
     ds = ds.map_batches(GroupWorker, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="numpy",
