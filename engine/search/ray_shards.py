@@ -58,9 +58,18 @@ class ShardServer:
     def ids(self) -> list:
         return self.index.ids()
 
-    def search(self, queries: list[np.ndarray], top_k: int, overrides: dict[str, Any]):
-        res = self.index.search(queries, top_k, show_progress=False, **overrides)
-        return res.positions, res.scores, res.ids
+    def search(self, queries: list[np.ndarray], top_k: int, overrides: dict[str, Any], subset=None):
+        """This shard's top-k (positions, scores, ids) and how many ``subset`` ids it holds (ids from any shard:
+        those it holds restrict it; none: no results)."""
+        if subset is not None:
+            subset = [doc for doc in subset if doc in self.index]
+            if not subset:
+                n = len(queries)
+                ids = (np.full((n, top_k), -1, dtype=np.int64) if self.index.manifest["doc_id_kind"] == "int"
+                       else np.full((n, top_k), None, dtype=object))
+                return np.full((n, top_k), -1, dtype=np.int64), np.full((n, top_k), -np.inf, np.float32), ids, 0
+        res = self.index.search(queries, top_k, subset=subset, show_progress=False, **overrides)
+        return res.positions, res.scores, res.ids, 0 if subset is None else len(set(subset))
 
 
 class RayShardedIndex:
@@ -114,16 +123,21 @@ class RayShardedIndex:
     def __len__(self) -> int:
         return self.n_docs
 
-    def search(self, queries, top_k: int | None = None, **overrides: Any) -> SearchResults:
-        """Every shard's :meth:`gingham.Index.search` at once on its actor; the merged top-k."""
+    def search(self, queries, top_k: int | None = None, *, subset=None, **overrides: Any) -> SearchResults:
+        """Every shard's :meth:`gingham.Index.search` at once on its actor; the merged top-k. ``subset``: ids from
+        any shard (each actor keeps those it holds); ``where`` and the search settings go to every shard."""
         k = validation.top_k(self.info[0]["top_k"] if top_k is None else top_k, self.n_docs or None)
         q_flat, q_offsets, _ = validation.queries(queries, self.dim)
         qs = [q_flat[q_offsets[i]:q_offsets[i + 1]] for i in range(len(q_offsets) - 1)]
         qref = self.ray.put(qs)
         live = [i for i, info in enumerate(self.info) if info["n_docs"]]
-        parts = self.ray.get([self.actors[i].search.remote(qref, min(k, self.info[i]["n_docs"]), dict(overrides))
+        sref = None if subset is None else self.ray.put(list(subset))
+        parts = self.ray.get([self.actors[i].search.remote(qref, min(k, self.info[i]["n_docs"]), dict(overrides), sref)
                               for i in live])
-        return merge(parts, [int(self._bases[i]) for i in live], k, len(qs), self.info[0]["id_kind"])
+        if subset is not None and sum(p[3] for p in parts) < len(set(subset)):
+            raise KeyError(f"{len(set(subset)) - sum(p[3] for p in parts)} subset id(s) are in none of the "
+                           f"{len(live)} shards")
+        return merge([p[:3] for p in parts], [int(self._bases[i]) for i in live], k, len(qs), self.info[0]["id_kind"])
 
     def search_text(self, queries, top_k: int | None = None, *, encoder=None, **overrides: Any) -> SearchResults:
         """Encode text queries at the driver (the shards' encoder, or ``encoder``) and :meth:`search`."""

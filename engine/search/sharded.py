@@ -117,9 +117,10 @@ class ShardedIndex:
         k = self.shards[0].search_defaults.top_k if top_k is None else top_k
         return validation.top_k(k, self.n_docs or None)
 
-    def search(self, queries, top_k: int | None = None, *, where: Callable[[dict], bool] | None = None,
+    def search(self, queries, top_k: int | None = None, *, subset=None, where: Callable[[dict], bool] | None = None,
                n_threads: int | None = None, show_progress: bool | None = None, **overrides: Any) -> SearchResults:
         """:meth:`gingham.Index.search` over every shard, merged: positions are merged positions (:meth:`locate`).
+        ``subset`` (ids from any shard) and ``where`` restrict results as there.
 
         Shards are searched at once in threads (the kernels release the GIL), each spreading its queries over
         ``n_threads``; an exhaustive search runs the shards one after another, each over all threads.
@@ -128,10 +129,12 @@ class ShardedIndex:
         q_flat, q_offsets, _ = validation.queries(queries, self.dim)
         qs = [q_flat[q_offsets[i]:q_offsets[i + 1]] for i in range(len(q_offsets) - 1)]
         live = [s for s in self.shards if s.n_docs]
+        subsets = split_subset(subset, live)
+        live = [s for s in live if subsets is None or subsets[id(s)]]
 
         def one(shard) -> SearchResults:
-            return shard.search(qs, min(k, shard.n_docs), where=where, n_threads=n_threads,
-                                show_progress=show_progress, **overrides)
+            return shard.search(qs, min(k, shard.n_docs), subset=None if subsets is None else subsets[id(shard)],
+                                where=where, n_threads=n_threads, show_progress=show_progress, **overrides)
 
         if overrides.get("exhaustive") or len(live) <= 1:
             answers = [one(s) for s in live]
@@ -200,6 +203,22 @@ def merge(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], bases: Seq
 
 
 # ================================================================================================== checks
+def split_subset(subset, shards: Sequence) -> dict[int, list] | None:
+    """The ids of ``subset`` each shard holds (by ``id(shard)``); KeyError for an id no shard holds."""
+    if subset is None:
+        return None
+    if isinstance(subset, (str, bytes)):
+        raise ValueError("subset must be a list of ids, not a single string")
+    wanted = list(subset)
+    out = {id(s): [doc for doc in wanted if doc in s] for s in shards}
+    found = sum(len(v) for v in out.values())
+    if found < len(set(wanted)):
+        held = {doc for v in out.values() for doc in v}
+        missing = next(doc for doc in wanted if doc not in held)
+        raise KeyError(f"subset id {missing!r} is in none of the {len(shards)} shards")
+    return out
+
+
 def codebook_digest(manifest: dict) -> tuple:
     """What makes two indexes' codes interchangeable: their codebook arrays' checksums and nbits."""
     files = manifest["files"]

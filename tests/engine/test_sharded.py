@@ -159,3 +159,13 @@ def test_merge_ranks_ties_by_shard_then_position():
     np.testing.assert_array_equal(res.ids, [[10, 20, 11, -1]])
     np.testing.assert_array_equal(res.positions, [[0, 5, 1, -1]])
     assert res.scores[0, 3] == -np.inf
+
+
+def test_subset_spanning_shards_equals_one_index(shards, one, queries):
+    subset = [f"doc-{i}" for i in range(0, N_DOCS, 7)]  # ids in every shard
+    assert_same(shards.search(queries, top_k=5, subset=subset, exhaustive=True),
+                one.search(queries, top_k=5, subset=subset, exhaustive=True))
+    only_first = shards.search(queries[:2], top_k=3, subset=["doc-1", "doc-2", "doc-3"])
+    assert set(only_first.ids.ravel()) == {"doc-1", "doc-2", "doc-3"}
+    with pytest.raises(KeyError, match="'nope' is in none of the 3 shards"):
+        shards.search(queries[:1], top_k=3, subset=["doc-1", "nope"])

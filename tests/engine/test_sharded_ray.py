@@ -35,6 +35,11 @@ def test_ray_fan_out_equals_threaded_fan_out(ray_cluster, tmp_path):
             np.testing.assert_array_equal(a.ids, b.ids)
             np.testing.assert_array_equal(a.positions, b.positions)
             np.testing.assert_array_equal(a.scores, b.scores)
+        subset = [f"d{i}" for i in range(0, 150, 9)]
+        a, b = on_ray.search(queries, top_k=4, subset=subset), local.search(queries, top_k=4, subset=subset)
+        np.testing.assert_array_equal(a.ids, b.ids)
+        with pytest.raises(KeyError, match="1 subset id"):
+            on_ray.search(queries, top_k=4, subset=["d1", "nope"])
     finally:
         on_ray.close()
 
