@@ -71,7 +71,8 @@ def build(
     encode_workers: int = typer.Option(1, help="Encoder processes for a JSONL corpus (each loads the model)."),
     devices: Optional[str] = typer.Option(None, help="Comma-separated devices for the encoder processes, "
                                                      "e.g. 'cuda:0,cuda:1'."),
-    use_ray: bool = typer.Option(False, "--ray", help="Compress chunks as Ray tasks."),
+    use_ray: bool = typer.Option(False, "--ray", help="Do the expensive work on Ray: a JSONL corpus is encoded and compressed by Ray actors, "
+                                  "embeddings compressed by Ray tasks."),
     ray_address: Optional[str] = typer.Option(None),
     overwrite: bool = typer.Option(False),
     restart: bool = typer.Option(False, help="Start over instead of resuming an interrupted build."),

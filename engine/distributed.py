@@ -159,8 +159,11 @@ def _build_texts(path, source, cpus_per_task, concurrency, num_gpus, kwargs):
     run = {k: opts.pop(k, d) for k, d in (("memory_budget_mb", 1024), ("sample_tokens", None),
                                            ("expected_tokens", None), ("resume", True), ("overwrite", False),
                                            ("show_progress", None))}
-    for unused in ("chunk_tokens", "prefetch", "train_on"):
-        if opts.pop(unused, None) not in (None, "first"):
+    if opts.pop("train_on", None) not in (None, "first"):
+        raise ValueError("a text build on Ray trains the codebook on the first tokens (each text is encoded once "
+                         "more, not the whole corpus twice): leave train_on out or pass train_on='first'")
+    for unused in ("chunk_tokens", "prefetch"):
+        if opts.pop(unused, None) is not None:
             log.info("%s does not apply to a text build on Ray (one segment per group of encode_docs documents, "
                      "trained on the first tokens); ignored", unused)
     cfg = resolve_build_config(opts.pop("config", None), opts)
