@@ -122,8 +122,8 @@ class ShardedIndex:
         """:meth:`gingham.Index.search` over every shard, merged: positions are merged positions (:meth:`locate`).
         ``subset`` (ids from any shard) and ``where`` restrict results as there.
 
-        Shards are searched at once in threads (the kernels release the GIL), each spreading its queries over
-        ``n_threads``; an exhaustive search runs the shards one after another, each over all threads.
+        Shards are searched at once in threads (the kernels release the GIL), sharing ``n_threads`` (default:
+        numba's) for their queries; an exhaustive search runs the shards one after another, each over all threads.
         """
         k = self._top_k(top_k)
         q_flat, q_offsets, _ = validation.queries(queries, self.dim)
@@ -132,11 +132,16 @@ class ShardedIndex:
         subsets = split_subset(subset, live)
         live = [s for s in live if subsets is None or subsets[id(s)]]
 
+        fan_out = not overrides.get("exhaustive") and len(live) > 1
+        # the threads shared out: each shard spreads its queries over its share (an exhaustive search, one shard
+        # at a time, over all of them)
+        per_shard = _share(n_threads, len(live)) if fan_out else n_threads
+
         def one(shard) -> SearchResults:
             return shard.search(qs, min(k, shard.n_docs), subset=None if subsets is None else subsets[id(shard)],
-                                where=where, n_threads=n_threads, show_progress=show_progress, **overrides)
+                                where=where, n_threads=per_shard, show_progress=show_progress, **overrides)
 
-        if overrides.get("exhaustive") or len(live) <= 1:
+        if not fan_out:
             answers = [one(s) for s in live]
         else:
             with ThreadPoolExecutor(len(live), thread_name_prefix="gingham-shard") as pool:
@@ -173,6 +178,17 @@ class ShardedIndex:
 
     def metadata(self, doc: Any) -> dict | None:
         return self.shards[self.shard_of(doc)].metadata(doc)
+
+
+def _share(n_threads: int | None, n_shards: int) -> int:
+    """Threads for each of ``n_shards`` shards searched at once, out of ``n_threads`` (default: numba's)."""
+    if n_threads is None:
+        import numba
+
+        n_threads = numba.get_num_threads()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+        raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+    return max(1, n_threads // n_shards)
 
 
 # ================================================================================================== merging

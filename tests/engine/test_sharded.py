@@ -169,3 +169,20 @@ def test_subset_spanning_shards_equals_one_index(shards, one, queries):
     assert set(only_first.ids.ravel()) == {"doc-1", "doc-2", "doc-3"}
     with pytest.raises(KeyError, match="'nope' is in none of the 3 shards"):
         shards.search(queries[:1], top_k=3, subset=["doc-1", "nope"])
+
+
+def test_search_kernels_release_the_gil():
+    """The threaded fan-out runs shards' searches at once: the kernels they call must not hold the GIL."""
+    from numba.core.registry import CPUDispatcher
+
+    import gingham.kernels.codec as codec_kernels
+    import gingham.kernels.scoring as scoring
+
+    kernels = [f for m in (scoring, codec_kernels) for f in vars(m).values() if isinstance(f, CPUDispatcher)]
+    assert len(kernels) >= 10
+    assert [f.__name__ for f in kernels if not f.targetoptions.get("nogil")] == []
+
+
+def test_codec_of_another_dim_is_an_error(tmp_path, one):
+    with pytest.raises(ValueError, match="codec= holds 64-dim centroids but the embeddings are 32-dim"):
+        gingham.Index.create(tmp_path / "x", np.ones((8, 32), np.float32), lengths=[4, 4], codec=one.codec)
