@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from gingham import storage
+from gingham import progress, storage
 from gingham.codec import ResidualCodec, codes_dtype
 from gingham.commits import check_target, load_snapshot, next_segment, read_if_any
 from gingham.config import BuildConfig
@@ -138,12 +138,22 @@ class GroupWorker:
 
 
 def _groups_on_ray(ray, src: TextSource, offsets: list[int], start_group: int, pool: dict[str, Any],
-                   codec: ResidualCodec | None, batch_size: int) -> Iterator[dict[str, Any]]:
+                   codec: ResidualCodec | None, batch_size: int, show_progress) -> Iterator[dict[str, Any]]:
     """The workers' results for groups ``start_group``.. in order, one dict per group."""
     if start_group >= len(offsets):
         return
     ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
+    saved = ctx.execution_options.preserve_order, ctx.enable_progress_bars
+    ctx.execution_options.preserve_order = True  # results in group order: they are committed in it
+    ctx.enable_progress_bars = progress.enabled(show_progress)
+    try:
+        yield from _run_pipeline(ray, src, offsets, start_group, pool, codec, batch_size)
+    finally:
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+
+
+def _run_pipeline(ray, src: TextSource, offsets: list[int], start_group: int, pool: dict[str, Any],
+                  codec: ResidualCodec | None, batch_size: int) -> Iterator[dict[str, Any]]:
     items = [{"group": g, "offset": offsets[g]} for g in range(start_group, len(offsets))]
     ds = ray.data.from_items(items, override_num_blocks=min(len(items), max(1, pool["concurrency"] * 4)))
     kwargs = dict(path=str(src.path.absolute()), encode_docs=src._encode_docs, model=src._model,
@@ -178,6 +188,8 @@ def build_texts(path, src: TextSource, cfg: BuildConfig, *, memory_budget_mb: fl
         raise ValueError(f"{root} exists and is not a directory; choose another path for the index")
     root.mkdir(parents=True, exist_ok=True)
     offsets = group_offsets(src.path, src._encode_docs)
+    if not offsets:
+        raise ValueError(f"the source {src.path} holds no documents")
     with storage.write_lock(root, blocking=False):
         existing = read_if_any(root)
         state = (existing or {}).get("build")
@@ -221,7 +233,7 @@ def _train(root, existing, src: TextSource, cfg: BuildConfig, offsets, pool, bud
     need = streaming._training_config(cfg, k_hint, cap)[1] if k_hint else cap
     want = min(need, cap)
     parts, have, pids = [], 0, set()
-    groups = _groups_on_ray(ray, src, offsets, 0, pool, None, cfg.batch_size)
+    groups = _groups_on_ray(ray, src, offsets, 0, pool, None, cfg.batch_size, show_progress)
     for row in groups:
         g = int(row["group"])
         lengths = np.frombuffer(row["lengths"], dtype=np.int64)
@@ -263,7 +275,7 @@ def _compress_and_commit(root, src: TextSource, cfg: BuildConfig, codec: Residua
     text_rows = _text_groups(src, start)
     dtype = codes_dtype(codec.n_codes)
     try:
-        for row in _groups_on_ray(ray, src, offsets, start, pool, codec, cfg.batch_size):
+        for row in _groups_on_ray(ray, src, offsets, start, pool, codec, cfg.batch_size, show_progress):
             ids, texts = next(text_rows)
             lengths = np.frombuffer(row["lengths"], dtype=np.int64)
             codes = np.frombuffer(row["payload"], dtype=dtype).copy()
