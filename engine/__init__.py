@@ -16,6 +16,7 @@ from gingham.errors import (
 )
 from gingham.index import Index, exact_search
 from gingham.results import SearchResults
+from gingham.search.sharded import ShardedIndex
 
 __all__ = [
     "BuildConfig",
@@ -27,6 +28,7 @@ __all__ = [
     "MissingDependencyError",
     "SearchConfig",
     "SearchResults",
+    "ShardedIndex",
     "__version__",
     "exact_search",
 ]

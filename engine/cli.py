@@ -75,7 +75,8 @@ def build(
     pool_factor: int = typer.Option(1, help="Pool each document's tokens to ~1/N of them (JSONL corpus)."),
     devices: Optional[str] = typer.Option(None, help="Comma-separated devices for the encoder processes, "
                                                      "e.g. 'cuda:0,cuda:1'."),
-    use_ray: bool = typer.Option(False, "--ray", help="Compress chunks as Ray tasks."),
+    use_ray: bool = typer.Option(False, "--ray", help="Do the expensive work on Ray: a JSONL corpus is encoded and compressed by Ray actors, "
+                                  "embeddings compressed by Ray tasks."),
     ray_address: Optional[str] = typer.Option(None),
     overwrite: bool = typer.Option(False),
     restart: bool = typer.Option(False, help="Start over instead of resuming an interrupted build."),
@@ -108,7 +109,7 @@ def build(
 
 @app.command()
 def search(
-    index_dir: Path = typer.Argument(..., help="Index directory."),
+    index_dir: Path = typer.Argument(..., help="Index directory, or a shard set (a folder with shards.json)."),
     queries: list[str] = typer.Argument(None, help="Query texts (or use --queries-file)."),
     queries_file: Optional[Path] = typer.Option(None, help="JSONL/TSV/BEIR queries to run as a batch."),
     top_k: int = typer.Option(10, help="Results per query."),
@@ -122,13 +123,14 @@ def search(
     color: Optional[bool] = typer.Option(None, "--color/--no-color", help="ANSI highlighting for --explain "
                                          "(default: when printing to a terminal; else **marks**)."),
 ) -> None:
-    """Search an index built from texts with text queries."""
+    """Search an index built from texts with text queries (or every shard of a shard set, merged)."""
     setup_logging(True)
-    from gingham import Index
+    from gingham import Index, ShardedIndex
     from gingham.corpus import read_texts
+    from gingham.search.sharded import SHARDS_FILE
 
     try:
-        ix = Index.open(index_dir)
+        ix = ShardedIndex.open(index_dir) if (index_dir / SHARDS_FILE).is_file() else Index.open(index_dir)
         if queries_file is not None:
             qids, qtexts = read_texts(queries_file, "queries")
         elif queries:

@@ -1,6 +1,10 @@
 """Distributed builds on a Ray cluster (``pip install 'gingham[ray]'``).
 
-The driver runs :func:`gingham.streaming.build` with Ray as its compressor: it reads the source, trains the codebook
+A text corpus (:class:`gingham.sources.TextSource`, JSONL) is encoded *and* compressed on Ray workers: Ray Data
+``map_batches`` over its groups of documents with an actor pool that loads the model once per actor (a GPU each
+when the cluster has GPUs); only codes and residuals come back (:mod:`gingham.ray_encode`).
+
+For sources of embeddings, the driver runs :func:`gingham.streaming.build` with Ray as its compressor: it reads the source, trains the codebook
 on the first tokens (as a local build does), then hands each chunk to a Ray task that compresses it with the shared
 codebook and writes the codes and residuals as ``.npy`` files into a staging folder on storage every node can
 reach. The driver commits the chunks in order as segments of the index (so a crash resumes like a local build,
@@ -117,8 +121,14 @@ def _task(codebook, nbits, normalize, flat, batch_size, prefix, assign_nprobe=0)
 
 
 def build(path, source, *, address: str | None = None, staging_dir=None, max_in_flight: int | None = None,
-          cpus_per_task: float = 1, **kwargs: Any):
-    """:func:`gingham.streaming.build` with chunks compressed as Ray tasks; same arguments, same result.
+          cpus_per_task: float = 1, concurrency: int | None = None, num_gpus: float | None = None, **kwargs: Any):
+    """:func:`gingham.streaming.build` with the expensive work on Ray; same arguments, same result.
+
+    A :class:`gingham.sources.TextSource` is encoded and compressed by ``concurrency`` Ray actors (default: one
+    per GPU, else one per ``cpus_per_task`` CPUs), each with ``cpus_per_task`` CPUs and ``num_gpus`` GPUs
+    (default: 1 when the cluster has GPUs, else 0); the options ``memory_budget_mb``, ``sample_tokens``,
+    ``expected_tokens``, ``resume``, ``overwrite``, ``show_progress`` and the BuildConfig fields apply. Other
+    sources are read at the driver and compressed by Ray tasks.
 
     address: a Ray cluster to connect to when Ray is not initialised yet (``"auto"``; None starts a local one).
     staging_dir: where tasks write their compressed chunks (default: ``PATH.ray-staging`` beside the index; it
@@ -131,6 +141,8 @@ def build(path, source, *, address: str | None = None, staging_dir=None, max_in_
     ray = _ray()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False)
+    if isinstance(source, streaming.TextSource):
+        return _build_texts(path, source, cpus_per_task, concurrency, num_gpus, kwargs)
     staging = Path(staging_dir) if staging_dir else Path(str(path).rstrip("/\\") + ".ray-staging")
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -138,3 +150,22 @@ def build(path, source, *, address: str | None = None, staging_dir=None, max_in_
         return streaming.build(path, source, compressor=compressor, **kwargs)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_texts(path, source, cpus_per_task, concurrency, num_gpus, kwargs):
+    from gingham.config import resolve_build_config
+    from gingham.ray_encode import build_texts
+
+    opts = dict(kwargs)
+    run = {k: opts.pop(k, d) for k, d in (("memory_budget_mb", 1024), ("sample_tokens", None),
+                                           ("expected_tokens", None), ("resume", True), ("overwrite", False),
+                                           ("show_progress", None))}
+    if opts.pop("train_on", None) not in (None, "first"):
+        raise ValueError("a text build on Ray trains the codebook on the first tokens (each text is encoded once "
+                         "more, not the whole corpus twice): leave train_on out or pass train_on='first'")
+    for unused in ("chunk_tokens", "prefetch"):
+        if opts.pop(unused, None) is not None:
+            log.info("%s does not apply to a text build on Ray (one segment per group of encode_docs documents, "
+                     "trained on the first tokens); ignored", unused)
+    cfg = resolve_build_config(opts.pop("config", None), opts)
+    return build_texts(path, source, cfg, concurrency=concurrency, num_cpus=cpus_per_task, num_gpus=num_gpus, **run)

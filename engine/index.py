@@ -177,6 +177,7 @@ class Index:
         texts: Sequence[str] | None = None,
         metadata: Sequence[Mapping] | None = None,
         encoder: Mapping[str, Any] | None = None,
+        codec: ResidualCodec | None = None,
         **options: Any,
     ) -> "Index":
         """Build an index at ``path`` from per-document token embeddings and return it opened.
@@ -190,8 +191,15 @@ class Index:
         metadata: one JSON-serialisable dict per document, for filtered search (optional).
         encoder: how the embeddings were made (``{"model": ..., "options": {...}}``), so that text queries can be
             encoded the same way; set by :meth:`from_texts`.
+        codec: compress with this trained codebook (``other_index.codec``) instead of training one: indexes built
+            with one codec are shards of one corpus whose scores compare (:class:`gingham.ShardedIndex`). Its
+            ``nbits`` and codebook size are recorded in the build config; k-means options are unused.
         """
         cfg = resolve_build_config(config, options)
+        if codec is not None:
+            nbits_given = "nbits" in options or (config is not None and (not isinstance(config, Mapping)
+                                                                           or "nbits" in config))
+            cfg = _config_for_codec(cfg, codec, nbits_given)
         flat, doc_offsets = validation.documents(embeddings, lengths)
         n_docs = len(doc_offsets) - 1
         ids = DocIds.from_user(doc_ids, n_docs)
@@ -201,8 +209,15 @@ class Index:
             raise ValueError(f"dim {dim} times nbits {cfg.nbits} must be a multiple of 8 to pack residuals into bytes")
         root = Path(path)
         check_target(root, overwrite)
-        codec, codec_mse, all_codes = train_codec(flat, cfg, show_progress)
-        codes, residuals = compress_all(codec, flat, cfg.batch_size, show_progress, codes=all_codes)
+        if codec is None:
+            codec, codec_mse, all_codes = train_codec(flat, cfg, show_progress)
+            codes, residuals = compress_all(codec, flat, cfg.batch_size, show_progress, codes=all_codes)
+        else:
+            if codec.dim != dim:
+                raise ValueError(f"codec= holds {codec.dim}-dim centroids but the embeddings are {dim}-dim")
+            codes, residuals = compress_all(codec, flat, cfg.batch_size, show_progress)
+            # the drift baseline: how well this codebook fits these documents (it was not fitted to them)
+            codec_mse = reconstruction_mse(codec, flat, codes, residuals)
         with progress.bar(1, "index", show_progress) as bar:
             arrays = {f"s000001/{k}": v for k, v in
                       segment_arrays(codec, codes, residuals, doc_offsets, ids, texts, metadata).items()}
@@ -782,6 +797,14 @@ def _calibration_summary(record: Mapping[str, Any] | None) -> dict[str, Any] | N
                          "rungs_tried": len(record["measured"][k])}
                      for k, v in record.get("settings", {}).items()}
     return out
+
+
+def _config_for_codec(cfg: BuildConfig, codec: ResidualCodec, nbits_given: bool) -> BuildConfig:
+    """The build config of an index compressed with a given ``codec``: its nbits and codebook size."""
+    if nbits_given and cfg.nbits != codec.nbits:
+        raise ValueError(f"nbits={cfg.nbits} but codec= was trained with nbits={codec.nbits}; leave nbits out "
+                         "or pass the codec's")
+    return BuildConfig.from_dict({**cfg.to_dict(), "nbits": codec.nbits, "n_centroids": codec.n_centroids})
 
 
 def _check_extras(texts, metadata, n_docs: int):
