@@ -87,7 +87,7 @@ class GroupWorker:
     """A Ray Data actor: loads the model once, then encodes (and, given a codebook, compresses) whole groups."""
 
     def __init__(self, path: str, encode_docs: int, model: str, options: dict, codebook=None, nbits: int = 0,
-                 normalize: bool = False, batch_size: int = 262_144, gpu: bool = False):
+                 normalize: bool = False, batch_size: int = 262_144, gpu: bool = False, assign_nprobe: int = 0):
         from gingham.encoder import load_encoder
 
         try:  # torch's, numba's and faiss's threads: the CPUs Ray gave this actor, not the node's
@@ -107,7 +107,8 @@ class GroupWorker:
         if gpu and "device" not in options:  # Ray set CUDA_VISIBLE_DEVICES to this actor's GPU
             options = {**options, "device": "cuda"}
         self.encoder = load_encoder(model, **options)
-        self.codec = None if codebook is None else ResidualCodec.from_arrays(codebook, nbits, normalize)
+        self.codec = None if codebook is None else ResidualCodec.from_arrays(codebook, nbits, normalize,
+                                                                             assign_nprobe)
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -160,7 +161,8 @@ def _run_pipeline(ray, src: TextSource, offsets: list[int], start_group: int, po
                   options=src._opts, batch_size=batch_size,
                   gpu=bool(pool["num_gpus"]))
     if codec is not None:
-        kwargs.update(codebook=codec.arrays(), nbits=codec.nbits, normalize=codec.normalize)
+        kwargs.update(codebook=codec.arrays(), nbits=codec.nbits, normalize=codec.normalize,
+                      assign_nprobe=codec.assign_nprobe)
     ds = ds.map_batches(GroupWorker, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="numpy",
                         concurrency=pool["concurrency"], num_cpus=pool["num_cpus"], num_gpus=pool["num_gpus"])
     for row in ds.iter_rows():
