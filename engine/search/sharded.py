@@ -238,8 +238,9 @@ def split_subset(subset, shards: Sequence) -> dict[int, list] | None:
 def codebook_digest(manifest: dict) -> tuple:
     """What makes two indexes' codes interchangeable: their codebook arrays' checksums and nbits."""
     files = manifest["files"]
-    names = CODEBOOK_ARRAYS + ("sub_centroids", "residual_scales")
-    return tuple(files[n]["sha256"] for n in names if n in files) + (manifest["nbits"], manifest.get("normalized"))
+    names = CODEBOOK_ARRAYS + ("sub_centroids", "residual_scales", "coarse_centroids")
+    return tuple(files[n]["sha256"] for n in names if n in files) + (manifest["nbits"], manifest.get("normalized"),
+                                                                    manifest.get("assign_nprobe", 0))
 
 
 def describe_mismatch(shards: Sequence) -> None:
