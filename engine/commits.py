@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gingham import storage
+from gingham import docstore, storage
 from gingham.consistency import check_structure
 from gingham.errors import GinghamError, IndexCorruptError, IndexFormatError
 from gingham.segment import CODEBOOK_ARRAYS, SEGMENT_ARRAYS, Snapshot
@@ -36,6 +36,7 @@ def commit_change(root: Path, change: Callable[[Snapshot, storage.GenerationWrit
         if "residual_scales" not in manifest["files"]:  # a format-1 index becomes format 2 (scales all 1)
             writer.save("residual_scales", snap.codec.scales)
         change(snap, writer, new_manifest)
+        docstore.complete(root, writer, new_manifest)
         committed = writer.commit(new_manifest)
     except BaseException:
         writer.abort()
@@ -60,7 +61,16 @@ def load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False)
     if missing or "segments" not in manifest:
         raise IndexFormatError(f"{root / storage.MANIFEST} lacks the arrays {sorted(missing)}; rebuild the index")
     check_structure(root, manifest, arrays)
-    return Snapshot(manifest, arrays)
+    databases = storage.load_databases(root, manifest, verify=verify)
+    stores = {}
+    for seg in manifest["segments"]:
+        path = databases.get(docstore.database_name(seg["name"]))
+        if path is not None:
+            stores[seg["name"]] = docstore.DocStore.open(path, seg["n_docs"])
+        elif manifest.get("format_version", 1) >= 3:
+            raise IndexCorruptError(f"{root / storage.MANIFEST} lists no database for segment {seg['name']}; "
+                                   "restore the index from a backup or rebuild it")
+    return Snapshot(manifest, arrays, stores)
 
 
 def read_if_any(root: Path) -> dict | None:
@@ -82,6 +92,7 @@ def commit_arrays(root: Path, previous: dict | None, manifest: dict, arrays: Map
     try:
         for name, arr in arrays.items():
             writer.save(name, arr)
+        docstore.complete(root, writer, manifest)
         full = writer.commit(manifest)
     except BaseException:
         writer.abort()
