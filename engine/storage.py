@@ -343,6 +343,7 @@ def load_arrays(root: Path, manifest: Mapping[str, Any], verify: bool = False) -
     ``manifest`` has passed :func:`check_manifest`; no path may leave ``root``.
     """
     arrays: dict[str, np.ndarray] = {}
+    listed = root / MANIFEST
     for name, meta in manifest["files"].items():
         if meta.get("kind") == SQLITE:
             continue

@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from gingham.errors import IndexCorruptError
 
@@ -153,18 +153,28 @@ class DocStore:
     def corrupt(self, what: str) -> IndexCorruptError:
         return IndexCorruptError(f"{self.where} {what}; {FIX}")
 
-    def rows(self) -> Iterator[tuple]:
-        """(position, metadata JSON) of every document, in position order (for verify)."""
-        with self.lock:
-            yield from self.conn.execute("SELECT _position, _metadata FROM docs ORDER BY _position").fetchall()
-
-    def integrity(self) -> None:
-        """SQLite's own consistency check of every page (for verify)."""
+    def check(self, metadata_json: Sequence[str | None], has_texts: bool) -> None:
+        """For verify: SQLite's own check of every page, then one row per document whose metadata (JSON and
+        columns) equals the segment's stored ``metadata_json`` (None: none), and a full-text index iff the segment
+        stores texts. Raises :class:`IndexCorruptError` naming the file."""
+        cols = ", ".join(["_position", "_metadata"] + [quote(c) for c in self.columns])
         try:
             with self.lock:
                 result = self.conn.execute("PRAGMA integrity_check").fetchall()
+                rows = self.conn.execute(f"SELECT {cols} FROM docs ORDER BY _position").fetchall()
         except sqlite3.Error as exc:
             raise self.corrupt(f"fails SQLite's integrity check ({exc})") from exc
         if result != [("ok",)]:
             raise self.corrupt(f"fails SQLite's integrity check ({result[:3]})")
+        if len(rows) != len(metadata_json) or any(r[0] != i for i, r in enumerate(rows)):
+            raise self.corrupt(f"holds {len(rows)} documents (or skips a position) for a segment of "
+                               f"{len(metadata_json)}")
+        if has_texts != self.has_texts:
+            raise self.corrupt("has a full-text index but its segment stores no texts" if self.has_texts
+                               else "lacks the full-text index of its segment's texts")
+        for i, (row, text) in enumerate(zip(rows, metadata_json)):
+            m = None if text is None else json.loads(text)
+            if row[1] != (None if m is None else text) or any(v != (sql_value(m.get(c)) if m else None)
+                                     for c, v in zip(self.columns, row[2:])):
+                raise self.corrupt(f"holds metadata for document {i} that differs from the segment's")
 
