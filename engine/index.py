@@ -500,11 +500,25 @@ class Index:
         embeddings = enc.encode_queries(texts)
         if hybrid is None:
             return self.search(embeddings, top_k, **kwargs)
-        return self._hybrid(texts, embeddings, top_k, hybrid, float(alpha), n_candidates, kwargs)
+        return self.hybrid_search(texts, embeddings, top_k, hybrid=hybrid, alpha=alpha, n_candidates=n_candidates,
+                                  **kwargs)
 
-    def _hybrid(self, texts, embeddings, top_k, mode: str, alpha: float, n_candidates, kwargs) -> SearchResults:
+    def hybrid_search(self, texts: str | Sequence[str], queries, top_k: int | None = None, *, hybrid: str = "rrf",
+                      alpha: float = 0.5, n_candidates: int | None = None, **kwargs: Any) -> SearchResults:
+        """BM25 over the stored texts for ``texts`` fused with MaxSim :meth:`search` for the same queries'
+        token embeddings ``queries`` (see :meth:`search_text`, which encodes them); ``kwargs`` go to
+        :meth:`search` (``subset`` / ``where`` / ``params`` to both rankings)."""
         from gingham.search import fusion
 
+        texts = _check_texts([texts] if isinstance(texts, str) else texts, "query")
+        if hybrid not in HYBRID_MODES:
+            raise ValueError(f"hybrid must be one of {HYBRID_MODES}, got {hybrid!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise ValueError(f"alpha (the weight of MaxSim against BM25) must be a number in [0, 1], got {alpha!r}")
+        n_q = len(validation.queries(queries, self.dim)[1]) - 1
+        if n_q != len(texts):
+            raise ValueError(f"got {len(texts)} query texts and {n_q} query embeddings; pass one of each per query")
+        mode, alpha = hybrid, float(alpha)
         k = self._config(top_k, {}, self.n_docs).top_k
         if n_candidates is not None and (isinstance(n_candidates, bool) or not isinstance(n_candidates, int)
                                          or n_candidates < 1):
@@ -513,7 +527,7 @@ class Index:
         for _ in range(3):  # both rankings must number documents in one generation
             depth = max(k, n_candidates or HYBRID_CANDIDATES)
             depth = max(1, min(depth, self.n_docs))
-            dense = self.search(embeddings, depth, **kwargs)
+            dense = self.search(queries, depth, **kwargs)
             lexical = self.search_bm25(texts, depth, **filters)
             if dense.generation == lexical.generation:
                 break
