@@ -490,10 +490,8 @@ class Index:
         BM25. Scores are then the fused ones.
         """
         texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")
-        if hybrid is not None and hybrid not in HYBRID_MODES:
-            raise ValueError(f"hybrid must be one of {HYBRID_MODES} (or None for MaxSim alone), got {hybrid!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise ValueError(f"alpha (the weight of MaxSim against BM25) must be a number in [0, 1], got {alpha!r}")
+        if hybrid is not None:
+            _check_hybrid(hybrid, alpha)  # before encoding
         enc = encoder if encoder is not None else self.encoder
         if enc.dim != self.dim:
             raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the index holds {self.dim}-dim ones")
@@ -511,10 +509,7 @@ class Index:
         from gingham.search import fusion
 
         texts = _check_texts([texts] if isinstance(texts, str) else texts, "query")
-        if hybrid not in HYBRID_MODES:
-            raise ValueError(f"hybrid must be one of {HYBRID_MODES}, got {hybrid!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise ValueError(f"alpha (the weight of MaxSim against BM25) must be a number in [0, 1], got {alpha!r}")
+        _check_hybrid(hybrid, alpha)
         n_q = len(validation.queries(queries, self.dim)[1]) - 1
         if n_q != len(texts):
             raise ValueError(f"got {len(texts)} query texts and {n_q} query embeddings; pass one of each per query")
@@ -834,6 +829,13 @@ def _check_extras(texts, metadata, n_docs: int):
     if metadata is not None:
         metadata = validation.metadata(metadata, n_docs)
     return texts, metadata
+
+
+def _check_hybrid(hybrid, alpha) -> None:
+    if hybrid not in HYBRID_MODES:
+        raise ValueError(f"hybrid must be one of {HYBRID_MODES} (or None for MaxSim alone), got {hybrid!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(f"alpha (the weight of MaxSim against BM25) must be a number in [0, 1], got {alpha!r}")
 
 
 def _check_texts(texts, what: str) -> list[str]:
