@@ -28,7 +28,7 @@ def commit_change(root: Path, change: Callable[[Snapshot, storage.GenerationWrit
     """
     manifest = storage.read_manifest(root)
     same = current is not None and manifest["generation"] == current.generation
-    snap = current if same else load_snapshot(root, manifest)
+    snap = current if same else load_snapshot(root, manifest, lazy=True)
     new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "generation")}
     new_manifest["segments"] = [dict(s) for s in manifest["segments"]]
     writer = storage.GenerationWriter(root, manifest["generation"] + 1, keep=manifest["files"])
@@ -50,9 +50,13 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False) -> Snapshot:
+def load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False, lazy: bool = False) -> Snapshot:
     """Memory-map the arrays ``manifest`` lists, check that the codebook and every segment are complete and that
-    their structure is safe to search (:func:`gingham.consistency.check_structure`: cheap, always on)."""
+    their structure is safe to search (:func:`gingham.consistency.check_structure`: cheap, always on), and open
+    the segments' databases. ``lazy`` opens a database when first used instead: for a writer's snapshot under the
+    write lock, whose files no one removes meanwhile (an open database holds a file descriptor, and a streaming
+    build has a segment per chunk); a reader's snapshot opens them at once, so that it keeps them when a writer
+    removes their generation."""
     arrays = storage.load_arrays(root, manifest, verify=verify)
     required = CODEBOOK_ARRAYS + (("residual_scales",) if manifest.get("format_version", 1) >= 2 else ())
     missing = [k for k in required if k not in arrays]
@@ -66,7 +70,7 @@ def load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False)
     for seg in manifest["segments"]:
         path = databases.get(docstore.database_name(seg["name"]))
         if path is not None:
-            stores[seg["name"]] = docstore.DocStore.open(path, seg["n_docs"])
+            stores[seg["name"]] = path if lazy else docstore.DocStore.open(path, seg["n_docs"])
         elif manifest.get("format_version", 1) >= 3:
             raise IndexCorruptError(f"{root / storage.MANIFEST} lists no database for segment {seg['name']}; "
                                    "restore the index from a backup or rebuild it")

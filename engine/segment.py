@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -56,7 +57,7 @@ class Segment:
     texts: tuple[np.ndarray, np.ndarray] | None
     meta: tuple[np.ndarray, np.ndarray] | None
     deleted: np.ndarray | None  # uint8 (n_docs,), 1 = deleted
-    _docs: DocStore | None = field(default=None, repr=False)  # the segment's database (None: not built yet)
+    _docs: DocStore | Path | None = field(default=None, repr=False)  # its database, or the file to open, or None
     _meta_cache: list | None = field(default=None, repr=False)
     _docs_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -106,9 +107,11 @@ class Segment:
     def docstore(self) -> DocStore:
         """The segment's SQLite database (metadata columns, full-text index): the committed file, or for a
         segment of a format 1 or 2 index one built in memory from its arrays on first use."""
-        if self._docs is None:
+        if not isinstance(self._docs, DocStore):
             with self._docs_lock:
-                if self._docs is None:
+                if isinstance(self._docs, Path):
+                    self._docs = DocStore.open(self._docs, self.n_docs)
+                elif self._docs is None:
                     texts = None if self.texts is None else (self.text(i) for i in range(self.n_docs))
                     metas = None if self.meta is None else self.all_metadata()
                     self._docs = DocStore.in_memory(metas, texts, self.n_docs, self.name)
@@ -124,7 +127,7 @@ class Snapshot:
     """One committed generation: manifest, codec and segments. Immutable after construction."""
 
     def __init__(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
-                 stores: Mapping[str, DocStore] | None = None):
+                 stores: Mapping[str, DocStore | Path] | None = None):
         self.manifest = dict(manifest)
         self.generation = int(manifest["generation"])
         self.codec = ResidualCodec.from_arrays(arrays, int(manifest["nbits"]), bool(manifest.get("normalized", False)))
