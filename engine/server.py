@@ -88,7 +88,7 @@ class SearchRequest(Strict):
     embeddings: Optional[list[list[list[StrictFloat]]]] = Field(None, description="Query token vectors.")
     top_k: Count = 10
     subset: Optional[list[DocId]] = None
-    filter: Optional[Union[Text, JsonObject]] = Field(
+    filter: Optional[Union[JsonObject, Text]] = Field(  # an object first: its errors are reported first
         None, description="A SQL expression over metadata fields, with ? placeholders bound from 'params' "
         "(\"lang = ? AND year >= ?\"), or an object of metadata fields that must equal these values.")
     params: Optional[Union[list[Optional[Union[StrictStr, StrictInt, StrictFloat]]],
