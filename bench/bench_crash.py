@@ -1,5 +1,6 @@
 """Crash-safety soak: SIGKILL a writer at random points N times; after every kill the index must open, pass
-verify() (checksums + structure) and hold exactly the committed documents. The writer's operations are adds,
+verify() (checksums + structure, the segments' SQLite databases included) and hold exactly the committed documents,
+whose metadata a SQL filter and whose texts BM25 find. The writer's operations are adds,
 deletes, compactions and rebuilds (tests/engine/crash_worker.py); the summary says how many kills landed in each.
 
     python bench/bench_crash.py --kills 1000
@@ -19,8 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
 
 import gingham  # noqa: E402
-from crash_worker import doc  # noqa: E402
-from test_crash import BASE, kill_once  # noqa: E402
+from test_crash import kill_once, make_base  # noqa: E402
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     outcomes = Counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ix"
-        gingham.Index.create(path, [doc(1000 + i) for i in range(20)], sorted(BASE))
+        make_base(path)
         done = 0
         t0 = time.perf_counter()
         in_flight: list[str] = []

@@ -117,6 +117,13 @@ def search(
     n_full_scores: Optional[int] = typer.Option(None),
     centroid_score_threshold: Optional[float] = typer.Option(None),
     exhaustive: bool = typer.Option(False, help="Score every document exactly (slow; ground truth)."),
+    where: Optional[str] = typer.Option(None, help="SQL expression over metadata fields, e.g. \"lang = ? AND "
+                                        "year >= ?\", with one --param per ?."),
+    param: list[str] = typer.Option(None, help="A value for a ? of --where: JSON (2020, true, null, \"2020\") "
+                                    "or else a plain string."),
+    hybrid: Optional[str] = typer.Option(None, help="Fuse BM25 over the stored texts with MaxSim: rrf or "
+                                         "relative."),
+    alpha: float = typer.Option(0.5, help="With --hybrid: the weight of MaxSim (BM25 gets 1 - alpha)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines."),
     explain: bool = typer.Option(False, "--explain", help="Show which document token each query token matched "
                                  "(from the compressed index's decompressed tokens), highlighted in the text."),
@@ -140,7 +147,12 @@ def search(
         overrides = {k: v for k, v in dict(n_ivf_probe=n_ivf_probe, n_full_scores=n_full_scores,
                                            centroid_score_threshold=centroid_score_threshold).items()
                      if v is not None}
-        res = ix.search_text(qtexts, top_k=min(top_k, ix.n_docs), exhaustive=exhaustive, **overrides)
+        if param and where is None:
+            raise ValueError("--param gives values for the ? of --where; add --where")
+        filters = {"where": where, "params": [_param(p) for p in param] if param else None} if where else {}
+        fused = {"hybrid": hybrid, "alpha": alpha} if hybrid else {}
+        res = ix.search_text(qtexts, top_k=min(top_k, ix.n_docs), exhaustive=exhaustive, **filters, **fused,
+                             **overrides)
     except (ValueError, FileNotFoundError, ImportError, KeyError) as exc:
         fail(exc)
     for qi, (qid, qtext) in enumerate(zip(qids, qtexts)):
@@ -160,6 +172,15 @@ def search(
             if explain:
                 use_color = sys.stdout.isatty() if color is None else color
                 typer.echo(ix.explain(qtext, doc).report(color=use_color, indent=" " * 7) + "\n")
+
+
+def _param(text: str):
+    """A --param value: JSON when it parses as a JSON scalar, else the text itself."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if value is None or isinstance(value, (str, int, float)) else text
 
 
 @app.command()

@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gingham import storage
+from gingham import docstore, storage
 from gingham.consistency import check_structure
 from gingham.errors import GinghamError, IndexCorruptError, IndexFormatError
 from gingham.segment import CODEBOOK_ARRAYS, SEGMENT_ARRAYS, Snapshot
@@ -28,7 +28,7 @@ def commit_change(root: Path, change: Callable[[Snapshot, storage.GenerationWrit
     """
     manifest = storage.read_manifest(root)
     same = current is not None and manifest["generation"] == current.generation
-    snap = current if same else load_snapshot(root, manifest)
+    snap = current if same else load_snapshot(root, manifest, lazy=True)
     new_manifest = {k: v for k, v in manifest.items() if k not in ("files", "generation")}
     new_manifest["segments"] = [dict(s) for s in manifest["segments"]]
     writer = storage.GenerationWriter(root, manifest["generation"] + 1, keep=manifest["files"])
@@ -36,6 +36,7 @@ def commit_change(root: Path, change: Callable[[Snapshot, storage.GenerationWrit
         if "residual_scales" not in manifest["files"]:  # a format-1 index becomes format 2 (scales all 1)
             writer.save("residual_scales", snap.codec.scales)
         change(snap, writer, new_manifest)
+        docstore.complete(root, writer, new_manifest)
         committed = writer.commit(new_manifest)
     except BaseException:
         writer.abort()
@@ -49,9 +50,13 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False) -> Snapshot:
+def load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False, lazy: bool = False) -> Snapshot:
     """Memory-map the arrays ``manifest`` lists, check that the codebook and every segment are complete and that
-    their structure is safe to search (:func:`gingham.consistency.check_structure`: cheap, always on)."""
+    their structure is safe to search (:func:`gingham.consistency.check_structure`: cheap, always on), and open
+    the segments' databases. ``lazy`` opens a database when first used instead: for a writer's snapshot under the
+    write lock, whose files no one removes meanwhile (an open database holds a file descriptor, and a streaming
+    build has a segment per chunk); a reader's snapshot opens them at once, so that it keeps them when a writer
+    removes their generation."""
     arrays = storage.load_arrays(root, manifest, verify=verify)
     required = CODEBOOK_ARRAYS + (("residual_scales",) if manifest.get("format_version", 1) >= 2 else ())
     missing = [k for k in required if k not in arrays]
@@ -60,7 +65,16 @@ def load_snapshot(root: Path, manifest: Mapping[str, Any], verify: bool = False)
     if missing or "segments" not in manifest:
         raise IndexFormatError(f"{root / storage.MANIFEST} lacks the arrays {sorted(missing)}; rebuild the index")
     check_structure(root, manifest, arrays)
-    return Snapshot(manifest, arrays)
+    databases = storage.load_databases(root, manifest, verify=verify)
+    stores = {}
+    for seg in manifest["segments"]:
+        path = databases.get(docstore.database_name(seg["name"]))
+        if path is not None:
+            stores[seg["name"]] = path if lazy else docstore.DocStore.open(path, seg["n_docs"])
+        elif manifest.get("format_version", 1) >= 3:
+            raise IndexCorruptError(f"{root / storage.MANIFEST} lists no database for segment {seg['name']}; "
+                                   "restore the index from a backup or rebuild it")
+    return Snapshot(manifest, arrays, stores)
 
 
 def read_if_any(root: Path) -> dict | None:
@@ -82,6 +96,7 @@ def commit_arrays(root: Path, previous: dict | None, manifest: dict, arrays: Map
     try:
         for name, arr in arrays.items():
             writer.save(name, arr)
+        docstore.complete(root, writer, manifest)
         full = writer.commit(manifest)
     except BaseException:
         writer.abort()

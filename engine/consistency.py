@@ -10,7 +10,8 @@ million tokens, measured by ``bench/bench_open.py``), everything else is O(docum
 
 :func:`check_snapshot` (from :meth:`gingham.Index.verify`) checks meaning, at the cost of reading everything:
 inverted lists equal to a rebuild from the codes, no empty document, ids unique among live documents, texts, ids
-and metadata valid UTF-8 at every string boundary and metadata valid JSON objects.
+and metadata valid UTF-8 at every string boundary and metadata valid JSON objects, and each segment's SQLite
+database sound (SQLite's integrity check) and equal to the segment's metadata, with a full-text index iff texts.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from gingham.config import NBITS_ALLOWED
 from gingham.errors import IndexCorruptError
+from gingham.ids import unpack_string
 from gingham.kernels.ivf import build_ivf
 from gingham.storage import MANIFEST
 
@@ -207,6 +209,9 @@ def check_segment(seg, codec, files: _Files) -> None:
                 raise files.corrupt(name, f"holds metadata of document {i} that is not JSON ({exc})") from exc
             if value is not None and not isinstance(value, dict):
                 raise files.corrupt(name, f"holds metadata of document {i} that is not a JSON object")
+    stored = [unpack_string(*seg.meta, i) for i in range(seg.n_docs)] if seg.meta is not None \
+        else [None] * seg.n_docs
+    seg.docstore().check(stored, seg.texts is not None)
 
 
 def check_snapshot(snap, root: Path) -> None:

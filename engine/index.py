@@ -49,6 +49,9 @@ PathLike = str | os.PathLike
 #: Codebook drift (mean squared reconstruction error of added tokens over that of the build's held-out tokens)
 #: above which the index recommends :meth:`Index.rebuild`.
 DRIFT_WARNING = 1.5
+#: Fusion methods of :meth:`Index.search_text`'s ``hybrid``, and how deep each ranking is read by default.
+HYBRID_MODES = ("rrf", "relative")
+HYBRID_CANDIDATES = 100
 
 
 class Index:
@@ -522,13 +525,71 @@ class Index:
             log.warning("%s: %s", self.path, note)
 
     def search_text(self, queries: str | Sequence[str], top_k: int | None = None, *, encoder=None,
+                    hybrid: str | None = None, alpha: float = 0.5, n_candidates: int | None = None,
                     **kwargs: Any) -> SearchResults:
-        """Encode text queries with the index's encoder (or ``encoder``) and :meth:`search`."""
+        """Encode text queries with the index's encoder (or ``encoder``) and :meth:`search`.
+
+        ``hybrid="rrf"`` or ``"relative"`` also runs :meth:`search_bm25` and fuses the two rankings (the best
+        ``n_candidates`` of each, default max(top_k, 100)) by reciprocal-rank fusion (k = 60) or by min-max
+        normalised scores (:mod:`gingham.search.fusion`), with weight ``alpha`` on MaxSim and ``1 - alpha`` on
+        BM25. Scores are then the fused ones.
+        """
         texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")
+        if hybrid is not None:
+            _check_hybrid(hybrid, alpha)  # before encoding
         enc = encoder if encoder is not None else self.encoder
         if enc.dim != self.dim:
             raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the index holds {self.dim}-dim ones")
-        return self.search(enc.encode_queries(texts), top_k, **kwargs)
+        embeddings = enc.encode_queries(texts)
+        if hybrid is None:
+            return self.search(embeddings, top_k, **kwargs)
+        return self.hybrid_search(texts, embeddings, top_k, hybrid=hybrid, alpha=alpha, n_candidates=n_candidates,
+                                  **kwargs)
+
+    def hybrid_search(self, texts: str | Sequence[str], queries, top_k: int | None = None, *, hybrid: str = "rrf",
+                      alpha: float = 0.5, n_candidates: int | None = None, **kwargs: Any) -> SearchResults:
+        """BM25 over the stored texts for ``texts`` fused with MaxSim :meth:`search` for the same queries'
+        token embeddings ``queries`` (see :meth:`search_text`, which encodes them); ``kwargs`` go to
+        :meth:`search` (``subset`` / ``where`` / ``params`` to both rankings)."""
+        from gingham.search import fusion
+
+        texts = _check_texts([texts] if isinstance(texts, str) else texts, "query")
+        _check_hybrid(hybrid, alpha)
+        n_q = len(validation.queries(queries, self.dim)[1]) - 1
+        if n_q != len(texts):
+            raise ValueError(f"got {len(texts)} query texts and {n_q} query embeddings; pass one of each per query")
+        mode, alpha = hybrid, float(alpha)
+        k = self._config(top_k, {}, self.n_docs).top_k
+        if n_candidates is not None and (isinstance(n_candidates, bool) or not isinstance(n_candidates, int)
+                                         or n_candidates < 1):
+            raise ValueError(f"n_candidates must be a positive integer, got {n_candidates!r}")
+        filters = {key: kwargs[key] for key in ("subset", "where", "params") if key in kwargs}
+        for _ in range(3):  # both rankings must number documents in one generation
+            depth = max(k, n_candidates or HYBRID_CANDIDATES)
+            depth = max(1, min(depth, self.n_docs))
+            dense = self.search(queries, depth, **kwargs)
+            lexical = self.search_bm25(texts, depth, **filters)
+            if dense.generation == lexical.generation:
+                break
+        else:
+            raise RuntimeError("the index changed between the MaxSim and BM25 passes three times; retry")
+        out_pos = np.full((len(texts), k), -1, dtype=np.int64)
+        out_ids = np.full((len(texts), k), -1, dtype=np.int64) if dense.ids.dtype != object \
+            else np.full((len(texts), k), None, dtype=object)
+        out_scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
+        weights = (alpha, 1.0 - alpha)
+        for i in range(len(texts)):
+            if mode == "rrf":
+                pos, sc = fusion.rrf([dense.positions[i], lexical.positions[i]], weights, k)
+            else:
+                pos, sc = fusion.relative([dense.positions[i], lexical.positions[i]],
+                                          [dense.scores[i], lexical.scores[i]], weights, k)
+            id_of = dict(zip(dense.positions[i].tolist(), dense.ids[i].tolist()))
+            id_of.update(zip(lexical.positions[i].tolist(), lexical.ids[i].tolist()))
+            out_pos[i, :len(pos)] = pos
+            out_scores[i, :len(sc)] = sc
+            out_ids[i, :len(pos)] = [id_of[p] for p in pos.tolist()]
+        return SearchResults(positions=out_pos, scores=out_scores, ids=out_ids, generation=dense.generation)
 
     def text(self, doc: Any) -> str | None:
         """The stored text of the document with caller id ``doc`` (None if texts were not stored)."""
@@ -556,8 +617,11 @@ class Index:
         return cfg.resolved(settings_for(self.manifest.get("calibration"), cfg.top_k))
 
     @staticmethod
-    def _masks(snap: Snapshot, subset, where) -> list[np.ndarray] | None:
+    def _masks(snap: Snapshot, subset, where, params=None) -> list[np.ndarray] | None:
         """Per-segment uint8 masks of searchable documents, or None when every stored document is."""
+        if params is not None and not isinstance(where, str):
+            raise ValueError("params= binds the placeholders of a SQL where= string; pass where= as a string "
+                             "such as \"lang = ? AND year >= ?\" (a callable where= takes no params)")
         if subset is None and where is None and snap.n_live == snap.n_positions:
             return None
         masks = [seg.live_mask() for seg in snap.segments]
@@ -565,9 +629,14 @@ class Index:
             allowed = np.zeros(snap.n_positions, dtype=np.uint8)
             allowed[snap.positions(validation.ids(subset, snap.manifest["doc_id_kind"], "subset id"))] = 1
             masks = [m & allowed[seg.base:seg.base + seg.n_docs] for m, seg in zip(masks, snap.segments)]
-        if where is not None:
+        if isinstance(where, str):
+            from gingham.docstore import filters
+
+            filters.allowed([seg.docstore() for seg in snap.segments], masks, where, params)
+        elif where is not None:
             if not callable(where):
-                raise ValueError("where= must be a callable taking a document's metadata dict and returning a bool")
+                raise ValueError("where= must be a SQL expression over metadata fields (a string, with params=) "
+                                 "or a callable taking a document's metadata dict and returning a bool")
             for m, seg in zip(masks, snap.segments):
                 metas = seg.all_metadata()
                 for pos in np.flatnonzero(m):
@@ -581,7 +650,8 @@ class Index:
         top_k: int | None = None,
         *,
         subset: Iterable | None = None,
-        where: Callable[[dict], bool] | None = None,
+        where: str | Callable[[dict], bool] | None = None,
+        params: Sequence | Mapping | None = None,
         n_threads: int | None = None,
         show_progress: bool | None = None,
         **overrides: Any,
@@ -590,14 +660,15 @@ class Index:
 
         top_k and overrides (``n_ivf_probe``, ``centroid_score_threshold``, ``n_full_scores``, ``min_candidates``,
         ``max_ivf_probe``, ``exhaustive``) apply to this call only. ``subset`` restricts results to the given ids;
-        ``where`` to documents whose metadata satisfies a predicate. Candidate generation counts only allowed
-        documents, so selective filters probe further instead of losing recall. Returns :class:`SearchResults`
-        with one row per query.
+        ``where`` to documents whose metadata satisfies a SQL expression over metadata fields (``"lang = ? AND
+        year >= ?"`` with ``params=["en", 2020]``; see :mod:`gingham.docstore.filters`) or a Python predicate on
+        the metadata dict. Candidate generation counts only allowed documents, so selective filters probe further
+        instead of losing recall. Returns :class:`SearchResults` with one row per query.
         """
         snap = self._snap
         cfg = self._config(top_k, overrides, snap.n_live)
         q_flat, q_offsets, _ = validation.queries(queries, self.dim)
-        masks = self._masks(snap, subset, where)
+        masks = self._masks(snap, subset, where, params)
         if snap.n_live == 0:  # every document deleted: rows of no-result markers, as for an unmatched filter
             n_q = len(q_offsets) - 1
             return _results(snap, np.full((n_q, cfg.top_k), -1, dtype=np.int64),
@@ -674,10 +745,39 @@ class Index:
             out_sc[r, :len(order)] = sc[r, order]
         return _results(snap, out_pos, out_sc)
 
-    def exact_search(self, queries, top_k: int | None = None, *, subset=None, where=None,
+    def exact_search(self, queries, top_k: int | None = None, *, subset=None, where=None, params=None,
                      show_progress=None) -> SearchResults:
         """Exhaustive exact MaxSim over every document's decompressed tokens (ground truth for the index)."""
-        return self.search(queries, top_k, subset=subset, where=where, exhaustive=True, show_progress=show_progress)
+        return self.search(queries, top_k, subset=subset, where=where, params=params, exhaustive=True,
+                           show_progress=show_progress)
+
+    def search_bm25(self, queries: str | Sequence[str], top_k: int | None = None, *, subset=None, where=None,
+                    params=None) -> SearchResults:
+        """BM25 over the stored texts (SQLite FTS5, :mod:`gingham.docstore.lexical`): documents holding any word
+        of each text query, best first; ``subset`` / ``where`` / ``params`` filter as in :meth:`search`.
+        Scores are BM25's (higher is better); rows have fewer than ``top_k`` results when fewer documents match."""
+        from gingham.docstore import lexical
+
+        texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")
+        snap = self._snap
+        if any(seg.texts is None for seg in snap.segments):
+            raise ValueError(f"the index at {self.path} does not store its documents' texts, and BM25 needs them; "
+                             "build it with texts= (Index.create) or from_texts(..., store_texts=True)")
+        k = self._config(top_k, {}, snap.n_live).top_k
+        masks = self._masks(snap, subset, where, params)
+        out_pos = np.full((len(texts), k), -1, dtype=np.int64)
+        out_scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
+        for i, text in enumerate(texts):
+            match = lexical.match_query(text)
+            parts = []
+            for j, seg in enumerate(snap.segments):
+                mask = masks[j] if masks is not None else None
+                pos, sc = lexical.search(seg.docstore(), match, k, mask)
+                parts.append((pos + seg.base, sc))
+            pos, sc = lexical.merge(parts, k)
+            out_pos[i, :len(pos)] = pos
+            out_scores[i, :len(sc)] = sc
+        return _results(snap, out_pos, out_scores)
 
     def rerank(self, queries, candidates: Sequence[Iterable], top_k: int | None = None) -> SearchResults:
         """Exact MaxSim over the decompressed tokens of each query's given candidate ids (caller ids)."""
@@ -814,6 +914,13 @@ def _check_extras(texts, metadata, n_docs: int):
     if metadata is not None:
         metadata = validation.metadata(metadata, n_docs)
     return texts, metadata
+
+
+def _check_hybrid(hybrid, alpha) -> None:
+    if hybrid not in HYBRID_MODES:
+        raise ValueError(f"hybrid must be one of {HYBRID_MODES} (or None for MaxSim alone), got {hybrid!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(f"alpha (the weight of MaxSim against BM25) must be a number in [0, 1], got {alpha!r}")
 
 
 def _check_texts(texts, what: str) -> list[str]:

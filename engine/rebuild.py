@@ -90,7 +90,7 @@ def rebuild(root: Path, snap: Snapshot, cfg: BuildConfig, show_progress=None,
 
     with (lock or (lambda: storage.write_lock(root)))():
         manifest = storage.read_manifest(root)
-        newest = snap if manifest["generation"] == snap.generation else load_snapshot(root, manifest)
+        newest = snap if manifest["generation"] == snap.generation else load_snapshot(root, manifest, lazy=True)
         final = live_documents(newest)
         if not final:
             raise ValueError("every document was deleted while the rebuild trained; there is nothing to rebuild")

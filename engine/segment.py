@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from gingham.codec import ResidualCodec, decode_lut
+from gingham.docstore.database import DocStore
 from gingham.errors import IndexCorruptError
 from gingham.ids import DocIds, pack_strings, unpack_string
 from gingham.kernels.ivf import build_ivf
@@ -55,7 +57,9 @@ class Segment:
     texts: tuple[np.ndarray, np.ndarray] | None
     meta: tuple[np.ndarray, np.ndarray] | None
     deleted: np.ndarray | None  # uint8 (n_docs,), 1 = deleted
+    _docs: DocStore | Path | None = field(default=None, repr=False)  # its database, or the file to open, or None
     _meta_cache: list | None = field(default=None, repr=False)
+    _docs_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def n_docs(self) -> int:
@@ -100,6 +104,19 @@ class Segment:
                                     "not an object; restore the index or rebuild it")
         return value
 
+    def docstore(self) -> DocStore:
+        """The segment's SQLite database (metadata columns, full-text index): the committed file, or for a
+        segment of a format 1 or 2 index one built in memory from its arrays on first use."""
+        if not isinstance(self._docs, DocStore):
+            with self._docs_lock:
+                if isinstance(self._docs, Path):
+                    self._docs = DocStore.open(self._docs, self.n_docs)
+                elif self._docs is None:
+                    texts = None if self.texts is None else (self.text(i) for i in range(self.n_docs))
+                    metas = None if self.meta is None else self.all_metadata()
+                    self._docs = DocStore.in_memory(metas, texts, self.n_docs, self.name)
+        return self._docs
+
     def all_metadata(self) -> list:
         if self._meta_cache is None:
             self._meta_cache = [self.metadata(i) for i in range(self.n_docs)]
@@ -109,7 +126,8 @@ class Segment:
 class Snapshot:
     """One committed generation: manifest, codec and segments. Immutable after construction."""
 
-    def __init__(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray]):
+    def __init__(self, manifest: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                 stores: Mapping[str, DocStore | Path] | None = None):
         self.manifest = dict(manifest)
         self.generation = int(manifest["generation"])
         self.codec = ResidualCodec.from_arrays(arrays, int(manifest["nbits"]), bool(manifest.get("normalized", False)),
@@ -134,7 +152,8 @@ class Snapshot:
             texts = (get("texts_utf8"), get("texts_offsets")) if get("texts_utf8") is not None else None
             meta = (get("meta_utf8"), get("meta_offsets")) if get("meta_utf8") is not None else None
             deleted = get("deleted")
-            segment = Segment(name, base, ix, ids, texts, meta, np.asarray(deleted) if deleted is not None else None)
+            segment = Segment(name, base, ix, ids, texts, meta, np.asarray(deleted) if deleted is not None else None,
+                              (stores or {}).get(name))
             self.segments.append(segment)
             base += segment.n_docs
         self.n_positions = base

@@ -14,7 +14,7 @@ import hmac
 import logging
 import math
 from pathlib import Path
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 
@@ -89,7 +89,16 @@ class SearchRequest(Strict):
     embeddings: Optional[list[list[list[StrictFloat]]]] = Field(None, description="Query token vectors.")
     top_k: Count = 10
     subset: Optional[list[DocId]] = None
-    filter: Optional[JsonObject] = Field(None, description="Metadata fields that must equal these values.")
+    filter: Optional[Union[JsonObject, Text]] = Field(  # an object first: its errors are reported first
+        None, description="A SQL expression over metadata fields, with ? placeholders bound from 'params' "
+        "(\"lang = ? AND year >= ?\"), or an object of metadata fields that must equal these values.")
+    params: Optional[Union[list[Optional[Union[StrictStr, StrictInt, StrictFloat]]],
+                           dict[str, Optional[Union[StrictStr, StrictInt, StrictFloat]]]]] = Field(
+        None, description="Values for the placeholders of a SQL 'filter' (a list for ?, an object for :name).")
+    hybrid: Optional[Literal["rrf", "relative"]] = Field(
+        None, description="Fuse BM25 over the stored texts with MaxSim (text 'queries' only): reciprocal-rank or "
+        "min-max normalised relative-score fusion.")
+    alpha: Annotated[StrictFloat, Field(ge=0, le=1)] = Field(0.5, description="Weight of MaxSim against BM25.")
     n_ivf_probe: Optional[Count] = None
     centroid_score_threshold: Optional[StrictFloat] = None
     n_full_scores: Optional[Count] = None
@@ -299,17 +308,25 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
                                            centroid_score_threshold=req.centroid_score_threshold).items()
                      if v is not None}
         where = None
-        if req.filter:
+        if isinstance(req.filter, str):
+            where = req.filter
+        elif req.filter:
             wanted = dict(req.filter)
             where = lambda meta: all(meta.get(k) == v for k, v in wanted.items())  # noqa: E731
+        if req.params is not None and not isinstance(req.filter, str):
+            raise HTTPException(400, "'params' binds the placeholders of a SQL 'filter' string; give one")
+        if req.hybrid is not None and req.queries is None:
+            raise HTTPException(400, "'hybrid' fuses BM25 over texts with MaxSim: give text 'queries'")
         top_k = min(req.top_k, max(1, len(ix)))
         try:
             if req.queries is not None:
-                res = ix.search_text(req.queries, top_k, subset=req.subset, where=where, exhaustive=req.exhaustive,
-                                     **overrides)
+                hybrid = {"hybrid": req.hybrid, "alpha": req.alpha} if req.hybrid else {}
+                res = ix.search_text(req.queries, top_k, subset=req.subset, where=where, params=req.params,
+                                     exhaustive=req.exhaustive, **hybrid, **overrides)
             else:
                 qs = [as_vectors(q, f"embeddings[{i}]") for i, q in enumerate(req.embeddings)]
-                res = ix.search(qs, top_k, subset=req.subset, where=where, exhaustive=req.exhaustive, **overrides)
+                res = ix.search(qs, top_k, subset=req.subset, where=where, params=req.params,
+                                exhaustive=req.exhaustive, **overrides)
         except (ValueError, KeyError, ImportError) as exc:
             raise bad_request(exc) from exc
         return {"generation": res.generation,

@@ -37,10 +37,15 @@ from gingham.errors import IndexCorruptError, IndexFormatError, IndexLockedError
 log = logging.getLogger(__name__)
 
 FORMAT_NAME = "gingham-index"
-#: The format this Gingham writes. Version 2 added per-centroid residual scales (``residual_scales.npy``).
-FORMAT_VERSION = 2
-#: Formats this Gingham reads: version 1 indexes open with every residual scale equal to 1.
-READABLE_VERSIONS = (1, 2)
+#: The format this Gingham writes. Version 2 added per-centroid residual scales (``residual_scales.npy``);
+#: version 3 a SQLite database per segment (metadata columns and a full-text index, :mod:`gingham.docstore`).
+FORMAT_VERSION = 3
+#: Formats this Gingham reads: version 1 indexes open with every residual scale equal to 1, versions 1 and 2
+#: without segment databases (built in memory when a filter or BM25 needs one, written by their next update).
+READABLE_VERSIONS = (1, 2, 3)
+#: The ``kind`` of a manifest file entry that is a SQLite database rather than a .npy array.
+SQLITE = "sqlite"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 MANIFEST = "manifest.json"
 LOCK = "LOCK"
 GEN_PREFIX = "gen-"
@@ -131,9 +136,9 @@ class GenerationWriter:
         self.dir.mkdir(parents=True)
         self.files: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (keep or {}).items()}
 
-    def _path(self, name: str) -> Path:
+    def _path(self, name: str, suffix: str = ".npy") -> Path:
         """File of logical array ``name`` ("segment/array" names become "segment.array.npy")."""
-        return self.dir / (name.replace("/", ".") + ".npy")
+        return self.dir / (name.replace("/", ".") + suffix)
 
     def _record(self, name: str, path: Path, shape, dtype: np.dtype, sha256: str | None = None) -> None:
         self.files[name] = {
@@ -143,6 +148,19 @@ class GenerationWriter:
             "dtype": np.dtype(dtype).str,
             "sha256": sha256 or sha256_file(path),
         }
+
+    @contextlib.contextmanager
+    def database(self, name: str) -> Iterator[Path]:
+        """A SQLite database file of this generation: the block fills the file at the path it is given (and closes
+        its connection); the file is then fsynced and recorded with its size and sha256 (``kind: "sqlite"``)."""
+        path = self._path(name, ".sqlite")
+        yield path
+        for extra in (path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal")):
+            if extra.exists():
+                raise ValueError(f"{extra.name} was left beside {path.name}: close the database before the commit")
+        _fsync_path(path)
+        self.files[name] = {"path": f"{self.name}/{path.name}", "bytes": path.stat().st_size, "kind": SQLITE,
+                            "sha256": sha256_file(path)}
 
     def save(self, name: str, array: np.ndarray) -> None:
         path = self._path(name)
@@ -226,6 +244,7 @@ def remove_stale(root: Path, keep: set[str]) -> None:
 REQUIRED_KEYS = {"generation": int, "files": dict, "segments": list, "nbits": int, "dim": int, "n_centroids": int,
                  "codes_dtype": str, "doc_id_kind": str, "build_config": dict}
 FILE_KEYS = {"path": str, "bytes": int, "shape": list, "dtype": str, "sha256": str}
+DATABASE_KEYS = {"path": str, "bytes": int, "sha256": str}
 SEGMENT_KEYS = {"name": str, "n_docs": int, "n_tokens": int}
 
 
@@ -265,9 +284,12 @@ def check_manifest(manifest: Any, path: Path) -> None:
     for name, meta in manifest["files"].items():
         if not isinstance(meta, dict):
             raise bad(f"file entry {name!r} is {meta!r}, expected an object")
-        need(meta, FILE_KEYS, f"file entry {name!r} ")
-        if not all(_typed(n, int) and n >= 0 for n in meta["shape"]) or meta["bytes"] < 0:
-            raise bad(f"file entry {name!r} has shape {meta['shape']!r} and {meta['bytes']!r} bytes")
+        kind = meta.get("kind")
+        if kind not in (None, SQLITE):
+            raise bad(f"file entry {name!r} has kind {kind!r}; expected {SQLITE!r} or none (an array)")
+        need(meta, DATABASE_KEYS if kind == SQLITE else FILE_KEYS, f"file entry {name!r} ")
+        if meta["bytes"] < 0 or (kind is None and not all(_typed(n, int) and n >= 0 for n in meta["shape"])):
+            raise bad(f"file entry {name!r} has shape {meta.get('shape')!r} and {meta['bytes']!r} bytes")
         rel = meta["path"]
         if not rel or os.path.isabs(rel) or "\\" in rel or any(part in ("", ".", "..") for part in rel.split("/")):
             raise bad(f"file entry {name!r} has the path {rel!r}, which leaves the index directory or is not "
@@ -326,24 +348,9 @@ def load_arrays(root: Path, manifest: Mapping[str, Any], verify: bool = False) -
     arrays: dict[str, np.ndarray] = {}
     listed = root / MANIFEST
     for name, meta in manifest["files"].items():
-        path = resolve_file(root, meta["path"])
-        if not path.is_file():
-            what = "is not a file" if path.exists() else "is missing"
-            raise IndexCorruptError(f"index file {path}, listed in {listed}, {what}; restore the index from a backup "
-                                    "or rebuild it")
-        size = path.stat().st_size
-        if size != meta["bytes"]:
-            raise IndexCorruptError(
-                f"index file {path} has {size} bytes but {listed} records {meta['bytes']} (truncated or "
-                "overwritten); restore the index from a backup or rebuild it"
-            )
-        if verify:
-            digest = sha256_file(path)
-            if digest != meta["sha256"]:
-                raise IndexCorruptError(
-                    f"index file {path} does not match its checksum in {listed}; restore the index from a backup "
-                    "or rebuild it"
-                )
+        if meta.get("kind") == SQLITE:
+            continue
+        path = _checked_file(root, meta, verify)
         try:
             # numpy cannot memory-map a zero-length array; such arrays are read (they are only a header)
             mode = "r" if int(np.prod(meta["shape"])) > 0 else None
@@ -360,3 +367,41 @@ def load_arrays(root: Path, manifest: Mapping[str, Any], verify: bool = False) -
             )
         arrays[name] = arr
     return arrays
+
+
+def _checked_file(root: Path, meta: Mapping[str, Any], verify: bool) -> Path:
+    """The path of a listed file after checking it exists with the recorded size (and sha256 if ``verify``)."""
+    listed = root / MANIFEST
+    path = resolve_file(root, meta["path"])
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "is missing"
+        raise IndexCorruptError(f"index file {path}, listed in {listed}, {what}; restore the index from a backup "
+                                "or rebuild it")
+    size = path.stat().st_size
+    if size != meta["bytes"]:
+        raise IndexCorruptError(
+            f"index file {path} has {size} bytes but {listed} records {meta['bytes']} (truncated or "
+            "overwritten); restore the index from a backup or rebuild it"
+        )
+    if verify and sha256_file(path) != meta["sha256"]:
+        raise IndexCorruptError(
+            f"index file {path} does not match its checksum in {listed}; restore the index from a backup "
+            "or rebuild it"
+        )
+    return path
+
+
+def load_databases(root: Path, manifest: Mapping[str, Any], verify: bool = False) -> dict[str, Path]:
+    """The SQLite databases the manifest lists, by logical name, each checked like an array file (presence, size,
+    sha256 if ``verify``) and for SQLite's header; :mod:`gingham.docstore` opens them."""
+    out = {}
+    for name, meta in manifest["files"].items():
+        if meta.get("kind") != SQLITE:
+            continue
+        path = _checked_file(root, meta, verify)
+        with open(path, "rb") as f:
+            if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+                raise IndexCorruptError(f"index file {path} is not a SQLite database (its header is damaged); "
+                                        "restore the index from a backup or rebuild it")
+        out[name] = path
+    return out

@@ -495,7 +495,7 @@ def _train_on_all(src: Source, cfg: BuildConfig, the_plan: Plan, expected_tokens
 def _resume(root, manifest, src: Source, cfg: BuildConfig, prefetch, show_progress, compressor) -> None:
     state = manifest["build"]
     done = int(state["docs_done"])
-    snap = load_snapshot(root, manifest)
+    snap = load_snapshot(root, manifest, lazy=True)  # its ids only
     log.info("resuming the build at %s after %d chunks (%d documents)", root, state["chunks_done"], done)
     seg_ids = iter([(seg.base, seg.ids) for seg in snap.segments])
     cur: dict[str, Any] = {"base": 0, "ids": None, "n": 0}

@@ -64,10 +64,16 @@ def header_length(path: Path) -> int:
 
 
 def flip(name: str, where: str) -> Callable[[Path], None]:
-    """XOR one byte of ``name``'s file: the magic, the header length, the header text, or mid-data."""
+    """XOR one byte of ``name``'s file: the magic, the header length, the header text, or mid-data (a SQLite
+    database: its header magic, page size, schema cookie, or mid-file)."""
     def damage(root: Path) -> None:
         path = root / read_manifest(root)["files"][name]["path"]
         data = bytearray(path.read_bytes())
+        if is_database(root, name):
+            pos = {"magic": 1, "page-size": 16, "schema-cookie": 43, "data": len(data) // 2 + 100}[where]
+            data[pos] ^= 0xFF if where == "data" else 0x01
+            path.write_bytes(bytes(data))
+            return
         start = header_length(path)
         pos = {"magic": 1, "header-length": 8, "header-text": (10 + start) // 2,
                "data": start + (len(data) - start) // 2}[where]
@@ -93,6 +99,28 @@ def truncate(name: str, how: str) -> Callable[[Path], None]:
         size = path.stat().st_size
         with open(path, "r+b") as f:
             f.truncate({"half": size // 2, "last-byte": size - 1, "empty": 0}[how])
+    return damage
+
+
+def is_database(root: Path, name: str) -> bool:
+    return read_manifest(root)["files"][name].get("kind") == "sqlite"
+
+
+def sql(name: str, *statements: str) -> Callable[[Path], None]:
+    """Run ``statements`` in database ``name`` and record its new size and sha256 in the manifest: a sound
+    database that disagrees with its segment, which only verify can see."""
+    def damage(root: Path) -> None:
+        import sqlite3
+
+        m = read_manifest(root)
+        meta = m["files"][name]
+        path = root / meta["path"]
+        conn = sqlite3.connect(path, isolation_level=None)
+        for statement in statements:
+            conn.execute(statement)
+        conn.close()
+        meta.update(bytes=path.stat().st_size, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        write_manifest(root, m)
     return damage
 
 
@@ -169,9 +197,15 @@ def cases(root: Path) -> list[Case]:
         t = (base[name],)
         for how in ("half", "last-byte", "empty"):
             out.append(Case(f"{name}:truncate-{how}", truncate(name, how), t))
+        if files[name].get("kind") == "sqlite":
+            for where in ("magic", "page-size", "schema-cookie"):
+                out.append(Case(f"{name}:flip-{where}", flip(name, where), t, may_differ=where != "magic"))
+            out.append(Case(f"{name}:flip-data", flip(name, "data"), t, may_differ=True))
+            out.append(Case(f"{name}:delete", delete(name), t))
+            continue
         for where in ("magic", "header-length", "header-text"):
             out.append(Case(f"{name}:flip-{where}", flip(name, where), t))
-        if files[name]["shape"] and files[name]["shape"][0] > 0:
+        if files[name]["shape"] and files[name]["shape"][0] > 0:  # arrays
             out.append(Case(f"{name}:flip-header-shape", shape_digit(name), t))
             out.append(Case(f"{name}:flip-data", flip(name, "data"), t, may_differ=True))
         out.append(Case(f"{name}:delete", delete(name), t))
@@ -234,8 +268,26 @@ def cases(root: Path) -> list[Case]:
     for key in ("generation", "files", "segments", "nbits", "dim", "n_centroids", "codes_dtype", "doc_id_kind",
                 "build_config", "format", "format_version"):
         edits[f"missing-{key}"] = delkey(key)
+    edits["database-entry-missing"] = lambda d: d["files"].pop("s000002/docs")
+    edits["database-entry-kind"] = lambda d: d["files"]["s000001/docs"].update(kind="parquet")
+    edits["database-entry-as-array"] = lambda d: d["files"]["s000001/docs"].pop("kind")
     for label, edit in edits.items():
         out.append(Case(f"manifest:{label}", edit_manifest(edit), mf))
+
+    # sound SQLite databases that disagree with their segment (sizes and checksums updated to match)
+    db = "s000001/docs"
+    wrong = {
+        "metadata-changed": ("UPDATE docs SET _metadata = '{\"i\": 99}' WHERE _position = 3",),
+        "column-changed": ("UPDATE docs SET even = 1 - even WHERE _position = 4",),
+        "row-deleted": ("DELETE FROM docs WHERE _position = 7",),
+        "last-row-deleted": (f"DELETE FROM docs WHERE _position = {seg0['n_docs'] - 1}",),
+        "row-added": (f"INSERT INTO docs(_position) VALUES ({seg0['n_docs']})",),
+        "schema-version": ("PRAGMA user_version = 7",),
+        "no-fulltext": ("DROP TABLE texts",),
+        "table-dropped": ("DROP TABLE docs",),
+    }
+    for label, statements in wrong.items():
+        out.append(Case(f"semantic:{db}:{label}", sql(db, *statements), (base[db],), may_differ=True))
 
     # file entries edited in the manifest: the message names the file and the manifest
     for name in ("s000001/codes", "s000001/residuals", "centroids", "s000002/doc_offsets"):
@@ -355,8 +407,12 @@ def search(root: Path, queries):
     shown = np.array([[f"{i}|{ix.text(i)}|{json.dumps(ix.metadata(i), sort_keys=True)}" if i is not None else "-"
                        for i in row] for row in res.ids])
     filtered = ix.search(queries, top_k=3, where=lambda m: bool(m.get("even")))
-    return (np.concatenate([shown, filtered.ids.astype(str)], axis=1),
-            np.concatenate([res.scores, filtered.scores], axis=1))
+    # the segments' databases: a SQL filter and BM25 over the texts
+    by_sql = ix.search(queries, top_k=3, where="even = ? AND i >= ?", params=[1, 10])
+    lexical = ix.search_bm25(["text 7", "e 61"], top_k=3)
+    return (np.concatenate([shown, filtered.ids.astype(str), by_sql.ids.astype(str)], axis=1),
+            np.concatenate([res.scores, filtered.scores, by_sql.scores], axis=1),
+            lexical.ids.astype(str), lexical.scores)
 
 
 # -------------------------------------------------------------------------------------------------- worker
@@ -381,8 +437,9 @@ def run_case(case: Case, src: Path, scratch: Path, baseline) -> dict:
     queries = [baseline[f"q{i}"] for i in range(N_SEARCH_QUERIES)]
 
     def plain():
-        ids, scores = search(root, queries)
-        same = np.array_equal(ids, baseline["ids"]) and np.array_equal(scores, baseline["scores"])
+        ids, scores, lex_ids, lex_scores = search(root, queries)
+        same = all(np.array_equal(a, baseline[k]) for a, k in ((ids, "ids"), (scores, "scores"),
+                                                              (lex_ids, "lex_ids"), (lex_scores, "lex_scores")))
         return "same" if same else "differs"
 
     def verify():

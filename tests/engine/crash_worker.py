@@ -5,7 +5,8 @@
 Operation i adds document "k{i}" (i % 3 != 2) or deletes "k{i-1}" (i % 3 == 2); before some adds it compacts
 (i % 7 == 6) or rebuilds (i % 11 == 10) the index, which changes no document. "ok i" is printed after its commit
 returned. STOP ends the run (default: never), PREFIX replaces "k" (several writers on one index use different
-ones), OPS "plain" leaves compaction and rebuild out. Used by tests/engine/test_crash.py,
+ones), OPS "plain" leaves compaction and rebuild out. Every added document has metadata (``kind``: its prefix,
+``n``: its number) and, where the index stores texts, a text with a word of its own. Used by tests/engine/test_crash.py,
 tests/engine/test_concurrency.py and bench/bench_crash.py.
 """
 
@@ -22,7 +23,16 @@ def doc(i: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def apply(index: gingham.Index, i: int, prefix: str = "k", plain: bool = False) -> None:
+def text(doc_id: str) -> str:
+    """The stored text of a document: one word (``w<id>``) no other document has, for BM25 to find."""
+    return f"document {doc_id} w{doc_id}"
+
+
+def metadata(doc_id: str) -> dict:
+    return {"kind": doc_id.rstrip("0123456789"), "n": int(doc_id.lstrip("abcdefghijklmnopqrstuvwxyz") or 0)}
+
+
+def apply(index: gingham.Index, i: int, prefix: str = "k", plain: bool = False, texts: bool = False) -> None:
     if i % 3 == 2:
         index.delete([f"{prefix}{i - 1}"])
         return
@@ -30,7 +40,8 @@ def apply(index: gingham.Index, i: int, prefix: str = "k", plain: bool = False) 
         index.compact()
     elif not plain and i % 11 == 10:
         index.rebuild()
-    index.add([doc(i)], [f"{prefix}{i}"])
+    doc_id = f"{prefix}{i}"
+    index.add([doc(i)], [doc_id], texts=[text(doc_id)] if texts else None, metadata=[metadata(doc_id)])
 
 
 def live_after(n_ops: int, base: set, prefix: str = "k") -> set:
@@ -49,10 +60,11 @@ def main() -> None:
     prefix = sys.argv[4] if len(sys.argv) > 4 else "k"
     plain = len(sys.argv) > 5 and sys.argv[5] == "plain"
     index = gingham.Index.open(path)
+    texts = index.n_docs > 0 and index.text(index.ids()[0]) is not None  # add texts where the index stores them
     print("ready", flush=True)
     i = start
     while stop is None or i < stop:
-        apply(index, i, prefix, plain)
+        apply(index, i, prefix, plain, texts)
         print(f"ok {i}", flush=True)
         i += 1
 

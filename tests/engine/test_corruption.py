@@ -27,9 +27,10 @@ N_WORKERS = 2
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("corruption") / "ix"
     ix, queries = cw.build(root)
-    ids, scores = cw.search(root, queries)
+    ids, scores, lex_ids, lex_scores = cw.search(root, queries)
     baseline = root.parent / "baseline.npz"
-    np.savez(baseline, ids=ids, scores=scores, **{f"q{i}": q for i, q in enumerate(queries)})
+    np.savez(baseline, ids=ids, scores=scores, lex_ids=lex_ids, lex_scores=lex_scores,
+             **{f"q{i}": q for i, q in enumerate(queries)})
     return root, baseline
 
 

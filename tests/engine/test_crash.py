@@ -1,4 +1,5 @@
-"""SIGKILL a writer at random points: the index always opens, is consistent and holds the committed documents.
+"""SIGKILL a writer at random points: the index always opens, is consistent and holds the committed documents,
+their metadata and texts (the segments' SQLite databases answer SQL filters and BM25 for exactly them).
 
 bench/bench_crash.py runs the same loop 200+ times.
 """
@@ -14,10 +15,32 @@ from pathlib import Path
 import gingham
 
 sys.path.insert(0, str(Path(__file__).parent))
-from crash_worker import doc, live_after  # noqa: E402
+from crash_worker import doc, live_after, metadata, text  # noqa: E402
 
 WORKER = Path(__file__).parent / "crash_worker.py"
 BASE = {f"b{i}" for i in range(20)}
+
+
+def make_base(path: Path) -> gingham.Index:
+    """The index the crash worker writes to: BASE documents with texts and metadata."""
+    ids = sorted(BASE)
+    return gingham.Index.create(path, [doc(1000 + i) for i in range(len(ids))], ids, texts=[text(i) for i in ids],
+                                metadata=[metadata(i) for i in ids])
+
+
+def check_databases(index: gingham.Index, live: set) -> None:
+    """The committed documents' metadata and texts, as the segments' databases answer: a SQL filter allows
+    exactly the live documents it names, and BM25 finds a document by its own word."""
+    q = doc(0)[:3]
+    for kind in ("b", "k"):
+        res = index.search(q, top_k=max(1, index.n_docs), where="kind = ? AND n >= ?", params=[kind, 0],
+                           exhaustive=True)
+        got = {i for i in res.ids[0].tolist() if i is not None}
+        assert got == {i for i in live if i.startswith(kind)}, f"SQL filter kind = {kind!r}"
+    for doc_id in sorted(live)[-3:]:
+        assert index.metadata(doc_id) == metadata(doc_id)
+        top = index.search_bm25(f"w{doc_id}", top_k=1).ids[0].tolist()
+        assert top == [doc_id], f"BM25 for the word of {doc_id} found {top}"
 
 
 def op_kind(i: int) -> str:
@@ -49,6 +72,7 @@ def kill_once(path: Path, done: int, rng: random.Random, in_flight: list | None 
     index = gingham.Index.open(path, verify=True)
     index.verify()
     live = set(index.ids())
+    check_databases(index, live)
     # the op in flight at the kill may or may not have committed: both states are whole
     if live == live_after(acked, BASE):
         return acked
@@ -58,7 +82,7 @@ def kill_once(path: Path, done: int, rng: random.Random, in_flight: list | None 
 
 def test_sigkill_at_random_points(tmp_path):
     path = tmp_path / "ix"
-    gingham.Index.create(path, [doc(1000 + i) for i in range(20)], sorted(BASE))
+    make_base(path)
     rng = random.Random(7)
     done = 0
     for _ in range(int(os.environ.get("GINGHAM_CRASH_KILLS", "6"))):
@@ -66,7 +90,7 @@ def test_sigkill_at_random_points(tmp_path):
     assert done > 0
     # nothing but the referenced generations is left behind after the next commit
     index = gingham.Index.open(path)
-    index.add([doc(99_999)], ["final"])
+    index.add([doc(99_999)], ["final"], texts=[text("final")])
     from gingham.storage import referenced_dirs
 
     assert {p.name for p in path.iterdir() if p.name.startswith("gen-")} == referenced_dirs(index.manifest)

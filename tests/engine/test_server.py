@@ -119,6 +119,27 @@ def test_health_info_search_add_delete(server):
     assert call(base, "/compact", {})[0] == 200
 
 
+def test_sql_filter(server):
+    base, docs, _ = server
+    q = [docs[3][:3].tolist()]
+    status, out = call(base, "/search", {"embeddings": q, "top_k": 5, "filter": "lang = ?", "params": ["en"]})
+    assert status == 200 and out["results"][0] and all(int(r["id"][1:]) % 2 == 1 for r in out["results"][0])
+    status, out = call(base, "/search", {"embeddings": q, "top_k": 5, "filter": "lang = :l", "params": {"l": "de"}})
+    assert status == 200 and all(int(r["id"][1:]) % 2 == 0 for r in out["results"][0])
+    status, out = call(base, "/search", {"embeddings": q, "top_k": 5, "filter": "lang = ?",
+                                         "params": ["en' OR '1'='1"]})
+    assert status == 200 and out["results"][0] == []
+    for body, match in [({"filter": "lang = "}, "not a valid SQL expression"),
+                        ({"filter": "1; DROP TABLE docs"}, "contains a ';'"),
+                        ({"filter": {"lang": "en"}, "params": ["x"]}, "'params' binds"),
+                        ({"filter": "lang = ?", "params": []}, "not a valid SQL expression"),
+                        ({"hybrid": "rrf"}, "give text 'queries'")]:
+        status, out = call(base, "/search", {"embeddings": q, "top_k": 5, **body})
+        assert status == 400 and match in json.dumps(out), (body, out)
+    assert call(base, "/search", {"embeddings": q, "filter": "lang = ?", "params": [[1]]})[0] == 422
+    assert call(base, "/search", {"embeddings": q, "hybrid": "bm25"})[0] == 422
+
+
 @pytest.mark.parametrize(
     "path,body,status,match",
     [

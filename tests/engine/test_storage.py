@@ -207,7 +207,7 @@ def test_format_1_index_opens_and_becomes_format_2_on_update(tmp_path, small_doc
 
     old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
     again = gingham.Index.open(tmp_path / "ix", verify=True)
-    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 2
+    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 3
     assert "residual_scales" in again.manifest["files"]
     np.testing.assert_array_equal(again.codec.scales, 1)
     first = again.search(queries, top_k=5, subset=[f"d{i}" for i in range(40)])  # the documents of format 1

@@ -1,0 +1,123 @@
+"""``where=`` as a SQL expression over metadata fields, resolved to the documents it allows, segment by segment.
+
+The expression is the WHERE clause of a SELECT over ``docs`` (see :mod:`gingham.docstore.database`): metadata
+keys are columns (``lang = ? AND year >= ?``), ``_metadata`` is the whole object as JSON
+(``json_extract(_metadata, '$.tags[0]') = ?``). Values come in ``params`` (a list for ``?``, a dict for
+``:name``) and are bound by SQLite, never formatted into the statement, so a value cannot change the statement.
+
+Only reading is possible through a filter: the database is opened read-only, the expression must be one
+parenthesis-balanced expression without ``;`` or comments (so it cannot close the WHERE clause and append a
+statement), an authorizer allows only SELECT, reading and functions while it runs (no PRAGMA, ATTACH, writes or
+recursive queries), and it is stopped after :data:`TIME_LIMIT_S` seconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from gingham.docstore.database import DocStore, quote
+
+#: Seconds a filter may run (per search call) before it is stopped with a ValueError.
+TIME_LIMIT_S = 30.0
+_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION}
+#: SQLite result codes that mean a damaged database file rather than a bad expression.
+_DAMAGE = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+HOW = ("write a SQL expression over the metadata fields, with values as ? placeholders and params= holding them, "
+       "for example where=\"lang = ? AND year >= ?\", params=[\"en\", 2020]")
+
+
+def check_expression(expr: Any, params: Any) -> None:
+    """Raise ValueError unless ``expr`` is one SQL expression (see the module's docstring) and ``params`` a
+    list/tuple of values or a dict of named values."""
+    if not isinstance(expr, str) or not expr.strip():
+        raise ValueError(f"where= must be a SQL expression string or a callable, got {expr!r}; {HOW}")
+    if params is not None and not isinstance(params, (list, tuple, Mapping)):
+        raise ValueError(f"params must be a list of values (for ?) or a dict (for :name), got "
+                         f"{type(params).__name__}; {HOW}")
+    values = params.values() if isinstance(params, Mapping) else (params or ())
+    for v in values:
+        if v is not None and not isinstance(v, (str, int, float, bytes)):
+            raise ValueError(f"filter parameter {v!r} is a {type(v).__name__}; parameters are str, int, float, "
+                             "bytes or None")
+    depth, i, n = 0, 0, len(expr)
+    while i < n:
+        c = expr[i]
+        if c in "'\"`[":
+            close = "]" if c == "[" else c
+            j = expr.find(close, i + 1)
+            while j != -1 and close != "]" and expr[j + 1:j + 2] == close:  # doubled quote: an escaped one
+                j = expr.find(close, j + 2)
+            if j == -1:
+                raise ValueError(f"where= filter {expr!r} has an unterminated quote starting at character {i}; {HOW}")
+            i = j + 1
+            continue
+        if c == ";" or expr.startswith("--", i) or expr.startswith("/*", i):
+            what = "a ';'" if c == ";" else "an SQL comment"
+            raise ValueError(f"where= filter {expr!r} contains {what} at character {i}: a filter is one expression; "
+                             f"{HOW}")
+        depth += (c == "(") - (c == ")")
+        if depth < 0:
+            raise ValueError(f"where= filter {expr!r} closes a parenthesis it did not open (character {i}); {HOW}")
+        i += 1
+    if depth:
+        raise ValueError(f"where= filter {expr!r} leaves {depth} parenthesis open; {HOW}")
+
+
+def _authorize(action, arg1, arg2, db, source):
+    if action in _ALLOWED:
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+def allowed(stores: Sequence[DocStore], masks: Sequence[np.ndarray], expr: str,
+            params: Sequence | Mapping | None) -> None:
+    """Clear in each segment's uint8 ``masks`` (in place) the documents that ``expr`` does not select."""
+    check_expression(expr, params)
+    union: dict[str, str] = {}  # SQLite matches identifiers regardless of ASCII case
+    for store in stores:
+        for c in store.columns:
+            union.setdefault(c.lower(), c)
+    deadline = time.monotonic() + TIME_LIMIT_S
+    for store, mask in zip(stores, masks):
+        have = {c.lower() for c in store.columns}
+        missing = [c for k, c in union.items() if k not in have]
+        source = "docs"
+        if missing:  # a key no document of this segment has: NULL here, as for documents that lack it
+            cols = ", ".join(["_position", "_metadata"] + [quote(c) for c in store.columns]
+                             + [f"NULL AS {quote(c)}" for c in missing])
+            source = f"(SELECT {cols} FROM docs)"
+        sql = f"SELECT _position FROM {source} WHERE (\n{expr}\n)"
+        positions = _run(store, sql, expr, params, deadline, sorted(union.values()))
+        keep = np.zeros(len(mask), dtype=np.uint8)
+        keep[positions[(positions >= 0) & (positions < len(mask))]] = 1
+        mask &= keep
+
+
+def _run(store: DocStore, sql: str, expr: str, params, deadline: float, fields: list[str]) -> np.ndarray:
+    conn = store.conn
+    with store.lock:
+        conn.set_authorizer(_authorize)
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+        try:
+            rows = conn.execute(sql, params if params is not None else ()).fetchall()
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is not None and (code & 0xFF) in _DAMAGE:
+                raise store.corrupt(f"cannot be read ({exc})") from exc
+            if "interrupted" in str(exc):
+                raise ValueError(f"where= filter {expr!r} ran longer than {TIME_LIMIT_S:g} s and was stopped; "
+                                 "simplify it") from exc
+            if "not authorized" in str(exc):
+                raise ValueError(f"where= filter {expr!r} tries something a filter may not do ({exc}): a filter "
+                                 f"only reads; {HOW}") from exc
+            raise ValueError(f"where= filter {expr!r} is not a valid SQL expression over this index's metadata "
+                             f"({exc}); its fields are {fields[:50]} (and _metadata, the JSON object); {HOW}") \
+                from exc
+        finally:
+            conn.set_authorizer(None)
+            conn.set_progress_handler(None, 0)
+    return np.fromiter((r[0] if isinstance(r[0], int) else -1 for r in rows), dtype=np.int64, count=len(rows))
