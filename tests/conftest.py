@@ -42,3 +42,12 @@ def sample_index(e5_folder, tmp_path_factory):
         encoding="utf-8").splitlines() if line.strip()]
     return Index.from_texts(tmp_path_factory.mktemp("sample") / "index", [r["text"] for r in rows],
                             [r["_id"] for r in rows], model=str(e5_folder), show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs for one test module (skipped without Ray)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -17,14 +17,6 @@ OPTIONS = dict(n_centroids=16, seed=4, calibrate=False, sample_tokens=300, memor
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("corpus")
     rng = np.random.default_rng(1)

@@ -11,14 +11,6 @@ from gingham.sharding import build_shards
 from gingham.synthetic import make_corpus, make_queries
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_fan_out_equals_threaded_fan_out(ray_cluster, tmp_path):
     from gingham.search.ray_shards import RayShardedIndex
 

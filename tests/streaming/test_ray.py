@@ -17,14 +17,6 @@ def test_missing_ray_says_what_to_install(monkeypatch):
         dist.build("unused", [])
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_build_equals_single_process_build(ray_cluster, small_corpus, tmp_path):
     import gingham.distributed as dist
 
