@@ -35,12 +35,9 @@ def _spherical_kmeans(x: np.ndarray, k: int, niters: int, seed: int) -> np.ndarr
 
 
 def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    import faiss
+    from gingham.codec import assign
 
-    index = faiss.IndexFlatIP(centroids.shape[1])
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    _, ids = index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
-    return ids[:, 0]
+    return assign(x, centroids)
 
 
 def share_out(sizes: np.ndarray, k: int) -> np.ndarray:
