@@ -293,7 +293,12 @@ def _post_chunked(port: int, total: int, chunk: int = 64 * 1024) -> tuple[int, i
     sent = 0
     try:
         while sent < total:
-            readable, writable, _ = select.select([sock], [sock], [], 30)
+            # poll, not select(): select() fails on descriptors above 1023, which a long test session reaches
+            events = select.poll()
+            events.register(sock, select.POLLIN | select.POLLOUT)
+            ready = dict(events.poll(30_000))
+            readable = ready.get(sock.fileno(), 0) & (select.POLLIN | select.POLLHUP | select.POLLERR)
+            writable = ready.get(sock.fileno(), 0) & select.POLLOUT
             if readable:
                 break
             if writable:
