@@ -2,10 +2,9 @@
 
 Memory stays bounded whatever the corpus size: source arrays are read block by block through the file (never
 through their memory maps, whose touched pages would count towards the process's RSS), the new segment's files
-are written front to back (:meth:`gingham.storage.GenerationWriter.stream`), and the new inverted lists are
-merged from the segments' own lists a range of centroids at a time instead of being rebuilt from all the codes.
-What is held in memory grows with the number of documents only (offsets, ids, the position remap), never with
-the number of tokens.
+are written front to back (:meth:`gingham.storage.GenerationWriter.stream`); inverted lists are not stored (readers
+build them from the codes). What is held in memory grows with the number of documents only (offsets, ids, the
+position remap), never with the number of tokens.
 """
 
 from __future__ import annotations
@@ -20,8 +19,6 @@ from gingham.ids import DocIds
 
 #: Tokens copied per step (bounds the memory compaction needs beyond the new segment's offsets and ids).
 COPY_BLOCK_TOKENS = 1 << 20
-#: Postings merged per step when the inverted lists are merged.
-MERGE_BLOCK_POSTINGS = 1 << 22
 
 
 def read_rows(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -74,20 +71,20 @@ def merge_segments(snap, writer, name: str, show_progress=None) -> tuple[int, in
     n_docs = n_tokens = 0
     for seg in snap.segments:
         live = np.flatnonzero(seg.live_mask())
-        lengths = np.diff(seg.arrays.doc_offsets)[live]
+        lengths = np.diff(seg.stored.doc_offsets)[live]
         plans.append(_Plan(seg, live, lengths, n_docs))
         n_docs += len(live)
         n_tokens += int(lengths.sum())
     if n_docs == 0:
         return 0, 0
-    first = snap.segments[0].arrays
+    first = snap.segments[0].stored
     doc_offsets = np.zeros(n_docs + 1, dtype=np.int64)
     with writer.stream(f"{name}/codes", (n_tokens,), first.codes.dtype) as codes, \
             writer.stream(f"{name}/residuals", (n_tokens, first.residuals.shape[1]), np.uint8) as residuals, \
             progress.bar(n_tokens, "compact", show_progress, unit="tok") as bar:
         row = 0
         for p in plans:
-            src = p.seg.arrays
+            src = p.seg.stored
             for i, j in p.runs():
                 a = int(src.doc_offsets[p.live[i]])
                 b = a + int(p.lengths[i:j].sum())
@@ -98,7 +95,6 @@ def merge_segments(snap, writer, name: str, show_progress=None) -> tuple[int, in
                 row += b - a
                 bar.update(b - a)
     writer.save(f"{name}/doc_offsets", doc_offsets)
-    _merge_ivf(plans, snap.codec.n_centroids, writer, name)
     ids = [p.seg.ids[int(pos)] for p in plans for pos in p.live]
     for key, arr in DocIds.from_list(ids, snap.manifest["doc_id_kind"]).arrays().items():  # checked when added
         writer.save(f"{name}/{key}", arr)
@@ -119,42 +115,3 @@ def _merge_strings(plans, attr: str, writer, prefix: str) -> None:
             for i, j in p.runs():
                 out.write(read_rows(utf8, int(offs[p.live[i]]), int(offs[p.live[j - 1] + 1])))
     writer.save(f"{prefix}_offsets", offsets)
-
-
-def _merge_ivf(plans, n_centroids: int, writer, name: str) -> None:
-    """The merged segment's inverted lists, from the source segments' lists, a range of centroids at a time.
-
-    Segments hold increasing position ranges, so concatenating each centroid's (remapped) lists in segment order
-    keeps them sorted and unique, exactly as building them from the merged codes would.
-    """
-    remaps = [p.remap() for p in plans]
-    total = sum(int(p.seg.arrays.ivf_offsets[-1]) for p in plans)
-    step = max(1, -(-n_centroids // max(1, -(-total // MERGE_BLOCK_POSTINGS))))
-    ranges = [(c, min(c + step, n_centroids)) for c in range(0, n_centroids, step)]
-
-    def block(c0: int, c1: int):
-        """Surviving postings of centroids c0..c1-1 (remapped) and their centroid (relative to c0)."""
-        docs, cents = [], []
-        for p, remap in zip(plans, remaps):
-            off = read_rows(p.seg.arrays.ivf_offsets, c0, c1 + 1)
-            docs.append(remap[read_rows(p.seg.arrays.ivf_docs, int(off[0]), int(off[-1]))])
-            cents.append(np.repeat(np.arange(c1 - c0), np.diff(off)))
-        docs, cents = np.concatenate(docs), np.concatenate(cents)
-        keep = docs >= 0
-        return docs[keep], cents[keep]
-
-    # postings per centroid first (the file's length goes into its header): from the offsets alone when nothing
-    # was deleted, else by a counting pass over the lists
-    ivf_offsets = np.zeros(n_centroids + 1, dtype=np.int64)
-    if all(len(p.live) == p.seg.n_docs for p in plans):
-        for p in plans:
-            ivf_offsets[1:] += np.diff(np.asarray(p.seg.arrays.ivf_offsets))
-    else:
-        for c0, c1 in ranges:
-            ivf_offsets[c0 + 1:c1 + 1] = np.bincount(block(c0, c1)[1], minlength=c1 - c0)
-    np.cumsum(ivf_offsets, out=ivf_offsets)
-    with writer.stream(f"{name}/ivf_docs", (int(ivf_offsets[-1]),), np.int32) as out:
-        for c0, c1 in ranges:
-            docs, cents = block(c0, c1)
-            out.write(docs[np.argsort(cents, kind="stable")])
-    writer.save(f"{name}/ivf_offsets", ivf_offsets)

@@ -3,13 +3,14 @@
 :func:`check_structure` runs on every open (from :func:`gingham.commits.load_snapshot`, so ``Index.open``,
 ``refresh`` and every writer get it): array dtypes and shapes against the manifest's counts, ``nbits`` and ``dim``
 against the codebook's and residuals' widths, offsets that start at 0, never decrease and end at their data's
-length, codes below the number of codes, inverted lists below the number of documents, deletion masks of 0/1, a
-finite codebook and string ids that decode: what the kernels rely on never to read out of bounds. Vectorised
-min / max / diff passes over the memory-mapped arrays: codes and inverted lists are read in full (about 1 ms per
-million tokens, measured by ``bench/bench_open.py``), everything else is O(documents + centroids).
+length, codes below the number of codes, deletion masks of 0/1, a finite codebook and string ids that decode:
+what the kernels (and the counting sort that builds each segment's inverted lists on open) rely on never to read
+or write out of bounds. Vectorised min / max / diff passes over the memory-mapped arrays: codes are read in full
+(about 1 ms per million tokens, measured by ``bench/bench_open.py``), everything else is O(documents +
+centroids).
 
 :func:`check_snapshot` (from :meth:`gingham.Index.verify`) checks meaning, at the cost of reading everything:
-inverted lists equal to a rebuild from the codes, no empty document, ids unique among live documents, texts, ids
+no empty document, ids unique among live documents, texts, ids
 and metadata valid UTF-8 at every string boundary and metadata valid JSON objects, and each segment's SQLite
 database sound (SQLite's integrity check) and equal to the segment's metadata, with a full-text index iff texts.
 """
@@ -24,7 +25,6 @@ import numpy as np
 from gingham.config import NBITS_ALLOWED
 from gingham.errors import IndexCorruptError
 from gingham.ids import unpack_string
-from gingham.kernels.ivf import build_ivf
 from gingham.storage import MANIFEST
 
 FIX = "restore the index from a backup or rebuild it"
@@ -132,7 +132,7 @@ def check_structure(root: Path, manifest: Mapping[str, Any], arrays: Mapping[str
     module's docstring). ``manifest`` has passed :func:`gingham.storage.check_manifest`."""
     files = _Files(root, manifest)
     n_codes = check_codebook(root, manifest, arrays)
-    n_c, n_bytes = manifest["n_centroids"], manifest["dim"] * manifest["nbits"] // 8
+    n_bytes = manifest["dim"] * manifest["nbits"] // 8
     try:
         codes_dtype = np.dtype(manifest["codes_dtype"])
     except TypeError:
@@ -154,10 +154,6 @@ def check_structure(root: Path, manifest: Mapping[str, Any], arrays: Mapping[str
         _layout(seg_files, local, "residuals", np.uint8, (n_tokens, n_bytes))
         if n_tokens and (int(codes.min()) < 0 or int(codes.max()) >= n_codes):
             raise seg_files.corrupt("codes", f"holds codes outside 0..{n_codes - 1}")
-        ivf_docs = _layout(seg_files, local, "ivf_docs", np.int32, (None,))
-        _offsets(seg_files, local, "ivf_offsets", n_c, None, "ivf_docs")
-        if len(ivf_docs) and (int(ivf_docs.min()) < 0 or int(ivf_docs.max()) >= n_docs):
-            raise seg_files.corrupt("ivf_docs", f"lists documents outside 0..{n_docs - 1}")
         if manifest["doc_id_kind"] == "int":
             _layout(seg_files, local, "doc_ids", np.int64, (n_docs,))
         else:  # every search result decodes ids: O(documents) bytes, cheap enough to check on open
@@ -184,16 +180,10 @@ def _decoded(files: _Files, name: str, utf8: np.ndarray, offsets: np.ndarray) ->
 
 
 def check_segment(seg, codec, files: _Files) -> None:
-    """One segment's meaning: documents non-empty, inverted lists equal to a rebuild from the codes, strings
-    decodable, metadata JSON objects (or null)."""
-    ix = seg.arrays
+    """One segment's meaning: documents non-empty, strings decodable, metadata JSON objects (or null)."""
+    ix = seg.stored
     if (np.diff(np.asarray(ix.doc_offsets)) <= 0).any():
         raise files.corrupt(f"{seg.name}/doc_offsets", "holds an empty document")
-    docs, ivf_offsets = build_ivf(np.asarray(ix.codes), ix.shift, np.asarray(ix.doc_offsets), codec.n_centroids)
-    if not np.array_equal(ivf_offsets, ix.ivf_offsets):
-        raise files.corrupt(f"{seg.name}/ivf_offsets", "does not match the inverted lists rebuilt from the codes")
-    if not np.array_equal(docs, ix.ivf_docs):
-        raise files.corrupt(f"{seg.name}/ivf_docs", "does not match the inverted lists rebuilt from the codes")
     if seg.ids.kind == "str":
         ids = seg.ids.arrays()
         _decoded(files, f"{seg.name}/doc_ids_utf8", ids["doc_ids_utf8"], ids["doc_ids_offsets"])

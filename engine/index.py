@@ -125,7 +125,7 @@ class Index:
         """Counts, sizes, configs and codebook health, as committed plus sizes measured on disk."""
         snap = self._snap
         files = snap.manifest["files"]
-        compressed = sum(s.arrays.codes.nbytes + s.arrays.residuals.nbytes for s in snap.segments)
+        compressed = sum(s.stored.codes.nbytes + s.stored.residuals.nbytes for s in snap.segments)
         total = sum(f["bytes"] for f in files.values())
         n_tokens = max(1, snap.n_tokens)
         return {
@@ -725,7 +725,7 @@ class Index:
         pos_parts, score_parts = [], []
         with progress.bar(snap.n_positions, "search", show_progress, unit="doc") as bar:
             for i, seg in enumerate(snap.segments):
-                ix = seg.arrays
+                ix = seg.stored
 
                 def tokens(lo: int, hi: int, ix=ix) -> np.ndarray:
                     a, b = ix.doc_offsets[lo], ix.doc_offsets[hi]
@@ -853,7 +853,7 @@ class Index:
 
     @staticmethod
     def _decompress(seg, local: int) -> np.ndarray:
-        ix = seg.arrays
+        ix = seg.stored
         a, b = ix.doc_offsets[local], ix.doc_offsets[local + 1]
         return decompress(ix.codes[a:b], ix.residuals[a:b], ix.fine, ix.scales, ix.lut, ix.normalize)
 

@@ -50,12 +50,12 @@ def decompressed(docs: list[tuple[DocKey, Segment, int]], show_progress=None) ->
     """The decompressed tokens of ``docs`` (each with its own snapshot's codec) as (flat, doc offsets)."""
     offsets = np.zeros(len(docs) + 1, dtype=np.int64)
     for i, (_, seg, p) in enumerate(docs):
-        offsets[i + 1] = offsets[i] + seg.arrays.doc_offsets[p + 1] - seg.arrays.doc_offsets[p]
-    dim = docs[0][1].arrays.centroids.shape[1] if docs else 0
+        offsets[i + 1] = offsets[i] + seg.stored.doc_offsets[p + 1] - seg.stored.doc_offsets[p]
+    dim = docs[0][1].stored.centroids.shape[1] if docs else 0
     flat = np.empty((int(offsets[-1]), dim), dtype=np.float32)
     with progress.bar(len(docs), "decompress", show_progress, unit="doc") as bar:
         for i, (_, seg, p) in enumerate(docs):
-            ix = seg.arrays
+            ix = seg.stored
             a, b = ix.doc_offsets[p], ix.doc_offsets[p + 1]
             flat[offsets[i]:offsets[i + 1]] = decompress(ix.codes[a:b], ix.residuals[a:b], ix.fine, ix.scales,
                                                          ix.lut, ix.normalize)

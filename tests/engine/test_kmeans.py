@@ -106,7 +106,7 @@ def test_two_level_codebook_assigns_every_later_token_through_its_coarse_level(t
     corpus = make_hard_corpus(300, dim=32, seed=5)
     docs = corpus.docs()
     ix = gingham.Index.create(tmp_path / "ix", docs[:250], n_centroids=257, calibrate=False, kmeans="two-level",
-                              assign_nprobe=2)
+                              assign_nprobe=2, sub_centroids=True)
     codec = ix.codec
     assert codec.coarse is not None and codec.assign_nprobe == 2 and codec.sub_bits == 2
     info = ix.info()

@@ -20,7 +20,8 @@ def index(tmp_path, corpus, request):
     n_centroids = getattr(request, "param", None)
     docs = corpus.docs()
     return gingham.Index.create(tmp_path / "ix", docs[:400], [f"d{i}" for i in range(400)],
-                                metadata=[{"i": i, "even": i % 2 == 0} for i in range(400)], n_centroids=n_centroids)
+                                metadata=[{"i": i, "even": i % 2 == 0} for i in range(400)], n_centroids=n_centroids,
+                                sub_centroids=n_centroids is not None)
 
 
 def _expected_exhaustive(index, queries, live_docs: dict, k):

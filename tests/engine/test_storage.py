@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,24 +164,64 @@ def test_streamed_array_refuses_missing_or_extra_rows(tmp_path):
     assert "a" not in writer.files and "b" not in writer.files
 
 
-def test_compaction_merges_inverted_lists_as_a_rebuild_would(tmp_path, small_docs):
+def test_inverted_lists_are_built_on_open_and_shared_by_snapshots_that_keep_the_segment(tmp_path, small_docs):
     from gingham.kernels.ivf import build_ivf
 
     ids = [f"d{i}" for i in range(len(small_docs))]
     ix = gingham.Index.create(tmp_path / "ix", small_docs[:30], ids[:30], texts=[f"t{i}" for i in range(30)])
+    assert not any("ivf" in name for name in ix.manifest["files"])  # format 4 stores none
+    first = ix._snap.segments[0]
+    lists = first.arrays.ivf_docs
     ix.add(small_docs[30:], ids[30:], texts=[f"t{i}" for i in range(30, 60)])
+    assert ix._snap.segments[0].arrays.ivf_docs is lists  # the kept segment's lists are not built again
     ix.delete(["d3", "d4", "d40", "d59"])
     ix.compact()
     again = gingham.Index.open(tmp_path / "ix", verify=True)
+    assert not any("ivf" in name for name in again.manifest["files"])
     seg = again._snap.segments[0]
-    docs, offsets = build_ivf(np.asarray(seg.arrays.codes), again.codec.sub_bits,
-                              np.asarray(seg.arrays.doc_offsets), again.codec.n_centroids)
+    docs, offsets = build_ivf(np.asarray(seg.stored.codes), again.codec.sub_bits,
+                              np.asarray(seg.stored.doc_offsets), again.codec.n_centroids)
     np.testing.assert_array_equal(seg.arrays.ivf_docs, docs)
     np.testing.assert_array_equal(seg.arrays.ivf_offsets, offsets)
+    assert not seg.arrays.ivf_docs.flags.writeable
     live = [i for i in ids if i not in {"d3", "d4", "d40", "d59"}]
     assert again.ids() == live
     assert again.text("d41") == "t41"
     np.testing.assert_array_equal(again.decompress("d41"), ix.decompress("d41"))
+
+
+def test_format_3_index_with_stored_inverted_lists_opens_and_becomes_format_4_on_update(tmp_path, small_docs):
+    """Indexes of format 3 and older stored each segment's inverted lists; readers leave them unread (even
+    damaged: they are never used) and the lists built from the codes answer the same."""
+    from gingham.kernels.ivf import build_ivf
+
+    ix = gingham.Index.create(tmp_path / "ix", small_docs[:40], [f"d{i}" for i in range(40)], nbits=2)
+    queries = small_docs[40:45]
+    before = ix.search(queries, top_k=5)
+    root = tmp_path / "ix"
+    manifest = json.loads((root / "manifest.json").read_text())
+    seg = ix._snap.segments[0]
+    docs, offsets = build_ivf(np.asarray(seg.stored.codes), ix.codec.sub_bits, np.asarray(seg.stored.doc_offsets),
+                              ix.codec.n_centroids)
+    gen_dir = Path(manifest["files"]["s000001/codes"]["path"]).parent
+    for key, arr in (("ivf_docs", np.zeros_like(docs)), ("ivf_offsets", offsets)):  # docs all 0: unread
+        rel = gen_dir / f"s000001.{key}.npy"
+        np.save(root / rel, arr)
+        manifest["files"][f"s000001/{key}"] = {"bytes": (root / rel).stat().st_size, "dtype": arr.dtype.str,
+                                               "path": str(rel), "sha256": storage.sha256_file(root / rel),
+                                               "shape": list(arr.shape)}
+    manifest["format_version"] = 3
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+    old = gingham.Index.open(root, verify=True)
+    after = old.search(queries, top_k=5)
+    np.testing.assert_array_equal(after.positions, before.positions)
+    np.testing.assert_array_equal(after.scores, before.scores)
+    old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
+    again = gingham.Index.open(root, verify=True)
+    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 4
+    np.testing.assert_array_equal(again.search(queries, top_k=5, subset=[f"d{i}" for i in range(40)]).scores,
+                                  before.scores)
 
 
 def test_format_1_index_opens_and_becomes_format_2_on_update(tmp_path, small_docs, monkeypatch):
@@ -207,7 +248,7 @@ def test_format_1_index_opens_and_becomes_format_2_on_update(tmp_path, small_doc
 
     old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
     again = gingham.Index.open(tmp_path / "ix", verify=True)
-    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 3
+    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 4
     assert "residual_scales" in again.manifest["files"]
     np.testing.assert_array_equal(again.codec.scales, 1)
     first = again.search(queries, top_k=5, subset=[f"d{i}" for i in range(40)])  # the documents of format 1

@@ -35,7 +35,8 @@ def test_equals_index_create_when_the_sample_spans_the_corpus(small_corpus, tmp_
     # (257 centroids need uint16 codes, whose 2 spare bits hold sub-centroids); a two-level codebook assigns every
     # chunk's tokens through its stored coarse level, as Index.create assigns the whole corpus
     c = small_corpus
-    opts = {**OPTIONS, "kmeans_points_per_centroid": 200, "n_centroids": n_centroids, "kmeans": kmeans}
+    opts = {**OPTIONS, "kmeans_points_per_centroid": 200, "n_centroids": n_centroids, "kmeans": kmeans,
+            "sub_centroids": True}
     streamed = build(tmp_path / "s", source(c), chunk_tokens=3000, train_on="first", show_progress=False, **opts)
     created = gingham.Index.create(tmp_path / "c", c.tokens, ids(c.n_docs), lengths=c.lengths, **opts)
     assert streamed.codec.sub_bits == created.codec.sub_bits == (2 if n_centroids == 257 else 0)
