@@ -86,10 +86,10 @@ def assign(x: np.ndarray, centroids: np.ndarray, index=None) -> np.ndarray:
 
 #: Most sub-centroids per centroid (2 spare code bits).
 MAX_SUB_BITS = 2
-#: On-disk type of the centroids and the sub-centroid table: half the bytes of float32 (at 16,384 centroids x 4
-#: sub-centroids, dim 128, the tables are 21 MB at float32: 17 bytes per token of a 1.2M-token corpus), and the
-#: rounding error (~5e-4 of a unit vector's length) is far below the residual quantisation's (~0.1). Training
-#: rounds them, so the build, every add and every reader use the same vectors.
+#: On-disk type of the sub-centroid table (and of centroids this version cannot store as int8: those of indexes
+#: built before centroids were): half the bytes of float32, and the rounding error (~5e-4 of a unit vector's
+#: length) is far below the residual quantisation's (~0.1). Training rounds them, so the build, every add and
+#: every reader use the same vectors.
 SUB_CENTROID_DTYPE = np.float16
 
 
@@ -100,10 +100,47 @@ def stored_precision(vectors: np.ndarray) -> np.ndarray:
 
 
 def compact(vectors: np.ndarray) -> np.ndarray:
-    """``vectors`` in :data:`SUB_CENTROID_DTYPE` when that is lossless (centroids trained by this version), else
-    as they are (float32 centroids of indexes built before centroids were rounded)."""
+    """``vectors`` in :data:`SUB_CENTROID_DTYPE` when that is lossless (sub-centroids, coarse centroids and
+    residual scales trained by this version, which rounds them), else as they are (older indexes' float32)."""
     half = vectors.astype(SUB_CENTROID_DTYPE)
     return half if np.array_equal(half.astype(np.float32), vectors) else vectors
+
+
+def quantize_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``vectors`` as int8 (-127..127) times a per-row float16 scale: ``(q int8 (n, dim), scales float16
+    (n,))``, read back by :func:`dequantize_rows`.
+
+    How centroids are stored: a token's residual is measured from the centroid as stored, so the centroid's own
+    rounding (at most half a step, ~1/254 of its largest component) moves no token's reconstruction; only centroid
+    scores in candidate generation see it, and they are approximate anyway. 1 byte per component: at 16,384
+    centroids, dim 128, 1.75 bytes per token of a 1.2M-token corpus against 3.5 as float16.
+
+    Each scale is rounded *down* to float16, so every row's largest component quantises to exactly +-127 (clipped):
+    quantising a dequantised row gives back the same ints and scale (tested), so a codebook survives any number of
+    store/load round trips bit for bit. A zero row gets scale 1. A row whose largest component is below ~0.008
+    (its scale below float16's normal range; never a unit vector of dim < 250,000) loses precision and does not
+    round-trip: :meth:`ResidualCodec.arrays` then stores the centroids as floats, losslessly.
+    """
+    v = np.asarray(vectors, dtype=np.float32)
+    top = np.abs(v).max(axis=1) if v.size else np.zeros(len(v), np.float32)
+    exact = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)
+    half = exact.astype(np.float16)
+    over = half.astype(np.float32) > exact
+    half[over] = np.nextafter(half[over], np.float16(0))
+    half = np.maximum(half, np.float16(2**-24))  # never 0 (float16's smallest step)
+    q = np.clip(np.rint(v / half.astype(np.float32)[:, None]), -127, 127).astype(np.int8)
+    return q, half
+
+
+def dequantize_rows(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """float32 rows from :func:`quantize_rows`' ints and scales (exact in float32: 7 x 11 significant bits)."""
+    return np.ascontiguousarray(np.asarray(q, dtype=np.float32) * np.asarray(scales, dtype=np.float32)[:, None])
+
+
+def stored_centroids(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` as float32 rounded the way centroids are stored (:func:`quantize_rows`): the values a reader
+    gets back. Training rounds centroids with this, so the build, every add and every reader use the same ones."""
+    return dequantize_rows(*quantize_rows(vectors))
 
 
 def spare_code_bits(n_centroids: int) -> int:
@@ -244,7 +281,7 @@ class ResidualCodec:
     """Centroids, optional sub-centroids, per-(sub-)centroid residual scales, and per-dimension bucket cutoffs
     and values for ``nbits``-bit residuals (of residuals divided by their scale)."""
 
-    centroids: np.ndarray  # (n_centroids, dim) float32, L2-normalised
+    centroids: np.ndarray  # (n_centroids, dim) float32, L2-normalised then rounded (stored_centroids)
     cutoffs: np.ndarray  # (dim, 2**nbits - 1) float32
     weights: np.ndarray  # (dim, 2**nbits) float32
     nbits: int
@@ -294,25 +331,33 @@ class ResidualCodec:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The codebook as arrays keyed by their file names (see :meth:`from_arrays`)."""
-        out = {"centroids": compact(self.centroids), "bucket_cutoffs": self.cutoffs, "bucket_weights": self.weights,
-               "residual_scales": self.scales}
+        out = {"bucket_cutoffs": self.cutoffs, "bucket_weights": self.weights, "residual_scales": compact(self.scales)}
+        q, scales = quantize_rows(self.centroids)
+        if np.array_equal(dequantize_rows(q, scales), self.centroids):  # trained by this version: int8 is lossless
+            out["centroids"], out["centroid_scales"] = q, scales
+        else:  # an older index's float16 or float32 centroids, kept as they are
+            out["centroids"] = compact(self.centroids)
         if self.sub_centroids is not None:
             out["sub_centroids"] = self.sub_centroids.astype(SUB_CENTROID_DTYPE)  # lossless: see __post_init__
         if self.coarse is not None:
-            out["coarse_centroids"] = self.coarse
+            out["coarse_centroids"] = compact(self.coarse)
         return out
 
     @classmethod
     def from_arrays(cls, arrays, nbits: int, normalize: bool = False, assign_nprobe: int = 0) -> "ResidualCodec":
-        """The codec from :meth:`arrays`' output (``residual_scales`` absent: an index of format 1);
-        ``assign_nprobe``: the manifest's, for a codebook with ``coarse_centroids``."""
+        """The codec from :meth:`arrays`' output (``residual_scales`` absent: an index of format 1; int8
+        ``centroids`` come with ``centroid_scales``); ``assign_nprobe``: the manifest's, for a codebook with
+        ``coarse_centroids``."""
 
         def opt(name):
             a = arrays.get(name)
             return None if a is None else np.ascontiguousarray(a, dtype=np.float32)
 
+        centroids = arrays["centroids"]
+        if "centroid_scales" in arrays:
+            centroids = dequantize_rows(centroids, arrays["centroid_scales"])
         return cls(
-            centroids=np.ascontiguousarray(arrays["centroids"], dtype=np.float32),
+            centroids=np.ascontiguousarray(centroids, dtype=np.float32),
             cutoffs=np.ascontiguousarray(arrays["bucket_cutoffs"], dtype=np.float32),
             weights=np.ascontiguousarray(arrays["bucket_weights"], dtype=np.float32),
             nbits=int(nbits),
@@ -383,7 +428,7 @@ class ResidualCodec:
         fine = shell.fine
         if scales is None:
             scales = residual_scales(heldout, codes, fine)
-        scales = np.ascontiguousarray(scales, dtype=np.float32)
+        scales = stored_precision(scales)  # stored as float16: fit the buckets to the scales readers will hold
         residuals = (np.asarray(heldout, dtype=np.float64) - fine[codes]) / scales[codes, None]
         cutoffs, weights = fit_buckets(residuals, nbits, lloyd_iters)
         return cls(

@@ -16,6 +16,7 @@ import numpy as np
 
 from gingham import progress
 from gingham.ids import DocIds
+from gingham.segment import narrow_offsets
 
 #: Tokens copied per step (bounds the memory compaction needs beyond the new segment's offsets and ids).
 COPY_BLOCK_TOKENS = 1 << 20
@@ -94,7 +95,7 @@ def merge_segments(snap, writer, name: str, show_progress=None) -> tuple[int, in
                 doc_offsets[doc + 1:doc + 1 + (j - i)] = row + np.cumsum(p.lengths[i:j])
                 row += b - a
                 bar.update(b - a)
-    writer.save(f"{name}/doc_offsets", doc_offsets)
+    writer.save(f"{name}/doc_offsets", narrow_offsets(doc_offsets))
     ids = [p.seg.ids[int(pos)] for p in plans for pos in p.live]
     for key, arr in DocIds.from_list(ids, snap.manifest["doc_id_kind"]).arrays().items():  # checked when added
         writer.save(f"{name}/{key}", arr)

@@ -49,10 +49,10 @@ class _Files:
 
 
 def _offsets(files: _Files, arrays, name: str, n: int, end: int | None, end_name: str) -> None:
-    """``name`` is int64 (n + 1,), starts at 0, never decreases and ends at ``end`` (the manifest's count; None:
-    the length of ``end_name``)."""
+    """``name`` is int64 or int32 (n + 1,), starts at 0, never decreases and ends at ``end`` (the manifest's count;
+    None: the length of ``end_name``)."""
     off = arrays[name]
-    if off.dtype != np.int64 or off.shape != (n + 1,):
+    if off.dtype not in (np.int64, np.int32) or off.shape != (n + 1,):
         raise files.disagree(name, f"it holds {off.dtype}{list(off.shape)} offsets, expected int64[{n + 1}]")
     recorded = end is not None  # the manifest's count, or the data's length
     end = len(arrays[end_name]) if end is None else end
@@ -101,7 +101,13 @@ def check_codebook(root: Path, manifest: Mapping[str, Any], arrays: Mapping[str,
         raise IndexCorruptError(f"{files.manifest} records nbits {nbits}, dim {dim} and n_centroids {n_c}: nbits "
                                 f"must be one of {NBITS_ALLOWED}, dim * nbits a positive multiple of 8 and "
                                 f"n_centroids positive; {FIX}")
-    _layout(files, arrays, "centroids", "f", (n_c, dim))
+    if "centroid_scales" in arrays:  # int8 centroids times a float16 scale per centroid (format 4)
+        _layout(files, arrays, "centroids", np.int8, (n_c, dim))
+        scales = _layout(files, arrays, "centroid_scales", np.float16, (n_c,))
+        if not _finite(scales) or not (scales > 0).all():
+            raise files.corrupt("centroid_scales", "holds a centroid scale that is not a positive number")
+    else:
+        _layout(files, arrays, "centroids", "f", (n_c, dim))
     _layout(files, arrays, "bucket_cutoffs", "f", (dim, 2**nbits - 1))
     _layout(files, arrays, "bucket_weights", "f", (dim, 2**nbits))
     n_codes = n_c
@@ -155,7 +161,9 @@ def check_structure(root: Path, manifest: Mapping[str, Any], arrays: Mapping[str
         if n_tokens and (int(codes.min()) < 0 or int(codes.max()) >= n_codes):
             raise seg_files.corrupt("codes", f"holds codes outside 0..{n_codes - 1}")
         if manifest["doc_id_kind"] == "int":
-            _layout(seg_files, local, "doc_ids", np.int64, (n_docs,))
+            if local["doc_ids"].dtype != np.int32:  # int32 when every id fits, else int64
+                _layout(seg_files, local, "doc_ids", np.int64, (n_docs,))
+            _layout(seg_files, local, "doc_ids", local["doc_ids"].dtype, (n_docs,))
         else:  # every search result decodes ids: O(documents) bytes, cheap enough to check on open
             _strings(seg_files, local, "doc_ids", n_docs)
             _decoded(seg_files, "doc_ids_utf8", local["doc_ids_utf8"], local["doc_ids_offsets"])

@@ -150,8 +150,13 @@ class DocIds:
         return cls("str", utf8=arrays["doc_ids_utf8"], offsets=arrays["doc_ids_offsets"])
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """The ids as arrays keyed by their file names: int ids as int32 when every one fits (half the bytes; read
+        back as they are), else int64."""
         if self.kind == "int":
-            return {"doc_ids": self._ints}
+            ints = self._ints
+            if ints.dtype != np.int32 and (len(ints) == 0 or int(ints.max()) < 2**31):
+                ints = ints.astype(np.int32)
+            return {"doc_ids": ints}
         return {"doc_ids_utf8": self._utf8, "doc_ids_offsets": self._offsets}
 
     # access -------------------------------------------------------------------------------------------------

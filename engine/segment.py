@@ -32,10 +32,17 @@ CODEBOOK_ARRAYS = ("centroids", "bucket_cutoffs", "bucket_weights")
 SEGMENT_ARRAYS = ("codes", "residuals", "doc_offsets")
 
 
+def narrow_offsets(offsets: np.ndarray) -> np.ndarray:
+    """Document offsets as stored: int32 when the segment has fewer than 2**31 tokens (half the bytes), else int64.
+    Readers widen them to int64 (O(documents))."""
+    offsets = np.asarray(offsets)
+    return offsets.astype(np.int32) if len(offsets) and int(offsets[-1]) < 2**31 else offsets.astype(np.int64)
+
+
 def segment_arrays(codec: ResidualCodec, codes: np.ndarray, residuals: np.ndarray, doc_offsets: np.ndarray,
                    ids: DocIds, texts=None, metadata=None) -> dict[str, np.ndarray]:
     """The arrays of a new segment, keyed by their file names."""
-    arrays = {"codes": codes, "residuals": residuals, "doc_offsets": doc_offsets, **ids.arrays()}
+    arrays = {"codes": codes, "residuals": residuals, "doc_offsets": narrow_offsets(doc_offsets), **ids.arrays()}
     if texts is not None:
         arrays["texts_utf8"], arrays["texts_offsets"] = pack_strings([str(t) for t in texts])
     if metadata is not None:
@@ -204,7 +211,7 @@ class Snapshot:
                 self.codec.sub_bits, self.codec.n_centroids)
             ix = IndexArrays(
                 centroids=self.codec.centroids, fine=self.codec.fine, scales=self.codec.scales, lut=lut,
-                codes=get("codes"), residuals=get("residuals"), doc_offsets=np.ascontiguousarray(get("doc_offsets")),
+                codes=get("codes"), residuals=get("residuals"), doc_offsets=np.ascontiguousarray(get("doc_offsets"), dtype=np.int64),
                 ivf_docs=None, ivf_offsets=None,
                 normalize=self.codec.normalize, shift=self.codec.sub_bits,
             )

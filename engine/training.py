@@ -17,6 +17,7 @@ from gingham.codec import (
     codes_dtype,
     residual_scales,
     spare_code_bits,
+    stored_centroids,
     stored_precision,
     train_centroids,
     train_sub_centroids,
@@ -78,9 +79,11 @@ def train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Resi
                                                  assign_nprobe=nprobe)
             if len(coarse) >= len(centroids):  # too few centroids for a coarse level: flat after all
                 coarse, nprobe = None, 0
+            else:
+                coarse = stored_precision(coarse)  # stored as float16
         else:
             centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
-        centroids = stored_precision(centroids)  # stored as float16: assign against what readers will hold
+        centroids = stored_centroids(centroids)  # stored as int8: assign against what readers will hold
         bar.update(1)
     # the codec assigns every later token (adds, streaming chunks, Ray tasks) the way the build assigns these
     shell = ResidualCodec(centroids=centroids, cutoffs=np.zeros((1, 1), np.float32),

@@ -238,7 +238,7 @@ def split_subset(subset, shards: Sequence) -> dict[int, list] | None:
 def codebook_digest(manifest: dict) -> tuple:
     """What makes two indexes' codes interchangeable: their codebook arrays' checksums and nbits."""
     files = manifest["files"]
-    names = CODEBOOK_ARRAYS + ("sub_centroids", "residual_scales", "coarse_centroids")
+    names = CODEBOOK_ARRAYS + ("centroid_scales", "sub_centroids", "residual_scales", "coarse_centroids")
     return tuple(files[n]["sha256"] for n in names if n in files) + (manifest["nbits"], manifest.get("normalized"),
                                                                     manifest.get("assign_nprobe", 0))
 

@@ -326,13 +326,14 @@ def cases(root: Path) -> list[Case]:
     sem = {
         "s000001/codes": [("code-n-codes", setitem(3, n_codes)), ("code-max", setitem(0, np.iinfo(
             np.dtype(m["codes_dtype"])).max))],
-        "s000001/doc_offsets": [("huge", setitem(n1 // 2, 2**40)), ("decreasing", setitem(n1 // 2, 1)),
+        "s000001/doc_offsets": [("huge", setitem(n1 // 2, 2**31 - 1)), ("decreasing", setitem(n1 // 2, 1)),
                                 ("end-plus-1", setitem(-1, seg0["n_tokens"] + 1)), ("start-1", setitem(0, 1)),
                                 ("negative", setitem(n1 // 2, -5))],
         "s000001/residuals": [("half-width", lambda a: np.ascontiguousarray(a[:, : a.shape[1] // 2]))],
         "s000002/residuals": [("double-width", lambda a: np.concatenate([a, a], axis=1))],
         "s000001/deleted": [("value-2", setitem(1, 2)), ("value-255", setitem(0, 255))],
-        "centroids": [("nan", setitem((0, 0), np.nan)), ("inf", setitem((-1, 3), np.inf))],
+        "centroid_scales": [("nan", setitem(0, np.nan)), ("inf", setitem(-1, np.inf)), ("zero", setitem(1, 0.0)),
+                            ("negative", setitem(2, -1.0))],
         "sub_centroids": [("nan", setitem((1, 1), np.nan))],
         "residual_scales": [("zero", setitem(0, 0.0)), ("nan", setitem(2, np.nan)), ("negative", setitem(1, -1.0))],
         "bucket_weights": [("nan", setitem((0, 0), np.nan))],

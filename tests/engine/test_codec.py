@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+
+import gingham
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -8,7 +10,10 @@ from gingham.codec import (
     assign,
     centroid_index,
     codes_dtype,
+    dequantize_rows,
     fit_buckets,
+    quantize_rows,
+    stored_centroids,
     residual_scales,
     spare_code_bits,
     train_centroids,
@@ -258,3 +263,56 @@ def test_sub_centroids_leave_out_excluded_rows_and_read_in_blocks():
     b = train_sub_centroids(garbage, coarse, centroids, 4, 5, 1, exclude=held)
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert not np.allclose(a, train_sub_centroids(garbage, coarse, centroids, 4, 5, 1), atol=1e-3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 50), dim=st.sampled_from([1, 8, 128]), seed=st.integers(0, 2**16),
+       magnitude=st.sampled_from([1e-3, 1.0, 40.0]), zero_row=st.booleans())
+def test_centroids_round_to_int8_within_half_a_step_and_round_trip_bit_for_bit(n, dim, seed, magnitude, zero_row):
+    rng = np.random.default_rng(seed)
+    v = (rng.standard_normal((n, dim)) * magnitude).astype(np.float32)
+    if zero_row and n:
+        v[0] = 0
+    q, scales = quantize_rows(v)
+    assert q.dtype == np.int8 and scales.dtype == np.float16 and q.shape == v.shape and scales.shape == (n,)
+    assert (scales > 0).all() and (np.abs(q.astype(int)) <= 127).all()
+    back = dequantize_rows(q, scales)
+    # rows whose scale is a normal float16 (every unit vector's): the documented guarantees
+    ok = scales >= np.finfo(np.float16).tiny
+    # plain numpy reference: each entry within half a step of its row's scale, at most max|row|/127
+    top = np.abs(v).max(axis=1) if n else np.zeros(0, np.float32)
+    step = scales.astype(np.float64)[:, None]
+    assert (np.abs(back - v) <= 0.5 * step + 1e-6 * np.abs(v))[ok].all()
+    assert (scales.astype(np.float64) <= np.where(top > 0, top / 127, 1.0) * (1 + 1e-6))[ok].all()
+    assert (np.abs(q.astype(int)).max(axis=1, initial=0) == 127)[ok & (top > 0)].all()  # the largest is +-127
+    # stored once, stored again: the same ints, scales and floats (a codebook survives every store/load)
+    q2, scales2 = quantize_rows(back)
+    np.testing.assert_array_equal(q2[ok], q[ok])
+    np.testing.assert_array_equal(scales2[ok], scales[ok])
+    np.testing.assert_array_equal(stored_centroids(back)[ok], back[ok])
+
+
+def test_centroids_int8_cannot_hold_are_stored_as_floats_losslessly():
+    """An older index's float32 (or float16) centroids, or a row too small for int8 scales, stay floats."""
+    rng = np.random.default_rng(0)
+    raw = normalised(rng, 5, 8)
+    for centroids, kind in ((raw, "f"), (stored_centroids(raw), "i"), (raw.astype(np.float16).astype(np.float32), "f")):
+        codec = ResidualCodec(centroids=centroids, cutoffs=np.zeros((8, 3), np.float32),
+                              weights=np.zeros((8, 4), np.float32), nbits=2)
+        arrays = codec.arrays()
+        assert arrays["centroids"].dtype.kind == kind and ("centroid_scales" in arrays) == (kind == "i")
+        np.testing.assert_array_equal(ResidualCodec.from_arrays(arrays, 2).centroids, centroids)
+
+
+def test_index_stores_centroids_as_int8_and_reads_back_the_trained_ones(tmp_path):
+    from gingham.synthetic import make_hard_corpus
+
+    corpus = make_hard_corpus(200, dim=32, seed=3)
+    ix = gingham.Index.create(tmp_path / "ix", corpus.docs(), n_centroids=64, calibrate=False)
+    files = ix.manifest["files"]
+    assert files["centroids"]["dtype"] == "|i1" and files["centroid_scales"]["dtype"] == "<f2"
+    again = gingham.Index.open(tmp_path / "ix", verify=True)
+    np.testing.assert_array_equal(again.codec.centroids, ix.codec.centroids)
+    assert np.allclose(np.linalg.norm(again.codec.centroids, axis=1), 1, atol=0.02)
+    ix.add(corpus.docs()[:5], list(range(200, 205)))  # a commit writes the codebook it read back, unchanged
+    assert gingham.Index.open(tmp_path / "ix").manifest["files"]["centroids"]["sha256"] == files["centroids"]["sha256"]
