@@ -23,6 +23,9 @@ How a build runs (:func:`build`):
    result is identical to an uninterrupted build.
 4. **Compaction.** The segments are merged into one out of core (codes and residuals streamed through memory-mapped
    files) in the same commit that marks the build ``finished``.
+5. **Calibration.** The finished index's search defaults are calibrated as :meth:`Index.create` calibrates
+   (:mod:`gingham.search.calibration`; against a wide search rather than an exhaustive one past a few million
+   tokens), in one more commit (``calibrate=False`` skips it).
 
 Peak memory is set by ``memory_budget_mb`` (the chunk and the training sample), not by the corpus size.
 The sources (:mod:`gingham.sources`) are importable from here too.
@@ -356,8 +359,7 @@ def build(
                 and state.get("train_on", "first") == train_on)
         if same and state["state"] == "finished" and not overwrite:
             log.info("the build at %s is already finished", root)
-            return Index.open(root)
-        if same and state["state"] == "running":
+        elif same and state["state"] == "running":
             _resume(root, existing, src, cfg, prefetch, show_progress, compressor)
         else:
             if existing is not None and state and state.get("state") == "running" and resume and not overwrite:
@@ -367,7 +369,12 @@ def build(
             check_target(root, overwrite)
             _fresh(root, existing, src, cfg, memory_budget_mb, chunk_tokens, sample_tokens, expected_tokens,
                    prefetch, show_progress, compressor, train_on)
-    return Index.open(root)
+    index = Index.open(root)
+    if index.build_config.calibrate and "calibration" not in index.manifest:
+        # after the build's lock is released (calibration commits through the index's own writer); a build that
+        # stopped between its last commit and this one calibrates when it is run again
+        index._calibrate_after_build()
+    return index
 
 
 def _fresh(root, previous, src: Source, cfg: BuildConfig, budget, chunk_tokens, sample_tokens, expected_tokens,

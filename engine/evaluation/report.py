@@ -58,7 +58,9 @@ def bench_markdown(r: Mapping) -> str:
           f"(mean {d['mean_query_tokens']:.1f} tokens), top_k={k}. Kernels warmed up ({r['warmup_s']:.1f} s, "
           "excluded) and 3 warm queries run before timing. Latency: one query at a time; throughput: one batch "
           "call over all queries. Peak RSS is the process high-water mark after that engine's phase (peers: "
-          "their own process).", ""]
+          "their own process); build peak RSS is the building process's own (Gingham and peers alike build in a "
+          "fresh process from the embeddings on disk). Bytes/token: the compressed tokens; on disk: the whole "
+          "index directory.", ""]
     md += _env_lines(r["environment"]) + [""]
     gap = d.get("score_gap")
     if gap:
@@ -75,11 +77,12 @@ def bench_markdown(r: Mapping) -> str:
         rows.append([name, e.get("nbits", "–"), lat["p50_ms"], lat["p95_ms"], lat["p99_ms"], e["qps"],
                      q.get(f"recall@{k}_vs_exact"), q.get(f"target@{k}", q.get("nDCG@10")),
                      e.get("build_s"), e.get("build_tokens_per_s"), e.get("bytes_per_token"),
-                     e.get("peak_rss_mb")])
+                     e.get("bytes_per_token_on_disk"), e.get("build_peak_rss_mb"), e.get("peak_rss_mb")])
     qual = "target@k" if any("target@" in x for e in r["engines"].values() for x in e["quality"]) else "nDCG@10"
     md += ["## Engines at default settings", "",
            table(["engine", "nbits", "p50 ms", "p95 ms", "p99 ms", "queries/s (batch)", f"recall@{k} vs exact",
-                  qual, "build s", "build tokens/s", "bytes/token", "peak RSS MiB"], rows), ""]
+                  qual, "build s", "build tokens/s", "bytes/token", "bytes/token on disk", "build peak RSS MiB",
+                  "peak RSS MiB"], rows), ""]
     if r.get("encoding"):
         enc = r["encoding"]
         md += ["## Encoding (timed separately from search)", "",

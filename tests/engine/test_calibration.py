@@ -111,3 +111,21 @@ def test_calibrate_false_and_tiny_indexes(hard, tmp_path):
     tiny = gingham.Index.create(tmp_path / "tiny", corpus.docs()[:20])
     assert "skipped" in tiny.manifest["calibration"]
     assert tiny._config(10, {}, tiny.n_docs).n_full_scores == 256
+
+
+def test_large_indexes_calibrate_against_a_wide_search(hard, tmp_path, monkeypatch):
+    """Past EXHAUSTIVE_TRUTH_MAX_TOKENS the ground truth is a search wider than every rung, reproducibly."""
+    corpus, _ = hard
+    ix = gingham.Index.create(tmp_path / "ix", corpus.docs(), n_centroids=64, calibrate=False)
+    assert calibration.calibrate(ix)["truth"] == "exhaustive"
+    monkeypatch.setattr(calibration, "EXHAUSTIVE_TRUTH_MAX_TOKENS", ix.n_tokens - 1)
+    wide = calibration.wide_truth(100)
+    last = calibration.ladder(100)[-1]
+    assert wide["n_ivf_probe"] > last["n_ivf_probe"] and wide["n_full_scores"] > last["n_full_scores"]
+    first = calibration.calibrate(ix, seed=3)
+    assert first["truth"] == wide
+    assert first == calibration.calibrate(ix, seed=3)
+    assert set(first["settings"]) == {"10", "100"}
+    for k, tried in first["measured"].items():  # the chosen rung reached the target against the wide search
+        assert tried[-1]["recall"] >= calibration.TARGET or tried[-1] == {**calibration.ladder(int(k))[-1],
+                                                                            "recall": tried[-1]["recall"]}

@@ -19,8 +19,12 @@ def test_bench_end_to_end(tmp_path):
         assert (out / name).stat().st_size > 0
     data = json.loads((out / "results.json").read_text())
     g = data["engines"]["gingham-nbits2"]
-    for key in ("build_s", "build_tokens_per_s", "bytes_per_token", "qps", "peak_rss_mb"):
+    for key in ("build_s", "build_tokens_per_s", "bytes_per_token", "bytes_per_token_on_disk", "qps", "peak_rss_mb",
+                "build_peak_rss_mb"):
         assert g[key] > 0
+    # built in its own process: its peak is not this one's (which holds the exact engine's data and the search)
+    assert g["build_peak_rss_mb"] != data["peak_rss_mb"]
+    assert not (out / "indexes" / "inputs").exists()  # the build's input files are removed
     assert set(g["latency"]) >= {"p50_ms", "p95_ms", "p99_ms"}
     assert 0 <= g["quality"]["recall@10_vs_exact"] <= 1
     assert data["engines"]["exact"]["quality"]["recall@10_vs_exact"] == 1.0

@@ -8,7 +8,7 @@ from gingham.streaming import ArraySource
 from gingham.synthetic import make_corpus
 
 N_DOCS = 1500
-OPTIONS = dict(n_centroids=256, nbits=2, kmeans_niters=4, seed=5, codec_sample=4096)
+OPTIONS = dict(n_centroids=256, nbits=2, kmeans_niters=4, seed=5, codec_sample=4096, calibrate=False)
 CHUNK_TOKENS = 4000
 
 

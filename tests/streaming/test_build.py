@@ -186,3 +186,18 @@ def test_train_on_first_and_all_differ(reference, small_corpus, tmp_path):
     assert np.mean([len(set(res.ids[i]) & set(exact.ids[i])) / 10 for i in range(len(queries))]) >= 0.85
     with pytest.raises(ValueError, match="one-shot"):
         build(tmp_path / "x", IteratorSource(iter([("a", c.doc(0))])), train_on="all", show_progress=False)
+
+
+def test_a_streaming_build_calibrates_its_search_defaults_once(small_corpus, tmp_path):
+    c = small_corpus
+    opts = {**OPTIONS, "calibrate": True}
+    index = build(tmp_path / "s", source(c), chunk_tokens=CHUNK_TOKENS, show_progress=False, **opts)
+    record = index.manifest["calibration"]
+    assert record["truth"] == "exhaustive" and set(record["settings"]) == {"10", "100"}
+    assert index.info()["calibration"] is not None
+    generation = index.generation
+    again = build(tmp_path / "s", source(c), chunk_tokens=CHUNK_TOKENS, show_progress=False, **opts)
+    assert again.generation == generation  # a finished, calibrated build is left as it is
+    off = build(tmp_path / "off", source(c), chunk_tokens=CHUNK_TOKENS, show_progress=False,
+                **{**OPTIONS, "calibrate": False})
+    assert "calibration" not in off.manifest
