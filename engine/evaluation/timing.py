@@ -46,7 +46,16 @@ def time_call(fn: Callable[[], object], repeat: int = 1) -> tuple[float, object]
 
 
 def peak_rss_mb() -> float:
-    """The process's peak resident set size so far (MiB), from getrusage (a high-water mark, never lowered)."""
+    """The process's peak resident set size so far (MiB; a high-water mark, never lowered): ``VmHWM`` of
+    /proc/self/status where there is one (Linux), which counts this process's own memory only; getrusage's
+    ``ru_maxrss`` (elsewhere) also counts a child's parent's RSS at the fork."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 

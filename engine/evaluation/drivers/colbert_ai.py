@@ -45,7 +45,7 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_ex
 # torch compiles them with ninja from PATH: the venv's own (pip's ninja) when the venv is not activated
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
-from _protocol import dir_bytes, load_inputs, parse_args, report, timed_run, version  # noqa: E402
+from _protocol import dir_bytes, load_inputs, parse_args, peak_rss_mb, report, timed_run, version  # noqa: E402
 
 SETTING_KEYS = {"ncells", "centroid_score_threshold", "ndocs"}
 BUILD_KEYS = {"num_partitions", "kmeans_niters"}
@@ -158,7 +158,6 @@ def main() -> None:
     if set(build) - BUILD_KEYS:
         sys.exit(f"unknown build options {sorted(set(build) - BUILD_KEYS)} for colbert-ai; known: {sorted(BUILD_KEYS)}")
     import faiss
-    import resource
     import torch
 
     if torch.cuda.is_available():
@@ -185,7 +184,7 @@ def main() -> None:
     t0 = time.perf_counter()
     n_centroids = build_index(docs_t, folder, nbits, build, seed)
     build_s = time.perf_counter() - t0
-    build_peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    build_peak_rss_mb = peak_rss_mb()
     del docs_t, docs
     index_bytes = dir_bytes(folder)
 
