@@ -352,10 +352,10 @@ class Index:
         """
         from gingham.search import calibration as cal
 
-        opts: dict[str, Any] = {"top_ks": tuple(top_ks or cal.TOP_KS), "target": cal.TARGET if target is None
+        opts: dict[str, Any] = {"top_ks": tuple(top_ks or cal.TOP_KS), "target": None if target is None
                                 else float(target), "n_queries": n_queries or cal.N_QUERIES,
                                 "seed": self.build_config.seed if seed is None else seed}
-        if not 0 < opts["target"] <= 1:
+        if target is not None and not 0 < opts["target"] <= 1:
             raise ValueError(f"target must be in (0, 1], got {target!r}")
         if queries is not None:
             q_flat, q_offsets, _ = validation.queries(queries, self.dim)

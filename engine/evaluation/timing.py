@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
-import resource
 import sys
 import time
 from importlib import metadata
 from typing import Callable, Sequence
 
 import numpy as np
+
+from .drivers._protocol import peak_rss_mb  # noqa: F401 - one definition for Gingham and its peers
 
 
 def summarize(seconds: Sequence[float]) -> dict:
@@ -43,21 +44,6 @@ def time_call(fn: Callable[[], object], repeat: int = 1) -> tuple[float, object]
         result = fn()
         best = min(best, time.perf_counter() - t0)
     return best, result
-
-
-def peak_rss_mb() -> float:
-    """The process's peak resident set size so far (MiB; a high-water mark, never lowered): ``VmHWM`` of
-    /proc/self/status where there is one (Linux), which counts this process's own memory only; getrusage's
-    ``ru_maxrss`` (elsewhere) also counts a child's parent's RSS at the fork."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def rss_mb() -> float | None:

@@ -119,13 +119,23 @@ def test_large_indexes_calibrate_against_a_wide_search(hard, tmp_path, monkeypat
     ix = gingham.Index.create(tmp_path / "ix", corpus.docs(), n_centroids=64, calibrate=False)
     assert calibration.calibrate(ix)["truth"] == "exhaustive"
     monkeypatch.setattr(calibration, "EXHAUSTIVE_TRUTH_MAX_TOKENS", ix.n_tokens - 1)
-    wide = calibration.wide_truth(100)
-    last = calibration.ladder(100)[-1]
-    assert wide["n_ivf_probe"] > last["n_ivf_probe"] and wide["n_full_scores"] > last["n_full_scores"]
-    first = calibration.calibrate(ix, seed=3)
-    assert first["truth"] == wide
-    assert first == calibration.calibrate(ix, seed=3)
+    monkeypatch.setattr(calibration, "WIDE_FULL_SCORES", 2048)  # a small index: a truth narrow enough to matter
+    wide = calibration.wide_truth()
+    first = calibration.calibrate(ix, seed=3, target=0.999)
+    assert first["truth"] == wide == {"n_ivf_probe": 64, "n_full_scores": 2048, "centroid_score_threshold": -1e9}
+    assert first == calibration.calibrate(ix, seed=3, target=0.999)
     assert set(first["settings"]) == {"10", "100"}
-    for k, tried in first["measured"].items():  # the chosen rung reached the target against the wide search
-        assert tried[-1]["recall"] >= calibration.TARGET or tried[-1] == {**calibration.ladder(int(k))[-1],
-                                                                            "recall": tried[-1]["recall"]}
+    for k, tried in first["measured"].items():
+        # no rung as wide as the truth is measured against it; the chosen one reached the target or was the widest
+        assert all(t["n_full_scores"] < 2048 and t["n_ivf_probe"] < 64 for t in tried)
+        chosen = first["settings"][k]
+        assert tried[-1]["recall"] >= 0.999 or chosen == {x: v for x, v in tried[-1].items() if x != "recall"}
+
+
+def test_small_indexes_are_calibrated_to_a_higher_target(built, hard, tmp_path, monkeypatch):
+    assert built.n_docs <= calibration.SMALL_DOCS
+    assert built.manifest["calibration"]["target"] == calibration.TARGET_SMALL == 0.99
+    monkeypatch.setattr(calibration, "SMALL_DOCS", built.n_docs - 1)
+    record = calibration.calibrate(built)
+    assert record["target"] == calibration.TARGET == 0.95
+    assert calibration.calibrate(built, target=0.9)["target"] == 0.9  # an explicit target wins

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import resource
+import sys
 import time
 from importlib import metadata
 
@@ -76,7 +77,8 @@ def peak_rss_mb():
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no /proc: macOS counts bytes, others KiB
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def report(path, **fields):
