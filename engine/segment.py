@@ -112,12 +112,13 @@ class Segment:
     _lists_key: tuple | None = field(default=None, repr=False)  # the codes file, for sharing the lists
     _arrays: IndexArrays | None = field(default=None, repr=False)
     _lists: _InvertedLists | None = field(default=None, repr=False)  # keeps the shared inverted lists alive
+    _lists_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def arrays(self) -> IndexArrays:
         """The arrays search reads: ``stored`` plus the inverted lists (built by the first call)."""
         if self._arrays is None:
-            with self._docs_lock:
+            with self._lists_lock:
                 if self._arrays is None:
                     ix = self.stored
                     self._lists = inverted_lists(ix.codes, ix.doc_offsets, ix.shift, len(ix.centroids),
