@@ -81,8 +81,9 @@ def test_plaid_that_prunes_nothing_equals_one_index(shards, one, queries):
     assert_same(shards.search(queries, top_k=10, **settings), one.search(queries, top_k=10, **settings))
 
 
-def test_default_settings_at_least_as_close_to_exact_as_one_index(shards, one, queries):
-    settings = one.search_config(10).to_dict()  # the one index's calibrated defaults, for every shard too
+def test_pruning_settings_at_least_as_close_to_exact_as_one_index(shards, one, queries):
+    # settings that prune (a 450-document index calibrates to nearly exhaustive ones), for every shard too
+    settings = one.search_config(10, n_ivf_probe=2, n_full_scores=64).to_dict()
     del settings["top_k"]
     assert all(c.to_dict() == {**settings, "top_k": 10} for c in shards.search_config(10, **settings))
     assert settings["n_full_scores"] < N_DOCS // 3  # these settings prune, in each shard and in the one index
