@@ -36,7 +36,7 @@ import numpy as np
 
 from gingham import progress, storage
 from gingham.codec import ResidualCodec, codes_dtype
-from gingham.commits import check_target, load_snapshot, next_segment, read_if_any
+from gingham.commits import load_snapshot, next_segment, read_if_any
 from gingham.config import BuildConfig
 from gingham.ids import DocIds
 from gingham.segment import segment_arrays
@@ -177,7 +177,6 @@ def build_texts(path, src: TextSource, cfg: BuildConfig, *, memory_budget_mb: fl
     import ray
 
     from gingham import streaming
-    from gingham.index import Index
 
     if num_gpus is None:
         num_gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
@@ -199,7 +198,7 @@ def build_texts(path, src: TextSource, cfg: BuildConfig, *, memory_budget_mb: fl
                 and state.get("train_on", "first") == "first")
         if same and state["state"] == "finished" and not overwrite:
             log.info("the build at %s is already finished", root)
-            return Index.open(root)
+            return streaming.open_built(root)
         if same and state["state"] == "running":
             snap = load_snapshot(root, existing)
             codec, done = snap.codec, int(state["docs_done"])
@@ -207,17 +206,13 @@ def build_texts(path, src: TextSource, cfg: BuildConfig, *, memory_budget_mb: fl
             cursor = {k: int(state[k]) for k in ("chunks_done", "docs_done", "tokens_done")}
             log.info("resuming the Ray build at %s after %d documents", root, done)
         else:
-            if existing is not None and state and state.get("state") == "running" and resume and not overwrite:
-                raise ValueError(
-                    f"{root} holds an interrupted build of another source or other options; rerun it with the "
-                    "same ones to resume, or pass overwrite=True, resume=False to start over")
-            check_target(root, overwrite)
+            streaming.refuse_other_build(root, state, resume, overwrite)
             codec = _train(root, existing, src, cfg, offsets, pool, memory_budget_mb, sample_tokens, expected_tokens,
                            show_progress)
             cursor = {"chunks_done": 0, "docs_done": 0, "tokens_done": 0}
         _compress_and_commit(root, src, cfg, codec, offsets, pool, cursor, show_progress)
         streaming._finish(root, show_progress)
-    return Index.open(root)
+    return streaming.open_built(root)
 
 
 def _train(root, existing, src: TextSource, cfg: BuildConfig, offsets, pool, budget, sample_tokens,

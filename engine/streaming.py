@@ -362,17 +362,29 @@ def build(
         elif same and state["state"] == "running":
             _resume(root, existing, src, cfg, prefetch, show_progress, compressor)
         else:
-            if existing is not None and state and state.get("state") == "running" and resume and not overwrite:
-                raise ValueError(
-                    f"{root} holds an interrupted build of another source or other options; rerun it with the "
-                    "same ones to resume, or pass overwrite=True, resume=False to start over")
-            check_target(root, overwrite)
+            refuse_other_build(root, state, resume, overwrite)
             _fresh(root, existing, src, cfg, memory_budget_mb, chunk_tokens, sample_tokens, expected_tokens,
                    prefetch, show_progress, compressor, train_on)
+    return open_built(root)
+
+
+def refuse_other_build(root: Path, state: Mapping[str, Any] | None, resume: bool, overwrite: bool) -> None:
+    """Before a fresh build at ``root``: refuse to discard an interrupted build of another request (unless
+    ``overwrite``) and check that the target may be written (:func:`check_target`)."""
+    if state and state.get("state") == "running" and resume and not overwrite:
+        raise ValueError(
+            f"{root} holds an interrupted build of another source or other options; rerun it with the "
+            "same ones to resume, or pass overwrite=True, resume=False to start over")
+    check_target(root, overwrite)
+
+
+def open_built(root: Path) -> Index:
+    """The finished build at ``root``, its search defaults calibrated unless the build config says not to.
+
+    Called after the build's lock is released (calibration commits through the index's own writer); a build that
+    stopped between its last commit and calibration calibrates when it is run again."""
     index = Index.open(root)
     if index.build_config.calibrate and "calibration" not in index.manifest:
-        # after the build's lock is released (calibration commits through the index's own writer); a build that
-        # stopped between its last commit and this one calibrates when it is run again
         index._calibrate_after_build()
     return index
 
