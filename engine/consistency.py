@@ -161,9 +161,8 @@ def check_structure(root: Path, manifest: Mapping[str, Any], arrays: Mapping[str
         if n_tokens and (int(codes.min()) < 0 or int(codes.max()) >= n_codes):
             raise seg_files.corrupt("codes", f"holds codes outside 0..{n_codes - 1}")
         if manifest["doc_id_kind"] == "int":
-            if local["doc_ids"].dtype != np.int32:  # int32 when every id fits, else int64
-                _layout(seg_files, local, "doc_ids", np.int64, (n_docs,))
-            _layout(seg_files, local, "doc_ids", local["doc_ids"].dtype, (n_docs,))
+            ids_dtype = np.int32 if local["doc_ids"].dtype == np.int32 else np.int64  # int32 when every id fits
+            _layout(seg_files, local, "doc_ids", ids_dtype, (n_docs,))
         else:  # every search result decodes ids: O(documents) bytes, cheap enough to check on open
             _strings(seg_files, local, "doc_ids", n_docs)
             _decoded(seg_files, "doc_ids_utf8", local["doc_ids_utf8"], local["doc_ids_offsets"])
