@@ -27,6 +27,7 @@ from gingham.kernels.scoring import (
     segment_maxsim,
     topk,
 )
+from gingham.search.centroids import NO_SLOT
 from gingham.synthetic import make_hard_corpus, make_hard_queries
 
 SETTINGS = [
@@ -54,13 +55,13 @@ def stages(ix, q, cfg) -> dict:
     t0 = time.perf_counter()
     if len(cands) > cfg.n_full_scores:
         keep = best >= cfg.centroid_score_threshold
-        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, cscores, keep, True)
+        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, NO_SLOT, cscores, keep, True)
         cands = np.sort(cands[topk(approx, cfg.n_full_scores)])
     t["pruned interaction"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if len(cands) > cfg.n_exact:
-        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, cscores, np.zeros(0, np.bool_),
-                                      False)
+        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, NO_SLOT, cscores,
+                                      np.zeros(0, np.bool_), False)
         cands = np.sort(cands[topk(approx, cfg.n_exact)])
     t["full interaction"] = time.perf_counter() - t0
     t0 = time.perf_counter()

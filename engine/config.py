@@ -159,6 +159,9 @@ class SearchConfig:
         Default: ``n_full_scores``. It also keeps recall under selective ``subset=`` filters.
     max_ivf_probe: bound on the centroids probed per query token by ``min_candidates``.
     exhaustive: score every document exactly over its decompressed tokens (ground truth; slow).
+    n_coarse_probe: for codebooks of at least 32,768 centroids trained in two levels, each query token's best
+        coarse groups whose centroids are scored exactly (the rest take their coarse centroid's scores; see
+        :mod:`gingham.search.centroids`); ``None``: 4; 0: score every centroid, as PLAID does.
     """
 
     top_k: int = 10
@@ -168,8 +171,10 @@ class SearchConfig:
     min_candidates: int | None = None
     max_ivf_probe: int = 64
     exhaustive: bool = False
+    n_coarse_probe: int | None = None
 
     def __post_init__(self) -> None:
+        _check_int("n_coarse_probe", self.n_coarse_probe, 0, allow_none=True)
         _check_int("top_k", self.top_k, 1)
         _check_int("min_candidates", self.min_candidates, 0, allow_none=True)
         _check_int("max_ivf_probe", self.max_ivf_probe, 1)

@@ -39,7 +39,7 @@ from gingham.ids import DocIds, check_id
 from gingham.kernels.codec import decompress
 from gingham.kernels.scoring import topk
 from gingham.results import SearchResults
-from gingham.search import NO_MASK, blocked_exact, plaid_search, rerank
+from gingham.search import NO_MASK, blocked_exact, plaid_search, probe_rounds, rerank
 from gingham.segment import Snapshot, segment_arrays
 from gingham.training import compress_all, reconstruction_mse, train_codec
 
@@ -689,11 +689,14 @@ class Index:
 
         def run(q: np.ndarray):
             pos_parts, score_parts = [], []
+            cs = None  # the query's centroid scores, shared by the segments (one codebook)
             for seg, how, arg in plans:
                 if how == "exact":
                     pos, sc = rerank(seg.arrays, q, arg, cfg.top_k)
                 else:
-                    pos, sc = plaid_search(seg.arrays, q, cfg, arg)
+                    if cs is None:
+                        cs = snap.centroid_scorer(q, probe_rounds(cfg), cfg.n_coarse_probe)
+                    pos, sc = plaid_search(seg.arrays, q, cfg, arg, cs)
                 pos_parts.append(pos + seg.base)
                 score_parts.append(sc)
             if len(pos_parts) == 1:

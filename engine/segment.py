@@ -23,6 +23,7 @@ from gingham.errors import IndexCorruptError
 from gingham.ids import DocIds, pack_strings, unpack_string
 from gingham.kernels.ivf import build_ivf
 from gingham.search import IndexArrays
+from gingham.search.centroids import CentroidScorer
 
 #: Codebook arrays every index has; ``residual_scales`` joined them in format version 2.
 CODEBOOK_ARRAYS = ("centroids", "bucket_cutoffs", "bucket_weights")
@@ -227,6 +228,11 @@ class Snapshot:
             base += segment.n_docs
         self.n_positions = base
         self.bases = np.array([s.base for s in self.segments] + [base], dtype=np.int64)
+        files = self.manifest.get("files", {})
+        self.centroid_scorer = CentroidScorer(
+            self.codec.centroids, self.codec.coarse,
+            cache_key=(files.get("centroids", {}).get("sha256"), files.get("coarse_centroids", {}).get("sha256"))
+            if "centroids" in files else None)
         self._lookup: dict | None = None
         self._lock = threading.Lock()
 

@@ -91,10 +91,12 @@ def ivf_candidates(ranked, ivf_docs, ivf_offsets, doc_mask, n_docs, min_rounds, 
     return np.array(sorted(found), dtype=np.int64)
 
 
-def centroid_interaction(cands, doc_offsets, codes, shift, cscores, keep, prune):
+def centroid_interaction(cands, doc_offsets, codes, shift, slot, cscores, keep, prune):
     out = np.zeros(len(cands), dtype=np.float32)
     for i, d in enumerate(cands):
         doc_codes = codes[doc_offsets[d]:doc_offsets[d + 1]].astype(np.int64) >> shift
+        if len(slot):
+            doc_codes = slot[doc_codes].astype(np.int64)
         if prune:
             doc_codes = doc_codes[keep[doc_codes]]
         if len(doc_codes):

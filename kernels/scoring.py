@@ -51,22 +51,26 @@ def ivf_candidates(ranked, ivf_docs, ivf_offsets, doc_mask, n_docs, min_rounds, 
 
 
 @njit(cache=True, nogil=True)
-def centroid_interaction(cands, doc_offsets, codes, shift, cscores, keep, prune):
+def centroid_interaction(cands, doc_offsets, codes, shift, slot, cscores, keep, prune):
     """Approximate MaxSim of each candidate from its tokens' centroid scores.
 
-    A token's centroid is ``codes[t] >> shift``. For query token q, a document scores ``max over its tokens t of
-    cscores[centroid, q]``; the document's score is
-    the sum over q. With ``prune`` set, tokens whose centroid has ``keep[c] == False`` are skipped (PLAID's
-    centroid pruning). A query token that sees no token contributes 0. Returns float32 (n_candidates,).
+    A token's centroid is ``codes[t] >> shift``; its scores are row ``r = slot[centroid]`` of ``cscores``, or row
+    ``centroid`` when ``slot`` is empty (every centroid scored; see :mod:`gingham.search.centroids`). For query
+    token q, a document scores ``max over its tokens t of cscores[r, q]``; the document's score is the sum over
+    q. With ``prune`` set, tokens whose row has ``keep[r] == False`` are skipped (PLAID's centroid pruning). A
+    query token that sees no token contributes 0. Returns float32 (n_candidates,).
     """
     nq = cscores.shape[1]
+    use_slot = slot.shape[0] > 0
     out = np.empty(cands.shape[0], dtype=np.float32)
     best = np.empty(nq, dtype=np.float32)
     for i in range(cands.shape[0]):
         d = cands[i]
         best[:] = -np.inf
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            c = codes[t] >> shift
+            c = np.int64(codes[t] >> shift)
+            if use_slot:
+                c = np.int64(slot[c])
             if prune and not keep[c]:
                 continue
             for q in range(nq):

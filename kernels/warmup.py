@@ -45,7 +45,8 @@ def warmup() -> None:
             for mask in (np.zeros(0, np.uint8), np.ones(2, np.uint8)):
                 ranked = np.arange(n_c, dtype=np.int64).reshape(1, n_c)
                 cands = ivf_candidates(ranked, ivf_docs, ivf_offsets, mask, 2, 1, 1)
-            centroid_interaction(cands, doc_offsets, codes, 0, cscores, keep, True)
+            for slot in (np.zeros(0, np.int32), np.arange(n_c, dtype=np.int32)):
+                centroid_interaction(cands, doc_offsets, codes, 0, slot, cscores, keep, True)
             for norm in (False, True):
                 vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm)
             qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)

@@ -9,8 +9,9 @@ from gingham.search.plaid import (
     blocked_exact,
     exact_scores_for,
     plaid_search,
+    probe_rounds,
     rerank,
 )
 
 __all__ = ["EXACT_BLOCK_TOKENS", "NO_MASK", "IndexArrays", "blocked_exact", "exact_scores_for", "plaid_search",
-           "rerank"]
+           "probe_rounds", "rerank"]

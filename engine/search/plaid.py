@@ -11,11 +11,11 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from gingham.config import SearchConfig
+from gingham.search.centroids import CentroidScorer, CentroidScores
 from gingham.kernels.scoring import (
     centroid_interaction,
     gather_decompress,
     ivf_candidates,
-    rank_centroids,
     segment_maxsim,
     segment_maxsim_parallel,
     topk,
@@ -61,8 +61,22 @@ def _rank(docs: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return docs[order], scores[order]
 
 
-def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np.ndarray = NO_MASK):
+def score_centroids(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig) -> CentroidScores:
+    """Every centroid's scores against ``q``, ranked for candidate generation (one segment's codebook alone)."""
+    return CentroidScorer(ix.centroids)(q, probe_rounds(cfg))
+
+
+def probe_rounds(cfg: SearchConfig) -> int:
+    """Centroids ranked per query token: as many as candidate generation may probe."""
+    return cfg.n_ivf_probe if cfg.min_candidates == 0 else max(cfg.n_ivf_probe, cfg.max_ivf_probe)
+
+
+def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np.ndarray = NO_MASK,
+                 cs: CentroidScores | None = None):
     """One query (n_q, dim) through PLAID's four stages. ``cfg`` must be resolved. Returns (positions, scores).
+
+    ``cs``: the query's centroid scores (:class:`CentroidScorer`, ranked for :func:`probe_rounds`), computed once
+    and shared by the segments of an index; computed here, over every centroid, when not given.
 
     1. candidates: documents listed under each query token's ``n_ivf_probe`` best centroids, probing further
        (up to ``max_ivf_probe`` per token) while fewer than ``min_candidates`` documents were found;
@@ -71,21 +85,21 @@ def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np
     3. full centroid interaction, keeping ``n_exact`` (a quarter, at least ``top_k``);
     4. exact MaxSim over their decompressed tokens.
     """
-    cscores = np.ascontiguousarray(ix.centroids @ q.T)  # (n_centroids, n_q)
-    rounds = cfg.n_ivf_probe if cfg.min_candidates == 0 else max(cfg.n_ivf_probe, cfg.max_ivf_probe)
-    ranked, best = rank_centroids(cscores, rounds)
+    if cs is None:
+        cs = score_centroids(ix, q, cfg)
+    cscores, slot, ranked = cs.scores, cs.slot, cs.ranked
     n_docs = len(ix.doc_offsets) - 1
     n_allowed = n_docs if len(doc_mask) == 0 else int(doc_mask.sum())
     # never probe for more candidates than there are documents to find
     cands = ivf_candidates(ranked, ix.ivf_docs, ix.ivf_offsets, doc_mask, n_docs, cfg.n_ivf_probe,
                            min(cfg.min_candidates, n_allowed))
     if len(cands) > cfg.n_full_scores:
-        keep = best >= cfg.centroid_score_threshold
-        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, cscores, keep, True)
+        keep = cs.best >= cfg.centroid_score_threshold
+        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, slot, cscores, keep, True)
         cands = np.sort(cands[topk(approx, cfg.n_full_scores)])
     if len(cands) > cfg.n_exact:
-        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, cscores, np.zeros(0, np.bool_),
-                                      False)
+        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, slot, cscores,
+                                      np.zeros(0, np.bool_), False)
         cands = np.sort(cands[topk(approx, cfg.n_exact)])
     return _rank(cands, exact_scores_for(ix, q, cands), cfg.top_k)
 

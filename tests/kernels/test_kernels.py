@@ -128,16 +128,23 @@ def test_ivf_candidates(n_docs, n_c, n_qt, rounds, min_rounds, min_cands, use_ma
 
 @SETTINGS
 @given(n_docs=st.integers(0, 40), n_c=st.integers(1, 30), nq=st.integers(1, 8), prune=st.booleans(),
-       shift=st.integers(0, 2), seed=st.integers(0, 2**16))
-def test_centroid_interaction(n_docs, n_c, nq, prune, shift, seed):
+       shift=st.integers(0, 2), n_rows=st.integers(0, 12), seed=st.integers(0, 2**16))
+def test_centroid_interaction(n_docs, n_c, nq, prune, shift, n_rows, seed):
     rng = np.random.default_rng(seed)
     codes, offsets = _ragged(rng, n_docs, 10, n_c << shift)
-    cscores = rng.standard_normal((n_c, nq)).astype(np.float32)
-    keep = rng.random(n_c) < 0.5
+    # n_rows = 0: a row per centroid (no slot); else centroids share n_rows rows through slot
+    slot = rng.integers(0, n_rows, n_c).astype(np.int32) if n_rows else np.zeros(0, np.int32)
+    rows = n_rows or n_c
+    cscores = rng.standard_normal((rows, nq)).astype(np.float32)
+    keep = rng.random(rows) < 0.5
     cands = np.sort(rng.choice(max(n_docs, 1), min(n_docs, 15), replace=False)).astype(np.int64)
-    got = ks.centroid_interaction(cands, offsets, codes, shift, cscores, keep, prune)
-    want = ref.centroid_interaction(cands, offsets, codes, shift, cscores, keep, prune)
+    got = ks.centroid_interaction(cands, offsets, codes, shift, slot, cscores, keep, prune)
+    want = ref.centroid_interaction(cands, offsets, codes, shift, slot, cscores, keep, prune)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    if n_rows:  # the slot is the same as scoring every centroid with its row's scores
+        dense = ks.centroid_interaction(cands, offsets, codes, shift, np.zeros(0, np.int32), cscores[slot],
+                                        keep[slot], prune)
+        np.testing.assert_allclose(got, dense, rtol=1e-5, atol=1e-5)
 
 
 @SETTINGS

@@ -1,0 +1,135 @@
+"""Centroid scores of a query: every centroid, or through the codebook's coarse level at PLAID's larger sizes.
+
+PLAID scores every query token against every centroid. At 65,536 centroids that is a (65,536 x 128) by
+(128 x 32) product and a scan of its 2M scores per query; at 262,144 (MS MARCO's size) it was 29-36 ms of a
+query on 2 cores (docs/scale.md). Codebooks of that size are trained in two levels (:mod:`gingham.kmeans`) and
+keep their coarse centroids (about sqrt(k) of them), which group the centroids as a tree of depth two:
+
+- every query token is scored against the coarse centroids (cheap), and its ``n_coarse_probe`` best groups are
+  chosen;
+- the centroids of the union of chosen groups are scored exactly against every query token: one product over a
+  share of the rows;
+- a centroid outside that union is represented by its group's coarse centroid: its scores are the coarse
+  centroid's. Only candidate generation needs exact ranks, and it ranks only the exactly scored centroids; the
+  centroid interaction, an approximation of MaxSim already, reads the coarse scores for the rest.
+
+The scores cross into the kernels as :class:`CentroidScores`: a matrix of rows and ``slot``, the row of every
+centroid (empty when every centroid has its own row, row = centroid id). Scores are computed once per query and
+shared by every segment of a snapshot, which all hold the same codebook.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import NamedTuple
+
+import numpy as np
+
+from gingham.kernels.scoring import rank_centroids
+
+#: Codebooks below this size are scored in full whatever the setting: the product is already a few milliseconds.
+COARSE_SCORING_MIN_CENTROIDS = 32_768
+#: Coarse groups scored exactly per query token when the setting is left to the index (``n_coarse_probe=None``).
+DEFAULT_COARSE_PROBE = 4
+NO_SLOT = np.zeros(0, dtype=np.int32)
+
+
+class CentroidScores(NamedTuple):
+    scores: np.ndarray  # (n_rows, n_q) float32, row-major
+    slot: np.ndarray  # (n_centroids,) int32 row of each centroid, or empty: row = centroid id
+    ranked: np.ndarray  # (n_q, rounds) int64 centroid ids, each query token's best first (exactly scored only)
+    best: np.ndarray  # (n_rows,) float32: each row's best score over the query tokens (pruning)
+    n_exact: int  # centroids scored exactly
+
+
+class CentroidGroups(NamedTuple):
+    coarse: np.ndarray  # (n_groups, dim) float32
+    group_of: np.ndarray  # (n_centroids,) int32: each centroid's nearest coarse centroid
+
+
+def group_centroids(centroids: np.ndarray, coarse: np.ndarray, block: int = 16_384) -> CentroidGroups:
+    """Each centroid's nearest coarse centroid (inner product; both sets are unit length), in blocks."""
+    coarse = np.ascontiguousarray(coarse, dtype=np.float32)
+    group_of = np.empty(len(centroids), dtype=np.int32)
+    for lo in range(0, len(centroids), block):
+        hi = min(len(centroids), lo + block)
+        group_of[lo:hi] = np.argmax(np.asarray(centroids[lo:hi], dtype=np.float32) @ coarse.T, axis=1)
+    return CentroidGroups(coarse, group_of)
+
+
+class CentroidScorer:
+    """Scores a query against one codebook (see the module docstring). Thread-safe; groups are built on first need.
+
+    ``coarse``: the codebook's coarse centroids, or None (then every centroid is always scored).
+    """
+
+    def __init__(self, centroids: np.ndarray, coarse: np.ndarray | None = None, cache_key=None):
+        self.centroids = centroids
+        self.coarse = coarse
+        self._key = cache_key
+        self._groups: CentroidGroups | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def n_centroids(self) -> int:
+        return len(self.centroids)
+
+    def coarse_probe(self, requested: int | None) -> int:
+        """Coarse groups scored exactly per query token under setting ``requested``; 0 means every centroid."""
+        if self.coarse is None or self.n_centroids < COARSE_SCORING_MIN_CENTROIDS:
+            return 0
+        probe = DEFAULT_COARSE_PROBE if requested is None else int(requested)
+        return 0 if probe >= len(self.coarse) else probe
+
+    def groups(self) -> CentroidGroups:
+        if self._groups is None:
+            with self._lock:
+                if self._groups is None:
+                    self._groups = _cached_groups(self._key, self.centroids, self.coarse)
+        return self._groups
+
+    def __call__(self, q: np.ndarray, rounds: int, n_coarse_probe: int | None = None) -> CentroidScores:
+        """Scores of query ``q`` (n_q, dim); ``rounds``: centroids ranked per query token."""
+        probe = self.coarse_probe(n_coarse_probe)
+        if probe == 0:
+            scores = np.ascontiguousarray(self.centroids @ q.T)  # (n_centroids, n_q)
+            ranked, best = rank_centroids(scores, rounds)
+            return CentroidScores(scores, NO_SLOT, ranked, best, self.n_centroids)
+        g = self.groups()
+        gscores = np.ascontiguousarray(g.coarse @ q.T)  # (n_groups, n_q)
+        chosen = np.zeros(len(g.coarse), dtype=bool)
+        chosen[np.argpartition(-gscores, probe - 1, axis=0)[:probe].ravel()] = True
+        exact = np.flatnonzero(chosen[g.group_of])  # sorted ids: the gather reads the centroids in order
+        n_exact = len(exact)
+        if n_exact == 0:  # every chosen group is empty (no centroid is nearest to its coarse centroid)
+            return self(q, rounds, 0)
+        scores = np.empty((n_exact + len(g.coarse), q.shape[0]), dtype=np.float32)
+        np.matmul(self.centroids[exact], q.T, out=scores[:n_exact])
+        scores[n_exact:] = gscores
+        slot = g.group_of + np.int32(n_exact)
+        slot[exact] = np.arange(n_exact, dtype=np.int32)
+        ranked, best_exact = rank_centroids(scores[:n_exact], rounds)
+        best = np.concatenate([best_exact, gscores.max(axis=1)])
+        return CentroidScores(scores, slot, exact[ranked], best, n_exact)
+
+
+_GROUPS: "OrderedDict[object, CentroidGroups]" = OrderedDict()
+_GROUPS_LOCK = threading.Lock()
+_GROUPS_KEPT = 4  # codebooks whose groups are kept between snapshots (a live index commits new ones often)
+
+
+def _cached_groups(key, centroids: np.ndarray, coarse: np.ndarray) -> CentroidGroups:
+    if key is None:
+        return group_centroids(centroids, coarse)
+    with _GROUPS_LOCK:
+        found = _GROUPS.get(key)
+        if found is not None:
+            _GROUPS.move_to_end(key)
+            return found
+    groups = group_centroids(centroids, coarse)
+    with _GROUPS_LOCK:
+        _GROUPS[key] = groups
+        while len(_GROUPS) > _GROUPS_KEPT:
+            _GROUPS.popitem(last=False)
+    return groups

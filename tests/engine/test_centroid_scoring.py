@@ -1,0 +1,102 @@
+"""Centroid scoring through the coarse level (gingham.search.centroids) against scoring every centroid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gingham
+from gingham.kernels import reference as ref
+from gingham.kmeans import two_level_kmeans
+from gingham.search import centroids as sc
+from gingham.synthetic import make_hard_corpus, make_hard_queries
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def codebook():
+    rng = np.random.default_rng(0)
+    tokens = _unit(rng.standard_normal((6000, 32)) + 0.3 * rng.standard_normal((1, 32)))
+    centroids, coarse = two_level_kmeans(tokens, 600, 3, seed=0)
+    return centroids, coarse, _unit(rng.standard_normal((9, 32)))
+
+
+@pytest.fixture
+def any_size(monkeypatch):
+    monkeypatch.setattr(sc, "COARSE_SCORING_MIN_CENTROIDS", 0)
+
+
+@pytest.mark.parametrize("probe", [1, 3])
+def test_coarse_scores_are_exact_where_chosen_and_coarse_elsewhere(codebook, any_size, probe):
+    centroids, coarse, q = codebook
+    scorer = sc.CentroidScorer(centroids, coarse)
+    cs = scorer(q, rounds=7, n_coarse_probe=probe)
+    full = centroids @ q.T
+    groups = scorer.groups()
+    gscores = coarse @ q.T
+    # each query token's best `probe` groups are scored exactly, and nothing else is
+    chosen = np.zeros(len(coarse), bool)
+    chosen[np.argsort(-gscores, axis=0, kind="stable")[:probe].ravel()] = True
+    exact = chosen[groups.group_of]
+    assert cs.n_exact == exact.sum() < len(centroids)
+    rows = cs.scores[cs.slot]
+    np.testing.assert_allclose(rows[exact], full[exact], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rows[~exact], gscores[groups.group_of[~exact]], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(cs.best, cs.scores.max(axis=1))
+    # candidate generation ranks the exactly scored centroids, as PLAID's ranking of that subset
+    ids = np.flatnonzero(exact)
+    want, _ = ref.rank_centroids(full[ids], 7)
+    np.testing.assert_array_equal(cs.ranked, ids[want])
+
+
+def test_full_scoring_when_probe_is_zero_covers_all_or_codebook_is_small(codebook, any_size):
+    centroids, coarse, q = codebook
+    scorer = sc.CentroidScorer(centroids, coarse)
+    for probe in (0, len(coarse)):
+        cs = scorer(q, rounds=5, n_coarse_probe=probe)
+        assert cs.slot.size == 0 and cs.n_exact == len(centroids)
+        np.testing.assert_allclose(cs.scores, centroids @ q.T, rtol=1e-5, atol=1e-5)
+    assert sc.CentroidScorer(centroids, None).coarse_probe(4) == 0  # no coarse level: always full
+
+
+def test_small_codebooks_are_scored_in_full(codebook):
+    centroids, coarse, _ = codebook
+    assert len(centroids) < sc.COARSE_SCORING_MIN_CENTROIDS
+    assert sc.CentroidScorer(centroids, coarse).coarse_probe(None) == 0
+
+
+def test_index_search_through_the_coarse_level(tmp_path, any_size):
+    corpus = make_hard_corpus(600, dim=32, seed=3)
+    docs = corpus.docs()
+    ix = gingham.Index.create(tmp_path / "ix", docs, n_centroids=1024, kmeans="two-level", calibrate=False,
+                              show_progress=False)
+    assert ix._snap.codec.coarse is not None
+    queries, _ = make_hard_queries(corpus, 40, seed=5)
+    settings = dict(top_k=10, n_ivf_probe=2, n_full_scores=256)
+    full = ix.search(queries, n_coarse_probe=0, **settings)
+    everything = ix.search(queries, n_coarse_probe=len(ix._snap.codec.coarse), **settings)
+    np.testing.assert_array_equal(full.positions, everything.positions)
+    coarse = ix.search(queries, n_coarse_probe=4, **settings)
+    default = ix.search(queries, **settings)
+    np.testing.assert_array_equal(coarse.positions, default.positions)  # 4 is the default
+    overlap = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(coarse.positions, full.positions)])
+    assert overlap >= 0.9
+    with pytest.raises(ValueError, match="n_coarse_probe"):
+        ix.search(queries[0], n_coarse_probe=-1)
+
+
+def test_segments_share_one_scoring(tmp_path, any_size, monkeypatch):
+    corpus = make_hard_corpus(300, dim=32, seed=4)
+    docs = corpus.docs()
+    ix = gingham.Index.create(tmp_path / "ix", docs[:200], n_centroids=512, kmeans="two-level", calibrate=False,
+                              show_progress=False)
+    ix.add(docs[200:], list(range(200, 300)))
+    assert len(ix._snap.segments) == 2
+    calls = []
+    real = sc.CentroidScorer.__call__
+    monkeypatch.setattr(sc.CentroidScorer, "__call__", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    ix.search(docs[250][:8], top_k=5, n_full_scores=64)
+    assert len(calls) == 1
