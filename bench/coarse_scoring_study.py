@@ -38,6 +38,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=128)
     ap.add_argument("--probes", default="0,1,2,4,8,16")
     ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--scoring-at", type=int, default=262_144,
+                    help="also time the scoring step alone on a codebook of this many centroids (corpus tokens as "
+                         "centroids, sqrt(k) coarse ones by k-means); 0 skips it")
     ap.add_argument("--out", type=Path, default=Path("bench/out/coarse-scoring"))
     args = ap.parse_args()
     from gingham.kernels import warmup
@@ -78,7 +81,10 @@ def main() -> None:
                      "scoring_p50_ms": round(1000 * float(np.median(score_lat)), 2),
                      "centroids_scored_exactly": round(float(np.mean(n_exact)))})
         print(json.dumps(rows[-1]), flush=True)
-    report = {"tokens": src.n_tokens, "docs": src.n_docs, "n_centroids": snap.codec.n_centroids,
+    scoring_at = scoring_only(src, queries, args.scoring_at, [int(p) for p in args.probes.split(",")]) \
+        if args.scoring_at else []
+    report = {"scoring_only": scoring_at, "tokens": src.n_tokens, "docs": src.n_docs,
+              "n_centroids": snap.codec.n_centroids,
               "n_coarse": len(snap.codec.coarse), "queries": len(queries),
               "defaults": index.search_config(10).to_dict(), "load_average_start": load_start,
               "load_average_end": os.getloadavg(), "rows": rows}
@@ -92,8 +98,46 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['n_coarse_probe'] or 'all (0)'} | {r['centroids_scored_exactly']:,} | "
                      f"{r['scoring_p50_ms']} | {r['search_p50_ms']} | {r['search_p95_ms']} | {r['recall_at_10']} |")
+    if scoring_at:
+        lines += ["", f"Scoring step alone at {args.scoring_at:,} centroids ({scoring_at[0]['n_coarse']} coarse):", "",
+                  "| n_coarse_probe | centroids scored exactly | scoring p50 ms |", "|---|---|---|"]
+        lines += [f"| {r['n_coarse_probe'] or 'all (0)'} | {r['centroids_scored_exactly']:,} | {r['scoring_p50_ms']} |"
+                  for r in scoring_at]
     (args.out / "coarse-scoring.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def scoring_only(src, queries, k: int, probes) -> list[dict]:
+    """p50 of the scoring step on a codebook of ``k`` centroids drawn from the corpus's own tokens."""
+    import faiss
+
+    from gingham.search import centroids as sc
+
+    flat, _ = src.block(0)
+    b = 1
+    while len(flat) < k:
+        more, _ = src.block(b)
+        flat, b = np.concatenate([flat, more]), b + 1
+    cents = np.ascontiguousarray(flat[:k])
+    n_coarse = int(round(np.sqrt(k)))
+    km = faiss.Kmeans(cents.shape[1], n_coarse, niter=10, seed=0, spherical=True)
+    km.train(cents)
+    scorer = sc.CentroidScorer(cents, km.centroids)
+    rows = []
+    for probe in probes:
+        for q in queries[:4]:
+            scorer(q, 64, probe)
+        lat, n_exact = [], []
+        for q in queries:
+            t = time.perf_counter()
+            cs = scorer(q, 64, probe)
+            lat.append(time.perf_counter() - t)
+            n_exact.append(cs.n_exact)
+        rows.append({"n_centroids": k, "n_coarse": n_coarse, "n_coarse_probe": probe,
+                     "centroids_scored_exactly": round(float(np.mean(n_exact))),
+                     "scoring_p50_ms": round(1000 * float(np.median(lat)), 2)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 if __name__ == "__main__":
