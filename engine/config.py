@@ -161,7 +161,7 @@ class SearchConfig:
     exhaustive: score every document exactly over its decompressed tokens (ground truth; slow).
     n_coarse_probe: for codebooks of at least 32,768 centroids trained in two levels, each query token's best
         coarse groups whose centroids are scored exactly (the rest take their coarse centroid's scores; see
-        :mod:`gingham.search.centroids`); ``None``: 4; 0: score every centroid, as PLAID does.
+        :mod:`gingham.search.centroids`); ``None``: 2; 0: score every centroid, as PLAID does.
     """
 
     top_k: int = 10

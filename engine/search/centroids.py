@@ -9,9 +9,13 @@ keep their coarse centroids (about sqrt(k) of them), which group the centroids a
   chosen;
 - the centroids of the union of chosen groups are scored exactly against every query token: one product over a
   share of the rows;
-- a centroid outside that union is represented by its group's coarse centroid: its scores are the coarse
-  centroid's. Only candidate generation needs exact ranks, and it ranks only the exactly scored centroids; the
-  centroid interaction, an approximation of MaxSim already, reads the coarse scores for the rest.
+- a centroid outside that union is represented by its group: its scores are those of the mean of the group's
+  centroids, which is the group's average score, exactly. Candidate generation ranks only the exactly scored
+  centroids, and the pruned centroid interaction reads the group scores for the rest;
+- before the unpruned centroid interaction, the centroids of the surviving candidates' tokens that were not
+  scored are scored exactly (:func:`with_exact_rows`: a few thousand rows), so that stage and the exact MaxSim
+  after it see what scoring every centroid would give them. Measured (bench/coarse_scoring_study.py), group
+  scores in that stage lost 3% of the full scoring's top-10 at 4 groups per token; exact rows lose none.
 
 The scores cross into the kernels as :class:`CentroidScores`: a matrix of rows and ``slot``, the row of every
 centroid (empty when every centroid has its own row, row = centroid id). Scores are computed once per query and
@@ -31,7 +35,7 @@ from gingham.kernels.scoring import rank_centroids
 #: Codebooks below this size are scored in full whatever the setting: the product is already a few milliseconds.
 COARSE_SCORING_MIN_CENTROIDS = 32_768
 #: Coarse groups scored exactly per query token when the setting is left to the index (``n_coarse_probe=None``).
-DEFAULT_COARSE_PROBE = 4
+DEFAULT_COARSE_PROBE = 2
 NO_SLOT = np.zeros(0, dtype=np.int32)
 
 
@@ -44,18 +48,25 @@ class CentroidScores(NamedTuple):
 
 
 class CentroidGroups(NamedTuple):
-    coarse: np.ndarray  # (n_groups, dim) float32
+    coarse: np.ndarray  # (n_groups, dim) float32: chooses the groups
+    means: np.ndarray  # (n_groups, dim) float32: the mean of each group's centroids (zero for an empty group)
     group_of: np.ndarray  # (n_centroids,) int32: each centroid's nearest coarse centroid
 
 
 def group_centroids(centroids: np.ndarray, coarse: np.ndarray, block: int = 16_384) -> CentroidGroups:
-    """Each centroid's nearest coarse centroid (inner product; both sets are unit length), in blocks."""
+    """Each centroid's nearest coarse centroid (inner product; both sets are unit length), in blocks, and the
+    mean of each group's centroids."""
     coarse = np.ascontiguousarray(coarse, dtype=np.float32)
     group_of = np.empty(len(centroids), dtype=np.int32)
+    sums = np.zeros(coarse.shape, dtype=np.float64)
     for lo in range(0, len(centroids), block):
         hi = min(len(centroids), lo + block)
-        group_of[lo:hi] = np.argmax(np.asarray(centroids[lo:hi], dtype=np.float32) @ coarse.T, axis=1)
-    return CentroidGroups(coarse, group_of)
+        rows = np.asarray(centroids[lo:hi], dtype=np.float32)
+        group_of[lo:hi] = np.argmax(rows @ coarse.T, axis=1)
+        np.add.at(sums, group_of[lo:hi], rows)
+    counts = np.bincount(group_of, minlength=len(coarse))
+    means = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+    return CentroidGroups(coarse, means, group_of)
 
 
 class CentroidScorer:
@@ -100,17 +111,18 @@ class CentroidScorer:
         gscores = np.ascontiguousarray(g.coarse @ q.T)  # (n_groups, n_q)
         chosen = np.zeros(len(g.coarse), dtype=bool)
         chosen[np.argpartition(-gscores, probe - 1, axis=0)[:probe].ravel()] = True
+        fill = g.means @ q.T  # (n_groups, n_q): the scores of centroids in groups not chosen
         exact = np.flatnonzero(chosen[g.group_of])  # sorted ids: the gather reads the centroids in order
         n_exact = len(exact)
         if n_exact == 0:  # every chosen group is empty (no centroid is nearest to its coarse centroid)
             return self(q, rounds, 0)
         scores = np.empty((n_exact + len(g.coarse), q.shape[0]), dtype=np.float32)
         np.matmul(self.centroids[exact], q.T, out=scores[:n_exact])
-        scores[n_exact:] = gscores
+        scores[n_exact:] = fill
         slot = g.group_of + np.int32(n_exact)
         slot[exact] = np.arange(n_exact, dtype=np.int32)
         ranked, best_exact = rank_centroids(scores[:n_exact], rounds)
-        best = np.concatenate([best_exact, gscores.max(axis=1)])
+        best = np.concatenate([best_exact, fill.max(axis=1)])
         return CentroidScores(scores, slot, exact[ranked], best, n_exact)
 
 
@@ -133,3 +145,32 @@ def _cached_groups(key, centroids: np.ndarray, coarse: np.ndarray) -> CentroidGr
         while len(_GROUPS) > _GROUPS_KEPT:
             _GROUPS.popitem(last=False)
     return groups
+
+
+def with_exact_rows(cs: CentroidScores, centroids: np.ndarray, q: np.ndarray, ids: np.ndarray) -> CentroidScores:
+    """``cs`` with exact rows for those of the centroids ``ids`` (unique) that had only their group's scores.
+
+    ``cs`` is left as it was (the segments of an index share it): the result has its own rows and slot."""
+    if cs.slot.size == 0 or len(ids) == 0:
+        return cs
+    missing = ids[cs.slot[ids] >= cs.n_exact]
+    if len(missing) == 0:
+        return cs
+    rows = np.ascontiguousarray(centroids[missing] @ q.T, dtype=np.float32)
+    slot = cs.slot.copy()
+    slot[missing] = np.arange(len(cs.scores), len(cs.scores) + len(missing), dtype=np.int32)
+    return cs._replace(scores=np.concatenate([cs.scores, rows]), slot=slot,
+                       best=np.concatenate([cs.best, rows.max(axis=1)]))
+
+
+def token_centroids(docs: np.ndarray, doc_offsets: np.ndarray, codes: np.ndarray, shift: int) -> np.ndarray:
+    """The distinct centroid ids of the tokens of ``docs`` (int64)."""
+    starts, ends = doc_offsets[docs], doc_offsets[docs + 1]
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    # positions of every token of every doc: each doc's start, then consecutive
+    firsts = np.cumsum(lengths) - lengths
+    pos = np.arange(total, dtype=np.int64) + np.repeat(starts - firsts, lengths)
+    return np.unique(np.asarray(codes[pos]).astype(np.int64) >> shift)

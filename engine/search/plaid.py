@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from gingham.config import SearchConfig
-from gingham.search.centroids import CentroidScorer, CentroidScores
+from gingham.search.centroids import CentroidScorer, CentroidScores, token_centroids, with_exact_rows
 from gingham.kernels.scoring import (
     centroid_interaction,
     gather_decompress,
@@ -98,6 +98,10 @@ def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np
         approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, slot, cscores, keep, True)
         cands = np.sort(cands[topk(approx, cfg.n_full_scores)])
     if len(cands) > cfg.n_exact:
+        # the survivors' centroids scored exactly where only their group was (a coarse-level scoring)
+        if slot.size:
+            cs = with_exact_rows(cs, ix.centroids, q, token_centroids(cands, ix.doc_offsets, ix.codes, ix.shift))
+            cscores, slot = cs.scores, cs.slot
         approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, slot, cscores,
                                       np.zeros(0, np.bool_), False)
         cands = np.sort(cands[topk(approx, cfg.n_exact)])
