@@ -23,6 +23,10 @@ from gingham.docstore.database import DocStore, quote
 
 #: Seconds a filter may run (per search call) before it is stopped with a ValueError.
 TIME_LIMIT_S = 30.0
+#: A filter that selects more than max(INDEXED_ROWS_MIN, documents / INDEXED_SHARE) documents of a segment
+#: through SQLite's plan is run again as a table scan (see ``_run``).
+INDEXED_ROWS_MIN = 1_000
+INDEXED_SHARE = 50
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION}
 #: SQLite result codes that mean a damaged database file rather than a bad expression.
 _DAMAGE = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -85,25 +89,40 @@ def allowed(stores: Sequence[DocStore], masks: Sequence[np.ndarray], expr: str,
     for store, mask in zip(stores, masks):
         have = {c.lower() for c in store.columns}
         missing = [c for k, c in union.items() if k not in have]
-        source = "docs"
-        if missing:  # a key no document of this segment has: NULL here, as for documents that lack it
-            cols = ", ".join(["_position", "_metadata"] + [quote(c) for c in store.columns]
-                             + [f"NULL AS {quote(c)}" for c in missing])
-            source = f"(SELECT {cols} FROM docs)"
-        sql = f"SELECT _position FROM {source} WHERE (\n{expr}\n)"
-        positions = _run(store, sql, expr, params, deadline, sorted(union.values()))
+        def select(table: str) -> str:
+            source = table
+            if missing:  # a key no document of this segment has: NULL here, as for documents that lack it
+                cols = ", ".join(["_position", "_metadata"] + [quote(c) for c in store.columns]
+                                 + [f"NULL AS {quote(c)}" for c in missing])
+                source = f"(SELECT {cols} FROM {table})"
+            return f"SELECT _position FROM {source} WHERE (\n{expr}\n)"
+
+        positions = _run(store, select("docs"), select("docs NOT INDEXED"), expr, params, deadline,
+                         sorted(union.values()), max(INDEXED_ROWS_MIN, len(mask) // INDEXED_SHARE))
         keep = np.zeros(len(mask), dtype=np.uint8)
         keep[positions[(positions >= 0) & (positions < len(mask))]] = 1
         mask &= keep
 
 
-def _run(store: DocStore, sql: str, expr: str, params, deadline: float, fields: list[str]) -> np.ndarray:
+def _run(store: DocStore, sql: str, scan_sql: str, expr: str, params, deadline: float, fields: list[str],
+         indexed_rows: int) -> np.ndarray:
+    """Positions selected by ``sql``; past ``indexed_rows`` rows, by ``scan_sql`` (the same without indexes).
+
+    SQLite plans a range over an indexed column (``year >= ?``) through the index whatever the range's width
+    (this build has no STAT4 statistics), then reads the table row by row for the rest of the expression: at
+    100,000 documents and a filter keeping half of them, 50 ms against 18 ms for a plain scan. A filter that
+    has returned ``indexed_rows`` rows through its plan is broad, and is run again as a scan."""
     conn = store.conn
+    args = params if params is not None else ()
     with store.lock:
         conn.set_authorizer(_authorize)
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         try:
-            rows = conn.execute(sql, params if params is not None else ()).fetchall()
+            cursor = conn.execute(sql, args)
+            rows = cursor.fetchmany(indexed_rows)
+            if len(rows) == indexed_rows:
+                cursor.close()
+                rows = conn.execute(scan_sql, args).fetchall()
         except sqlite3.Error as exc:
             code = getattr(exc, "sqlite_errorcode", None)
             if code is not None and (code & 0xFF) in _DAMAGE:

@@ -76,16 +76,20 @@ def expressions(draw, depth=0):
 
 
 @settings(max_examples=150, deadline=None)
-@given(metas=st.lists(metadata_dicts(), min_size=1, max_size=40), expr=expressions())
-def test_sql_filter_equals_the_python_predicate(metas, expr):
+@given(metas=st.lists(metadata_dicts(), min_size=1, max_size=40), expr=expressions(), scan_from=st.integers(1, 8))
+def test_sql_filter_equals_the_python_predicate(metas, expr, scan_from):
     # every field in at least one document, so that every name in a filter is a column
     metas = metas + [{k: FIELDS_EXAMPLE[k] for k in FIELDS}]
     sql, params, ref = expr
     store = DocStore.in_memory(metas, None, len(metas), "test")
-    mask = np.ones(len(metas), dtype=np.uint8)
-    filters.allowed([store], [mask], sql, params)
     expected = np.array([ref(m) is True for m in metas], dtype=np.uint8)
-    np.testing.assert_array_equal(mask, expected, err_msg=f"{sql} {params}")
+    # through SQLite's plan, and run again as a scan once more than `scan_from` rows came back
+    for indexed_rows_min in (filters.INDEXED_ROWS_MIN, scan_from):
+        mask = np.ones(len(metas), dtype=np.uint8)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(filters, "INDEXED_ROWS_MIN", indexed_rows_min)
+            filters.allowed([store], [mask], sql, params)
+        np.testing.assert_array_equal(mask, expected, err_msg=f"{sql} {params} (scan past {indexed_rows_min})")
 
 
 FIELDS_EXAMPLE = {"lang": "en", "year": 2000, "score": 0.5, "flag": True}
