@@ -29,6 +29,15 @@ def load(stem: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(flat, dtype=np.float32), offsets.astype(np.int64)
 
 
+def load_query_sets(stems: list[str]) -> dict[str, list[np.ndarray]]:
+    """Each cached query set's queries (one (n_tokens, dim) array each), by the stem's file name."""
+    out = {}
+    for stem in stems:
+        q, qo = load(stem)
+        out[Path(stem).name] = [q[qo[i]:qo[i + 1]] for i in range(len(qo) - 1)]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", required=True, help="cache stem of the corpus (without .npy)")
@@ -40,10 +49,7 @@ def main() -> None:
     top_ks = args.top_k or [10, 100]
     flat, offsets = load(args.corpus)
     lengths = np.diff(offsets)
-    qsets = {}
-    for stem in args.queries:
-        q, qo = load(stem)
-        qsets[Path(stem).name] = [q[qo[i]:qo[i + 1]] for i in range(len(qo) - 1)]
+    qsets = load_query_sets(args.queries)
     print(f"corpus {Path(args.corpus).name}: {len(lengths)} docs, {len(flat)} tokens, dim {flat.shape[1]}; "
           f"load {os.getloadavg()[0]:.2f}")
     exact = {}

@@ -16,20 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-import gingham
-from gingham.search.calibration import recall_at_k
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def load(stem: str) -> tuple[np.ndarray, np.ndarray]:
-    flat = np.load(stem + ".npy", mmap_mode="r")
-    offsets = np.load(stem + ".offsets.npy")
-    return np.asarray(flat, dtype=np.float32), offsets.astype(np.int64)
+import gingham  # noqa: E402
+from calibration_study import load, load_query_sets  # noqa: E402
+from gingham.search.calibration import recall_at_k  # noqa: E402
 
 
 def dir_bytes(path: Path) -> int:
@@ -47,10 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     flat, offsets = load(args.corpus)
     lengths = np.diff(offsets)
-    qsets = {}
-    for stem in args.queries:
-        q, qo = load(stem)
-        qsets[Path(stem).name] = [q[qo[i]:qo[i + 1]] for i in range(len(qo) - 1)]
+    qsets = load_query_sets(args.queries)
     k = min(args.top_k, len(lengths))
     print(f"corpus {Path(args.corpus).name}: {len(lengths)} docs, {len(flat)} tokens, dim {flat.shape[1]}; "
           f"load {os.getloadavg()[0]:.2f}", flush=True)

@@ -116,6 +116,8 @@ def search(
     n_ivf_probe: Optional[int] = typer.Option(None),
     n_full_scores: Optional[int] = typer.Option(None),
     centroid_score_threshold: Optional[float] = typer.Option(None),
+    n_coarse_probe: Optional[int] = typer.Option(None, help="Coarse groups scored exactly per query token (large "
+                                                 "two-level codebooks; 0: every centroid)."),
     exhaustive: bool = typer.Option(False, help="Score every document exactly (slow; ground truth)."),
     where: Optional[str] = typer.Option(None, help="SQL expression over metadata fields, e.g. \"lang = ? AND "
                                         "year >= ?\", with one --param per ?."),
@@ -145,7 +147,8 @@ def search(
         else:
             raise ValueError("give query texts as arguments or --queries-file")
         overrides = {k: v for k, v in dict(n_ivf_probe=n_ivf_probe, n_full_scores=n_full_scores,
-                                           centroid_score_threshold=centroid_score_threshold).items()
+                                           centroid_score_threshold=centroid_score_threshold,
+                                           n_coarse_probe=n_coarse_probe).items()
                      if v is not None}
         if param and where is None:
             raise ValueError("--param gives values for the ? of --where; add --where")

@@ -231,7 +231,8 @@ class Snapshot:
         files = self.manifest.get("files", {})
         self.centroid_scorer = CentroidScorer(
             self.codec.centroids, self.codec.coarse,
-            cache_key=(files.get("centroids", {}).get("sha256"), files.get("coarse_centroids", {}).get("sha256"))
+            cache_key=tuple(files.get(k, {}).get("sha256")
+                            for k in ("centroids", "centroid_scales", "coarse_centroids"))
             if "centroids" in files else None)
         self._lookup: dict | None = None
         self._lock = threading.Lock()

@@ -102,6 +102,7 @@ class SearchRequest(Strict):
     n_ivf_probe: Optional[Count] = None
     centroid_score_threshold: Optional[StrictFloat] = None
     n_full_scores: Optional[Count] = None
+    n_coarse_probe: Optional[Annotated[StrictInt, Field(ge=0)]] = None
     exhaustive: StrictBool = False
 
 
@@ -305,7 +306,8 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         if (req.queries is None) == (req.embeddings is None):
             raise HTTPException(400, "give exactly one of 'queries' (texts) or 'embeddings' (token vectors)")
         overrides = {k: v for k, v in dict(n_ivf_probe=req.n_ivf_probe, n_full_scores=req.n_full_scores,
-                                           centroid_score_threshold=req.centroid_score_threshold).items()
+                                           centroid_score_threshold=req.centroid_score_threshold,
+                                           n_coarse_probe=req.n_coarse_probe).items()
                      if v is not None}
         where = None
         if isinstance(req.filter, str):

@@ -11,7 +11,6 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from gingham.config import SearchConfig
-from gingham.search.centroids import CentroidScorer, CentroidScores, token_centroids, with_exact_rows
 from gingham.kernels.scoring import (
     centroid_interaction,
     gather_decompress,
@@ -21,6 +20,7 @@ from gingham.kernels.scoring import (
     topk,
     topk_rows,
 )
+from gingham.search.centroids import CentroidScorer, CentroidScores, token_centroids, with_exact_rows
 
 #: Document tokens scored per block by exhaustive and brute-force search (bounds scratch memory).
 EXACT_BLOCK_TOKENS = 65_536

@@ -341,6 +341,13 @@ def test_content_length_over_limit_refused_unread(index_path, serve_app):
     assert call(base, "/search", {"embeddings": [[[0.1] * 32]], "top_k": 1})[0] == 200  # under the limit: served
 
 
+def test_search_takes_n_coarse_probe(server):
+    base, _, _ = server
+    for probe in (0, 3):
+        status, out = call(base, "/search", {"embeddings": [V], "top_k": 2, "n_coarse_probe": probe})
+        assert status == 200 and len(out["results"][0]) == 2, out
+
+
 # --- strict, well-formed input --------------------------------------------------------------------------------------
 
 V = [[0.1] * 32]
@@ -354,6 +361,8 @@ V = [[0.1] * 32]
     ("/search", {"embeddings": [V], "n_ivf_probe": 10**30}, "n_ivf_probe"),  # was an OverflowError (500)
     ("/search", {"embeddings": [V], "centroid_score_threshold": False}, "centroid_score_threshold"),
     ("/search", {"embeddings": [V], "exhaustive": "yes"}, "exhaustive"),
+    ("/search", {"embeddings": [V], "n_coarse_probe": -1}, "n_coarse_probe"),
+    ("/search", {"embeddings": [V], "n_coarse_probe": 1.5}, "n_coarse_probe"),
     ("/search", {"embeddings": [[[True] * 32]]}, "embeddings"),
     ("/search", {"embeddings": [V], "subset": [True]}, "subset"),
     ("/documents", {"documents": [{"id": True, "embedding": V}]}, "id"),
