@@ -31,7 +31,8 @@ def index(
     document_length: Optional[int] = typer.Option(None, help="Override the checkpoint's document length."),
     pool_factor: int = typer.Option(1, help="Pool each document's tokens to ~1/N of them (Ward clustering, first "
                                     "token kept); 1 = no pooling."),
-    pool_renormalize: bool = typer.Option(False, help="Rescale pooled vectors to unit length."),
+    pool_renormalize: bool = typer.Option(False, help="Rescale pooled vectors to unit length (measured better "
+                                          "with e5: docs/benchmarks/pooling-e5)."),
     allow_hub: bool = typer.Option(False, help="Allow downloading the model from the Hugging Face hub."),
     overwrite: bool = typer.Option(False, help="Replace an existing index (atomically)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),

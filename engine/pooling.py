@@ -10,7 +10,10 @@ with nothing to gain (``n // pool_factor >= n``) is returned unchanged; ``pool_f
 ``renormalize``: PyLate and next-plaid keep the mean as it is, shorter than a unit vector when its tokens
 disagree, so a diffuse cluster weighs less in MaxSim. That is the default here too, being what the published
 pooled indexes do; ``renormalize=True`` rescales each mean to unit length (then every stored vector is a
-unit vector again). Documents only: queries are never pooled.
+unit vector again). Measured with multilingual-e5-small token states on XQuAD X->en, XQuAD-R, MS MARCO and
+DBpedia (docs/benchmarks/pooling-e5/, nbits 2): at pool factor 2, renormalising stays within 0.5 nDCG@10 point
+of unpooled on all four, while the plain mean loses 3.3 points on XQuAD X->en; prefer ``renormalize=True`` with
+such encoders. Documents only: queries are never pooled.
 
 Needs numpy and scipy only.
 """
