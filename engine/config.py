@@ -160,8 +160,8 @@ class SearchConfig:
     max_ivf_probe: bound on the centroids probed per query token by ``min_candidates``.
     exhaustive: score every document exactly over its decompressed tokens (ground truth; slow).
     n_coarse_probe: for codebooks of at least 32,768 centroids trained in two levels, each query token's best
-        coarse groups whose centroids are scored exactly (the rest take their coarse centroid's scores; see
-        :mod:`gingham.search.centroids`); ``None``: 2; 0: score every centroid, as PLAID does.
+        coarse groups whose centroids are scored exactly (the rest take their group's mean score until the
+        unpruned pass; see :mod:`gingham.search.centroids`); ``None``: 2; 0: score every centroid, as PLAID does.
     """
 
     top_k: int = 10
