@@ -6,7 +6,10 @@ builds an index and reports exhaustive recall@10 (every document scored exactly 
 pruning) against exact MaxSim over the uncompressed vectors, and bytes per token on disk.
 
     python bench/centroid_count_study.py --corpus CACHE/xquad-...-<hash> --queries CACHE/queries-en-...-<hash> \
-        [--queries ...] --n-centroids 2048,4096,8192 --nbits 2,4 [--out results.json]
+        [--queries ...] --n-centroids 2048,4096,8192 --nbits 2,4 [--residuals product,buckets] [--out results.json]
+
+``--n-centroids auto`` takes the build's default size; ``--residuals`` compares the product quantiser of residuals
+with PLAID's per-dimension bucket grid on the same codebook.
 
 (stems as for bench/calibration_study.py: ``NAME.npy`` flat float32 tokens plus ``NAME.offsets.npy``).
 """
@@ -14,6 +17,7 @@ pruning) against exact MaxSim over the uncompressed vectors, and bytes per token
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -40,12 +44,15 @@ def main() -> None:
     ap.add_argument("--queries", action="append", required=True)
     ap.add_argument("--n-centroids", default="2048,4096,8192")
     ap.add_argument("--nbits", default="2,4")
+    ap.add_argument("--residuals", default="product",
+                    help="comma-separated residual quantisers to compare: product, buckets (PLAID's grid)")
+    ap.add_argument("--limit-queries", type=int, default=None, help="first N queries of each set")
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     flat, offsets = load(args.corpus)
     lengths = np.diff(offsets)
-    qsets = load_query_sets(args.queries)
+    qsets = {name: qs[:args.limit_queries] for name, qs in load_query_sets(args.queries).items()}
     k = min(args.top_k, len(lengths))
     print(f"corpus {Path(args.corpus).name}: {len(lengths)} docs, {len(flat)} tokens, dim {flat.shape[1]}; "
           f"load {os.getloadavg()[0]:.2f}", flush=True)
@@ -53,14 +60,16 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for nb in [int(x) for x in args.nbits.split(",")]:
-            for n_c in [int(x) for x in args.n_centroids.split(",")]:
-                path = Path(tmp) / f"ix-{nb}-{n_c}"
+            for n_c, kind in itertools.product([None if x == "auto" else int(x) for x in args.n_centroids.split(",")],
+                                               args.residuals.split(",")):
+                path = Path(tmp) / f"ix-{nb}-{n_c}-{kind}"
                 t0 = time.perf_counter()
                 ix = gingham.Index.create(path, flat, lengths=lengths, nbits=nb, n_centroids=n_c, calibrate=False,
-                                          overwrite=True, show_progress=False)
+                                          product_residuals=kind == "product", overwrite=True, show_progress=False)
                 build_s = time.perf_counter() - t0
-                row = {"nbits": nb, "n_centroids": n_c, "build_s": round(build_s, 1),
-                       "bytes_per_token": round(dir_bytes(path) / len(flat), 2)}
+                row = {"nbits": nb, "n_centroids": ix.info()["n_centroids"], "residuals": kind,
+                       "build_s": round(build_s, 1), "bytes_per_token": round(dir_bytes(path) / len(flat), 2),
+                       "load": round(os.getloadavg()[0], 2)}
                 for name, qs in qsets.items():
                     got = ix.search(qs, top_k=k, exhaustive=True, show_progress=False).positions
                     row[name] = round(float(recall_at_k(got, exact[name], k).mean()), 4)

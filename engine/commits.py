@@ -168,6 +168,7 @@ def first_manifest(cfg, codec, codes_dtype: str, dim: int, doc_id_kind: str, cod
         "codes_dtype": codes_dtype,
         "doc_id_kind": doc_id_kind,
         "codec_mse": codec_mse,
+        "residual_quantizer": codec.fit_report,
         "normalized": codec.normalize,
         "assign_nprobe": codec.assign_nprobe,
         "encoder": dict(encoder) if encoder else None,
@@ -213,5 +214,6 @@ def codebook_id(manifest: Mapping[str, Any]) -> tuple:
     """What identifies the codebook a manifest's documents are compressed with: its files (immutable, in
     directories with random names). Equal ids mean codes compressed against one manifest are valid in the other."""
     files = manifest["files"]
-    return tuple(files[k]["path"] for k in CODEBOOK_ARRAYS + ("sub_centroids", "coarse_centroids") if k in files) \
+    return tuple(files[k]["path"] for k in CODEBOOK_ARRAYS + ("sub_centroids", "coarse_centroids", "residual_codewords")
+                 if k in files) \
         + (manifest["nbits"],)

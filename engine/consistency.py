@@ -74,6 +74,15 @@ def _layout(files: _Files, arrays, name: str, dtype, shape: tuple) -> np.ndarray
     return a
 
 
+def _positive_scales(files: _Files, arrays, name: str, shape: tuple) -> None:
+    """``name`` is float16 of ``shape``, every value a positive number (the scales of int8 rows)."""
+    if name not in arrays:
+        raise files.disagree(name, "is missing: int8 rows come with their scales")
+    scales = _layout(files, arrays, name, np.float16, shape)
+    if not _finite(scales) or not (scales > 0).all():
+        raise files.corrupt(name, "holds a scale that is not a positive number")
+
+
 def _strings(files: _Files, arrays, prefix: str, n_docs: int) -> None:
     """The ragged strings ``prefix_utf8`` (uint8) + ``prefix_offsets`` of one segment: one per document."""
     utf8, offsets = f"{prefix}_utf8", f"{prefix}_offsets"
@@ -103,9 +112,7 @@ def check_codebook(root: Path, manifest: Mapping[str, Any], arrays: Mapping[str,
                                 f"n_centroids positive; {FIX}")
     if "centroid_scales" in arrays:  # int8 centroids times a float16 scale per centroid (format 4)
         _layout(files, arrays, "centroids", np.int8, (n_c, dim))
-        scales = _layout(files, arrays, "centroid_scales", np.float16, (n_c,))
-        if not _finite(scales) or not (scales > 0).all():
-            raise files.corrupt("centroid_scales", "holds a centroid scale that is not a positive number")
+        _positive_scales(files, arrays, "centroid_scales", (n_c,))
     else:
         _layout(files, arrays, "centroids", "f", (n_c, dim))
     _layout(files, arrays, "bucket_cutoffs", "f", (dim, 2**nbits - 1))
@@ -121,13 +128,21 @@ def check_codebook(root: Path, manifest: Mapping[str, Any], arrays: Mapping[str,
         scales = _layout(files, arrays, "residual_scales", "f", (n_codes,))
         if not (scales > 0).all() or not np.isfinite(scales).all():
             raise files.corrupt("residual_scales", "holds a residual scale that is not a positive number")
+    if "residual_codewords" in arrays:  # int8 per byte position times a float16 scale (format 5)
+        _layout(files, arrays, "residual_codewords", np.int8, (dim * nbits // 8, 256, 8 // nbits))
+        _positive_scales(files, arrays, "codeword_scales", (dim * nbits // 8,))
     if "coarse_centroids" in arrays:
-        coarse = _layout(files, arrays, "coarse_centroids", "f", (None, dim))
+        if "coarse_scales" in arrays:  # int8 times a float16 scale per coarse centroid (format 5)
+            coarse = _layout(files, arrays, "coarse_centroids", np.int8, (None, dim))
+            _positive_scales(files, arrays, "coarse_scales", (len(coarse),))
+        else:
+            coarse = _layout(files, arrays, "coarse_centroids", "f", (None, dim))
         nprobe = manifest.get("assign_nprobe")
         if not 1 <= len(coarse) <= n_c or isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1:
             raise files.disagree("coarse_centroids", f"{len(coarse)} coarse centroids for {n_c} centroids with "
                                  f"assign_nprobe {nprobe!r} (need 1 to n_centroids, and assign_nprobe >= 1)")
-    for name in ("centroids", "sub_centroids", "coarse_centroids", "bucket_cutoffs", "bucket_weights"):
+    for name in ("centroids", "sub_centroids", "coarse_centroids", "bucket_cutoffs", "bucket_weights",
+                 "residual_codewords"):
         if name in arrays and not _finite(arrays[name]):
             raise files.corrupt(name, "holds a value that is not finite (NaN or infinity)")
     return n_codes

@@ -143,6 +143,8 @@ class Index:
             "sub_centroids_per_centroid": 1 << self.codec.sub_bits,
             "coarse_centroids": 0 if self.codec.coarse is None else len(self.codec.coarse),
             "assign_nprobe": self.codec.assign_nprobe,
+            "residual_quantizer": {**(snap.manifest.get("residual_quantizer") or {}),
+                                   "kind": "buckets" if self.codec.codewords is None else "product"},
             "codes_dtype": snap.manifest["codes_dtype"],
             "bytes_per_token_compressed": compressed / n_tokens,
             "bytes_per_token_on_disk": total / n_tokens,

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from gingham.codec import ResidualCodec, decode_lut
+from gingham.codec import ResidualCodec
 from gingham.docstore.database import DocStore
 from gingham.errors import IndexCorruptError
 from gingham.ids import DocIds, pack_strings, unpack_string
@@ -198,7 +198,7 @@ class Snapshot:
         self.generation = int(manifest["generation"])
         self.codec = ResidualCodec.from_arrays(arrays, int(manifest["nbits"]), bool(manifest.get("normalized", False)),
                                                manifest.get("assign_nprobe", 0))
-        lut = decode_lut(self.codec.weights, self.codec.nbits)
+        lut = self.codec.lut()
         self.segments: list[Segment] = []
         base = 0
         for seg in manifest["segments"]:
@@ -232,7 +232,7 @@ class Snapshot:
         self.centroid_scorer = CentroidScorer(
             self.codec.centroids, self.codec.coarse,
             cache_key=tuple(files.get(k, {}).get("sha256")
-                            for k in ("centroids", "centroid_scales", "coarse_centroids"))
+                            for k in ("centroids", "centroid_scales", "coarse_centroids", "coarse_scales"))
             if "centroids" in files else None)
         self._lookup: dict | None = None
         self._lock = threading.Lock()

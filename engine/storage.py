@@ -40,12 +40,13 @@ FORMAT_NAME = "gingham-index"
 #: The format this Gingham writes. Version 2 added per-centroid residual scales (``residual_scales.npy``);
 #: version 3 a SQLite database per segment (metadata columns and a full-text index, :mod:`gingham.docstore`);
 #: version 4 stopped storing inverted lists, which readers build from the codes (:func:`gingham.segment.
-#: inverted_lists`): a version 3 reader would look for them.
-FORMAT_VERSION = 4
+#: inverted_lists`): a version 3 reader would look for them; version 5 product-quantised residuals
+#: (``residual_codewords.npy``, :mod:`gingham.codec`), which a version 4 reader would decode with the bucket grid.
+FORMAT_VERSION = 5
 #: Formats this Gingham reads: version 1 indexes open with every residual scale equal to 1, versions 1 and 2
 #: without segment databases (built in memory when a filter or BM25 needs one, written by their next update),
 #: versions 1 to 3 with stored inverted lists, which are left unread.
-READABLE_VERSIONS = (1, 2, 3, 4)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 #: The ``kind`` of a manifest file entry that is a SQLite database rather than a .npy array.
 SQLITE = "sqlite"
 SQLITE_MAGIC = b"SQLite format 3\x00"

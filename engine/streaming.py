@@ -466,6 +466,7 @@ def _start(root, previous, src: Source, cfg: BuildConfig, train_cfg: BuildConfig
         "codes_dtype": np.dtype(_codes_dtype(codec)).name,
         "doc_id_kind": id_kind,
         "codec_mse": codec_mse,
+        "residual_quantizer": codec.fit_report,
         "normalized": codec.normalize,  # decided on the training sample
         "assign_nprobe": codec.assign_nprobe,
         "encoder": dict(src.encoder) if src.encoder else None,

@@ -18,8 +18,8 @@ from gingham.codec import (
     residual_scales,
     spare_code_bits,
     stored_centroids,
-    stored_precision,
     train_centroids,
+    validation_rows,
     train_sub_centroids,
 )
 from gingham.config import DEFAULT_ASSIGN_NPROBE, BuildConfig
@@ -80,7 +80,7 @@ def train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Resi
             if len(coarse) >= len(centroids):  # too few centroids for a coarse level: flat after all
                 coarse, nprobe = None, 0
             else:
-                coarse = stored_precision(coarse)  # stored as float16
+                coarse = stored_centroids(coarse)  # stored as int8, like the centroids
         else:
             centroids = train_centroids(flat[km_pos], k, cfg.kmeans_niters, cfg.seed)
         centroids = stored_centroids(centroids)  # stored as int8: assign against what readers will hold
@@ -106,7 +106,11 @@ def train_codec(flat: np.ndarray, cfg: BuildConfig, show_progress) -> tuple[Resi
     scales = residual_scales(flat, codes, fine)
     heldout = np.ascontiguousarray(flat[codec_pos])
     codec = ResidualCodec.fit(centroids, heldout, cfg.nbits, normalize=unit_vectors(flat), scales=scales,
-                              heldout_codes=codes[codec_pos], sub_centroids=sub, coarse=coarse, assign_nprobe=nprobe)
+                              heldout_codes=codes[codec_pos], sub_centroids=sub, coarse=coarse, assign_nprobe=nprobe,
+                              product=cfg.product_residuals, seed=cfg.seed)
+    if codec.codewords is not None:  # fitted on the rest: the baseline of codebook drift must be unseen tokens
+        rows = validation_rows(len(heldout), cfg.seed)
+        heldout, codec_pos = heldout[rows], codec_pos[rows]
     held_codes, residuals = codec.compress(heldout, codes[codec_pos])
     return codec, reconstruction_mse(codec, heldout, held_codes, residuals), codes
 

@@ -10,6 +10,16 @@ def normalised(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def anisotropic(rng: np.random.Generator, n: int, dim: int, n_c: int = 16) -> np.ndarray:
+    """``n`` unit vectors around ``n_c`` random directions with correlated, unevenly spread offsets (float32): token
+    states like a transformer's, whose residuals product codewords fit better than per-dimension buckets."""
+    centres = rng.standard_normal((n_c, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    mix = rng.standard_normal((dim, dim)) * np.linspace(1.0, 0.05, dim)[None, :]
+    x = centres[rng.integers(0, n_c, n)] + rng.standard_normal((n, dim)) @ mix.T * (0.6 / np.sqrt(dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
 @pytest.fixture(autouse=True)
 def _restore_gingham_log_level():
     """The CLI sets the ``gingham`` logger's level (progress bars follow it); tests that run the CLI in-process

@@ -368,29 +368,34 @@ def dup_first_id(a: np.ndarray) -> np.ndarray:
 # -------------------------------------------------------------------------------------------------- index
 def build(path: Path):
     """A small index: string ids, texts and metadata, sub-centroids (the default), a two-level codebook (its coarse
-    level stored), two segments, deletions."""
+    level stored), product codewords, two segments, deletions."""
+    import pytest
+
     import gingham
 
     rng = np.random.default_rng(11)
 
-    def docs(n):
+    def docs(n, lo=3, hi=12):
         out = []
-        for length in rng.integers(3, 12, n):
+        for length in rng.integers(lo, hi, n):
             x = rng.standard_normal((int(length), 32)).astype(np.float32)
             out.append(x / np.linalg.norm(x, axis=1, keepdims=True))
         return out
 
-    first, second = docs(60), docs(20)
+    first, second = docs(60, 25, 40), docs(20)
     ids = [f"d{i:03d}" for i in range(80)]
     texts = [f"text é {i}" for i in range(80)]
     meta = [{"i": i, "even": i % 2 == 0} for i in range(80)]
-    ix = gingham.Index.create(path, first, ids[:60], texts=texts[:60], metadata=meta[:60], nbits=2,
-                              n_centroids=16, codec_sample=64, kmeans="two-level", assign_nprobe=2,
-                              sub_centroids=True)
+    with pytest.MonkeyPatch.context() as mp:  # product codewords however little they gain on random tokens
+        mp.setattr(gingham.codec, "PQ_MIN_GAIN", -np.inf)
+        ix = gingham.Index.create(path, first, ids[:60], texts=texts[:60], metadata=meta[:60], nbits=2,
+                                  n_centroids=16, codec_sample=1_100, kmeans="two-level", assign_nprobe=2,
+                                  sub_centroids=True)
     ix.add(second, ids[60:], texts=texts[60:], metadata=meta[60:])
     ix.delete(["d005", "d070"])
     assert ix.codec.sub_bits > 0, "the corruption suite needs the sub-centroid table"
     assert ix.codec.coarse is not None, "the corruption suite needs the coarse level of a two-level codebook"
+    assert ix.codec.codewords is not None, "the corruption suite needs product codewords"
     queries = [d[:4] for d in first[:2] + second[:2]]
     return ix, queries
 

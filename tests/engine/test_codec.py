@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ from gingham.codec import (
 )
 from gingham.config import BuildConfig
 from gingham.kernels import reference as ref
-from tests.conftest import normalised
+from tests.conftest import anisotropic, normalised
 
 
 @settings(max_examples=30, deadline=None)
@@ -56,7 +58,7 @@ def test_round_trip_error_within_bucket_bound(nbits, dim, seed):
     rng = np.random.default_rng(seed)
     x = normalised(rng, 600, dim)
     centroids = train_centroids(x, 8, 3, seed)
-    codec = ResidualCodec.fit(centroids, x, nbits)
+    codec = ResidualCodec.fit(centroids, x, nbits, product=False)
     codes, packed = codec.compress(x)
     out = codec.decompress(codes, packed)
     residual = x.astype(np.float64) - codec.centroids[codes]
@@ -73,12 +75,13 @@ def test_round_trip_error_within_bucket_bound(nbits, dim, seed):
     assert np.mean((out - x) ** 2) < np.mean(residual**2)
 
 
+@pytest.mark.parametrize("product", [False, True])
 @pytest.mark.parametrize("nbits,max_rel_err", [(1, 0.8), (2, 0.5), (4, 0.15)])
-def test_reconstruction_error_shrinks_with_bits(nbits, max_rel_err):
+def test_reconstruction_error_shrinks_with_bits(nbits, max_rel_err, product):
     rng = np.random.default_rng(0)
     x = normalised(rng, 3000, 128)
     centroids = train_centroids(x, 64, 4, 0)
-    codec = ResidualCodec.fit(centroids, x[:1500], nbits)
+    codec = ResidualCodec.fit(centroids, x[:1500], nbits, product=product)
     codes, packed = codec.compress(x[1500:])
     out = codec.decompress(codes, packed)
     residual = x[1500:] - codec.centroids[codes]
@@ -170,7 +173,7 @@ def test_spare_code_bits(n_centroids, bits):
     assert codes_dtype(n_centroids << bits) == codes_dtype(n_centroids)
 
 
-def _sub_clustered(rng, n_c, n_sub, n, dim, spread=0.15, noise=0.03):
+def _subanisotropic(rng, n_c, n_sub, n, dim, spread=0.15, noise=0.03):
     centres = normalised(rng, n_c, dim)
     subs = centres[:, None, :] + spread * rng.standard_normal((n_c, n_sub, dim)) / np.sqrt(dim)
     labels = rng.integers(0, n_c * n_sub, n)
@@ -182,7 +185,7 @@ def test_sub_centroids_find_the_structure_inside_clusters():
     """Clusters made of 4 sub-clusters each: sub-centroids land on them, every code's centroid is the token's
     nearest centroid, and the reconstruction error drops well below that of the centroids alone."""
     rng = np.random.default_rng(5)
-    x = _sub_clustered(rng, 16, 4, 6000, 64)
+    x = _subanisotropic(rng, 16, 4, 6000, 64)
     train, test = x[:4000], x[4000:]
     centroids = train_centroids(train, 16, 10, 0)
     coarse = ref.nearest_centroids(train, centroids.T)
@@ -208,7 +211,7 @@ def test_codebook_arrays_round_trip_with_a_float16_sub_centroid_table():
     """The sub-centroid table is stored as float16 (half the bytes); any table a codec is given is rounded to that
     precision on construction, so the codec read back from its arrays compresses and decompresses identically."""
     rng = np.random.default_rng(9)
-    x = _sub_clustered(rng, 8, 4, 2000, 32)
+    x = _subanisotropic(rng, 8, 4, 2000, 32)
     centroids = train_centroids(x, 8, 6, 0)
     sub = normalised(rng, 32, 32)  # not float16-representable
     codec = ResidualCodec.fit(centroids, x, 2, sub_centroids=sub)
@@ -253,7 +256,7 @@ def test_index_sub_centroids_setting(tmp_path, enabled):
 
 def test_sub_centroids_leave_out_excluded_rows_and_read_in_blocks():
     rng = np.random.default_rng(2)
-    x = _sub_clustered(rng, 8, 4, 3000, 32)
+    x = _subanisotropic(rng, 8, 4, 3000, 32)
     centroids = train_centroids(x, 8, 5, 0)
     coarse = ref.nearest_centroids(x, centroids.T)
     held = np.sort(rng.choice(3000, 500, replace=False))
@@ -316,3 +319,106 @@ def test_index_stores_centroids_as_int8_and_reads_back_the_trained_ones(tmp_path
     assert np.allclose(np.linalg.norm(again.codec.centroids, axis=1), 1, atol=0.02)
     ix.add(corpus.docs()[:5], list(range(200, 205)))  # a commit writes the codebook it read back, unchanged
     assert gingham.Index.open(tmp_path / "ix").manifest["files"]["centroids"]["sha256"] == files["centroids"]["sha256"]
+
+
+@settings(max_examples=15, deadline=None)
+@given(nbits=st.sampled_from([1, 2, 4]), dim=st.sampled_from([16, 64, 128]), seed=st.integers(0, 2**16))
+def test_product_codes_are_the_nearest_codewords(nbits, dim, seed):
+    """Each byte of a product-quantised residual names the codeword of its byte position nearest to the scaled
+    residual's sub-vector (numpy brute force; float32 near-ties may go either way), and decompression adds that
+    codeword, scaled, to the centroid."""
+    rng = np.random.default_rng(seed)
+    x = anisotropic(rng, 1500, dim)
+    codec = ResidualCodec.fit(train_centroids(x, 8, 3, seed), x[:1200], nbits, seed=seed, min_gain=-np.inf)
+    assert codec.codewords is not None and codec.codewords.shape == (dim * nbits // 8, 256, 8 // nbits)
+    codes, packed = codec.compress(x)
+    assert packed.dtype == np.uint8 and packed.shape == (len(x), dim * nbits // 8)
+    scaled = (x.astype(np.float64) - codec.fine[codes]) / codec.scales[codes, None]
+    per = 8 // nbits
+    sub = scaled.reshape(len(x), -1, per)  # (n, n_bytes, per_byte)
+    dist = ((sub[:, :, None, :] - codec.codewords[None].astype(np.float64)) ** 2).sum(-1)  # (n, n_bytes, 256)
+    chosen = np.take_along_axis(dist, packed[:, :, None].astype(np.int64), axis=2)[:, :, 0]
+    np.testing.assert_allclose(chosen, dist.min(axis=2), atol=1e-5)
+    want = codec.fine[codes] + codec.scales[codes, None] * codec.codewords[np.arange(sub.shape[1]), packed].reshape(
+        len(x), dim)
+    want /= np.linalg.norm(want, axis=1, keepdims=True)  # unit tokens: the codec rescales (normalize)
+    codec_n = dataclasses.replace(codec, normalize=True)
+    np.testing.assert_allclose(codec_n.decompress(codes, packed), want, atol=2e-5)
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_product_codewords_fit_better_than_the_bucket_grid(nbits):
+    """Started from the bucket grid, the codewords' Lloyd steps lower the squared error on the residuals they are
+    fitted on, and on held-out ones of the same distribution."""
+    rng = np.random.default_rng(nbits)
+    x = anisotropic(rng, 6000, 64)
+    centroids = train_centroids(x, 16, 4, 0)
+    errors = {}
+    for product in (False, True):
+        codec = ResidualCodec.fit(centroids, x[:3000], nbits, product=product, min_gain=-np.inf)
+        for part, rows in (("fit", x[:3000]), ("held", x[3000:])):
+            codes, packed = codec.compress(rows)
+            errors[product, part] = float(np.mean((codec.decompress(codes, packed) - rows) ** 2))
+    assert errors[True, "fit"] < errors[False, "fit"] * 0.97
+    assert errors[True, "held"] < errors[False, "held"]
+
+
+def test_product_codec_round_trips_through_arrays_and_pickle():
+    """The codewords are stored as int8 rows (rounded at training, so lossless); a reopened or unpickled codec
+    (Ray ships codecs) compresses and decodes bit for bit like the original."""
+    import pickle
+
+    rng = np.random.default_rng(3)
+    x = anisotropic(rng, 2000, 32)
+    codec = ResidualCodec.fit(train_centroids(x, 16, 3, 0), x[:1500], 2, min_gain=-np.inf)
+    arrays = codec.arrays()
+    assert arrays["residual_codewords"].dtype == np.int8 and arrays["codeword_scales"].dtype == np.float16
+    again = ResidualCodec.from_arrays(arrays, 2, codec.normalize)
+    shipped = pickle.loads(pickle.dumps(codec))
+    codes, packed = codec.compress(x)
+    for other in (again, shipped):
+        np.testing.assert_array_equal(other.lut(), codec.lut())
+        c2, p2 = other.compress(x)
+        np.testing.assert_array_equal(c2, codes)
+        np.testing.assert_array_equal(p2, packed)
+        np.testing.assert_array_equal(other.decompress(codes, packed), codec.decompress(codes, packed))
+    with pytest.raises(ValueError, match="codewords of shape"):
+        dataclasses.replace(codec, codewords=codec.codewords[:, :128])
+
+
+def test_product_codewords_are_reproducible_for_a_seed():
+    rng = np.random.default_rng(4)
+    x = anisotropic(rng, 1500, 32)
+    c = train_centroids(x, 8, 3, 0)
+    a, b = (ResidualCodec.fit(c, x, 2, seed=5, min_gain=-np.inf).codewords for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_codewords_are_kept_only_where_they_pay_for_their_table():
+    """A build keeps product codewords when they lower the squared error of the held-out quarter of the residuals
+    by ``min_gain`` or more against the bucket grid; fit_report records both errors and the choice. Token-like
+    (correlated) residuals clear the default PQ_MIN_GAIN."""
+    from gingham.codec import PQ_MIN_GAIN
+
+    rng = np.random.default_rng(9)
+    x = anisotropic(rng, 8000, 64)
+    c = train_centroids(x, 16, 4, 0)
+    codec = ResidualCodec.fit(c, x, 2)
+    report = codec.fit_report
+    gain = 1 - report["mse_product"] / report["mse_buckets"]
+    assert report["kind"] == "product" and codec.codewords is not None and gain >= PQ_MIN_GAIN
+    for min_gain, kind in ((gain - 1e-3, "product"), (gain + 1e-3, "buckets")):
+        again = ResidualCodec.fit(c, x, 2, min_gain=min_gain)
+        assert again.fit_report == {**report, "kind": kind}
+        assert (again.codewords is not None) == (kind == "product")
+    plain = ResidualCodec.fit(c, x, 2, product=False)
+    assert plain.codewords is None and set(plain.fit_report) == {"kind", "mse_buckets"}
+
+
+def test_too_few_heldout_tokens_keep_the_grid():
+    from gingham.codec import PQ_MIN_TOKENS
+
+    rng = np.random.default_rng(2)
+    x = anisotropic(rng, PQ_MIN_TOKENS - 1, 32)
+    codec = ResidualCodec.fit(train_centroids(x, 8, 3, 0), x, 2, min_gain=-np.inf)
+    assert codec.codewords is None and codec.fit_report["kind"] == "buckets"

@@ -225,7 +225,7 @@ def test_a_format_2_index_is_read_and_migrated_on_its_first_write(index, docs, t
     np.testing.assert_array_equal(old.search_bm25("text number 42", top_k=5).positions, lexical.positions)
     old.delete(["d3"])
     new = json.loads(path.read_text())
-    assert new["format_version"] == storage.FORMAT_VERSION == 4
+    assert new["format_version"] == storage.FORMAT_VERSION == 5
     assert all(new["files"][f"{s['name']}/docs"]["kind"] == "sqlite" for s in new["segments"])
     migrated = gingham.Index.open(root, verify=True)
     migrated.verify()

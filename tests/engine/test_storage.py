@@ -7,7 +7,7 @@ import pytest
 
 import gingham
 from gingham import storage
-from tests.conftest import normalised
+from tests.conftest import anisotropic, normalised
 
 
 @pytest.fixture()
@@ -219,7 +219,7 @@ def test_format_3_index_with_stored_inverted_lists_opens_and_becomes_format_4_on
     np.testing.assert_array_equal(after.scores, before.scores)
     old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
     again = gingham.Index.open(root, verify=True)
-    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 4
+    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 5
     np.testing.assert_array_equal(again.search(queries, top_k=5, subset=[f"d{i}" for i in range(40)]).scores,
                                   before.scores)
 
@@ -248,7 +248,7 @@ def test_format_1_index_opens_and_becomes_format_2_on_update(tmp_path, small_doc
 
     old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
     again = gingham.Index.open(tmp_path / "ix", verify=True)
-    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 4
+    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 5
     assert "residual_scales" in again.manifest["files"]
     np.testing.assert_array_equal(again.codec.scales, 1)
     first = again.search(queries, top_k=5, subset=[f"d{i}" for i in range(40)])  # the documents of format 1
@@ -264,3 +264,37 @@ def test_format_2_without_scales_is_refused(tmp_path, small_docs):
     with pytest.raises(gingham.IndexFormatError, match="residual_scales"):
         gingham.Index.open(tmp_path / "ix")
     assert ix.n_docs == len(small_docs)
+
+
+def test_format_4_bucket_grid_index_opens_and_keeps_its_grid(tmp_path, small_docs):
+    """Format 4 decoded residuals with the per-dimension bucket grid (no residual_codewords.npy). Such an index
+    opens, searches as before, and its updates compress with the same grid (format 5 on the next commit); a new
+    build stores product codewords."""
+    ix = gingham.Index.create(tmp_path / "ix", small_docs[:40], [f"d{i}" for i in range(40)], nbits=2,
+                              product_residuals=False)
+    assert "residual_codewords" not in ix.manifest["files"] and ix.codec.codewords is None
+    queries = small_docs[40:45]
+    before = ix.search(queries, top_k=5)
+    path = tmp_path / "ix" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = 4
+    path.write_text(json.dumps(manifest))
+
+    old = gingham.Index.open(tmp_path / "ix", verify=True)
+    after = old.search(queries, top_k=5)
+    np.testing.assert_array_equal(after.positions, before.positions)
+    np.testing.assert_array_equal(after.scores, before.scores)
+    old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
+    again = gingham.Index.open(tmp_path / "ix", verify=True)
+    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 5
+    assert again.codec.codewords is None and "residual_codewords" not in again.manifest["files"]
+    np.testing.assert_array_equal(again.search(queries, top_k=5, subset=[f"d{i}" for i in range(40)]).scores,
+                                  before.scores)
+
+    rng = np.random.default_rng(1)
+    tokens = anisotropic(rng, 20_000, 32)
+    new = gingham.Index.create(tmp_path / "new", np.split(tokens, 200), nbits=2)
+    assert new.codec.codewords is not None and new.info()["residual_quantizer"]["kind"] == "product"
+    assert new.manifest["files"]["residual_codewords"]["dtype"] == np.dtype(np.int8).str
+    reopened = gingham.Index.open(tmp_path / "new", verify=True)
+    np.testing.assert_array_equal(reopened.codec.codewords, new.codec.codewords)
