@@ -93,21 +93,26 @@ def decompress(codes, packed, centroids, scales, lut, normalize):
     value v at byte position p stands for. Returns float32 (n, dim).
     """
     n = codes.shape[0]
-    n_bytes = packed.shape[1]
-    per_byte = lut.shape[2]
-    dim = centroids.shape[1]
-    out = np.empty((n, dim), dtype=np.float32)
+    out = np.empty((n, centroids.shape[1]), dtype=np.float32)
     for i in prange(n):
-        c = codes[i]
-        s = scales[c]
-        for byte in range(n_bytes):
-            v = packed[i, byte]
-            base = byte * per_byte
-            for slot in range(per_byte):
-                out[i, base + slot] = centroids[c, base + slot] + s * lut[byte, v, slot]
-        if normalize:
-            _unit(out[i])
+        decompress_row(out, i, i, codes, packed, centroids, scales, lut, normalize)
     return out
+
+
+@njit(cache=True, nogil=True)
+def decompress_row(out, row, t, codes, packed, centroids, scales, lut, normalize):
+    """Decompress token ``t`` (its code and packed bytes) into ``out[row]``: the (sub-)centroid plus the scaled
+    residual values its bytes decode to through ``lut``, rescaled to unit length if ``normalize``."""
+    c = codes[t]
+    s = scales[c]
+    per_byte = lut.shape[2]
+    for byte in range(packed.shape[1]):
+        v = packed[t, byte]
+        base = byte * per_byte
+        for slot in range(per_byte):
+            out[row, base + slot] = centroids[c, base + slot] + s * lut[byte, v, slot]
+    if normalize:
+        _unit(out[row])
 
 
 @njit(cache=True, nogil=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from gingham.kernels.codec import _unit
+from gingham.kernels.codec import decompress_row
 
 
 @njit(cache=True, nogil=True)
@@ -103,24 +103,9 @@ def gather_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, 
     for i in range(n):
         d = docs[i]
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            _decompress_rows(out, row, t, codes, packed, centroids, scales, lut, normalize)
+            decompress_row(out, row, t, codes, packed, centroids, scales, lut, normalize)
             row += 1
     return out, seg
-
-
-@njit(cache=True, nogil=True)
-def _decompress_rows(out, row, t, codes, packed, centroids, scales, lut, normalize):
-    """Decompress token ``t`` into ``out[row]``."""
-    c = codes[t]
-    s = scales[c]
-    per_byte = lut.shape[2]
-    for byte in range(packed.shape[1]):
-        v = packed[t, byte]
-        base = byte * per_byte
-        for slot in range(per_byte):
-            out[row, base + slot] = centroids[c, base + slot] + s * lut[byte, v, slot]
-    if normalize:
-        _unit(out[row])
 
 
 @njit(cache=True, nogil=True)
@@ -154,7 +139,7 @@ def decompress_maxsim(docs, doc_offsets, codes, packed, centroids, scales, lut, 
             if last > first and rows + length > block_rows:
                 break
             for t in range(doc_offsets[d], doc_offsets[d + 1]):
-                _decompress_rows(buf, rows, t, codes, packed, centroids, scales, lut, normalize)
+                decompress_row(buf, rows, t, codes, packed, centroids, scales, lut, normalize)
                 rows += 1
             last += 1
             seg[last - first] = rows
