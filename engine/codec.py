@@ -320,8 +320,8 @@ def train_codewords(residuals: np.ndarray, weights: np.ndarray, nbits: int, nite
 
 def stored_codewords(codewords: np.ndarray) -> np.ndarray:
     """``codewords`` (n_bytes, 256, per_byte) as float32 rounded the way they are stored: int8 per byte position
-    times a float16 scale (:func:`quantize_rows`; a step of 1/254 of the position's largest value, ~1% of the
-    quantisation error it adds to at nbits 4). Training rounds them, so tokens are coded against what readers hold."""
+    times a float16 scale (:func:`quantize_rows`: a step of 1/127 of the position's largest value). Training rounds
+    them, so tokens are coded against what readers hold."""
     cw = np.asarray(codewords, dtype=np.float32)
     return dequantize_rows(*quantize_rows(cw.reshape(cw.shape[0], -1))).reshape(cw.shape)
 
