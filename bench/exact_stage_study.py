@@ -2,10 +2,10 @@
 
 PLAID's last stage decompresses every surviving candidate and scores it exactly. The engine used to decompress all
 of them into one array, multiply it by the query and reduce (``gather_decompress`` + a matrix product +
-``segment_maxsim``); it now decompresses and scores a cache-sized block at a time (``decompress_maxsim``). For
-each candidate count this times both over the same candidates (the documents PLAID keeps for real queries,
-padded with random ones), checks they agree, and prints median milliseconds per query; then the index's own
-search p50 at top_k 10 and 100 (its calibrated defaults).
+``segment_maxsim``); it now does so a cache-sized block at a time (``gingham.search.plaid.exact_scores_for``).
+For each candidate count this times both over the same random candidates, checks they agree, and prints median
+milliseconds per query; then the index's own search p50 at top_k 10 and 100 (its calibrated defaults) with each
+exact stage in place.
 
     python bench/exact_stage_study.py --corpus CACHE/msmarco-<hash> --queries CACHE/msmarco-queries-<hash> \
         --index /tmp/msmarco-ix [--nbits 2] [--counts 256,1024,4096] [--out results.json]
@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gingham  # noqa: E402
 from calibration_study import load, load_query_sets  # noqa: E402
-from gingham.kernels import decompress_maxsim, gather_decompress, segment_maxsim  # noqa: E402
-from gingham.search.plaid import EXACT_STAGE_ROWS  # noqa: E402
+import gingham.search.plaid as plaid  # noqa: E402
+from gingham.kernels import gather_decompress, segment_maxsim  # noqa: E402
 
 
 def one_block(ix, q, docs):
@@ -38,9 +38,7 @@ def one_block(ix, q, docs):
     return segment_maxsim(np.ascontiguousarray(vecs @ q.T), seg, np.array([0, len(q)], dtype=np.int64))[0]
 
 
-def blocked(ix, q, docs):
-    return decompress_maxsim(docs, ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut, ix.normalize,
-                             np.ascontiguousarray(q.T), EXACT_STAGE_ROWS)
+blocked = plaid.exact_scores_for
 
 
 def median_ms(fn, reps):
@@ -92,16 +90,19 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     for top_k in (10, 100):
-        ix.search(qs[:3], top_k=top_k, show_progress=False)  # warm
-        times = []
-        for q in qs:
-            t = time.perf_counter()
-            ix.search([q], top_k=top_k, show_progress=False)
-            times.append(time.perf_counter() - t)
-        row = {"search_top_k": top_k, "p50_ms": round(1e3 * float(np.median(times)), 2),
-               "p95_ms": round(1e3 * float(np.percentile(times, 95)), 2), "load": round(os.getloadavg()[0], 2)}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for stage, fn in (("one block", one_block), ("blocked", blocked)):
+            plaid.exact_scores_for = fn  # what plaid_search calls
+            ix.search(qs[:3], top_k=top_k, show_progress=False)  # warm
+            times = []
+            for q in qs:
+                t = time.perf_counter()
+                ix.search([q], top_k=top_k, show_progress=False)
+                times.append(time.perf_counter() - t)
+            row = {"search_top_k": top_k, "exact_stage": stage, "p50_ms": round(1e3 * float(np.median(times)), 2),
+                   "p95_ms": round(1e3 * float(np.percentile(times, 95)), 2), "load": round(os.getloadavg()[0], 2)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        plaid.exact_scores_for = blocked
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
 

@@ -8,7 +8,6 @@ from gingham.kernels.codec import compress_residuals, decompress, refine_codes, 
 from gingham.kernels.ivf import build_ivf
 from gingham.kernels.scoring import (
     centroid_interaction,
-    decompress_maxsim,
     gather_decompress,
     ivf_candidates,
     lut_maxsim,
@@ -25,7 +24,6 @@ __all__ = [
     "centroid_interaction",
     "compress_residuals",
     "decompress",
-    "decompress_maxsim",
     "gather_decompress",
     "ivf_candidates",
     "lut_maxsim",

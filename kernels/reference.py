@@ -111,16 +111,6 @@ def gather_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, 
     return decompress(codes[rows], packed[rows], centroids, scales, lut, normalize), seg
 
 
-def decompress_maxsim(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize, qt, block_rows=None):
-    """MaxSim of the query ``qt.T`` against each of ``docs`` decompressed (``block_rows`` changes nothing)."""
-    q = np.asarray(qt).T
-    out = np.zeros(len(docs), dtype=np.float32)
-    for i, d in enumerate(docs):
-        vecs, _ = gather_decompress(np.array([d]), doc_offsets, codes, packed, centroids, scales, lut, normalize)
-        out[i] = maxsim(q, vecs)
-    return out
-
-
 def maxsim(query, doc):
     """MaxSim of one query (n_q, dim) against one document (n_d, dim); an empty document scores 0."""
     if len(doc) == 0:

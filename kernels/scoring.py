@@ -109,61 +109,6 @@ def gather_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, 
 
 
 @njit(cache=True, nogil=True)
-def decompress_maxsim(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize, qt, block_rows):
-    """MaxSim of one query against the decompressed tokens of ``docs``, a block of documents at a time.
-
-    The result of :func:`gather_decompress`, a matrix product with the query and :func:`segment_maxsim`, without
-    the whole decompressed block: documents are decompressed into a buffer of about ``block_rows`` rows (one
-    longer document: its length), scored by one BLAS product with ``qt`` (the query transposed, (dim, n_q) float32,
-    C-contiguous) and reduced, so the buffer and its scores stay in cache. Returns float32 (len(docs),); an empty
-    document scores 0. Serial.
-    """
-    n = docs.shape[0]
-    dim = centroids.shape[1]
-    n_q = qt.shape[1]
-    longest = 0
-    for i in range(n):
-        longest = max(longest, doc_offsets[docs[i] + 1] - doc_offsets[docs[i]])
-    buf = np.empty((max(block_rows, longest), dim), dtype=np.float32)
-    seg = np.empty(n + 1, dtype=np.int64)
-    best = np.empty(n_q, dtype=np.float32)
-    out = np.zeros(n, dtype=np.float32)
-    first = 0
-    while first < n:
-        rows = 0
-        last = first
-        seg[0] = 0
-        while last < n:
-            d = docs[last]
-            length = doc_offsets[d + 1] - doc_offsets[d]
-            if last > first and rows + length > block_rows:
-                break
-            for t in range(doc_offsets[d], doc_offsets[d + 1]):
-                decompress_row(buf, rows, t, codes, packed, centroids, scales, lut, normalize)
-                rows += 1
-            last += 1
-            seg[last - first] = rows
-        if rows > 0:
-            scores = np.dot(buf[:rows], qt)
-            for i in range(last - first):
-                lo, hi = seg[i], seg[i + 1]
-                if hi == lo:
-                    continue
-                for j in range(n_q):  # row by row: contiguous reads
-                    best[j] = scores[lo, j]
-                for t in range(lo + 1, hi):
-                    for j in range(n_q):
-                        if scores[t, j] > best[j]:
-                            best[j] = scores[t, j]
-                acc = np.float32(0.0)
-                for j in range(n_q):
-                    acc += best[j]
-                out[first + i] = acc
-        first = last
-    return out
-
-
-@njit(cache=True, nogil=True)
 def _pair_maxsim(scores, lo, hi, q_lo, q_hi):
     acc = np.float32(0.0)
     if hi == lo:

@@ -11,7 +11,6 @@ def warmup() -> None:
     from gingham.kernels.ivf import build_ivf
     from gingham.kernels.scoring import (
         centroid_interaction,
-        decompress_maxsim,
         gather_decompress,
         ivf_candidates,
         lut_maxsim,
@@ -50,8 +49,6 @@ def warmup() -> None:
                 centroid_interaction(cands, doc_offsets, codes, 0, slot, cscores, keep, True)
             for norm in (False, True):
                 vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm)
-                decompress_maxsim(cands, doc_offsets, codes, packed, cents, scales, lut, norm,
-                                  np.ascontiguousarray(q.T), 64)
             qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)
             lut_maxsim(cands, doc_offsets, codes, packed, cscores, scales, qlut)
     scores = np.ascontiguousarray(vecs @ q.T)

@@ -167,31 +167,6 @@ def test_gather_decompress(n_docs, nbits, normalize, seed):
 
 
 @SETTINGS
-@given(n_docs=st.integers(0, 30), nbits=st.sampled_from([1, 2, 4]), normalize=st.booleans(),
-       block_rows=st.sampled_from([1, 4, 16, 1000]), n_q=st.integers(1, 9), seed=st.integers(0, 2**16))
-def test_decompress_maxsim(n_docs, nbits, normalize, block_rows, n_q, seed):
-    """Blocks of any size (smaller than one document included) give each document's MaxSim over its decompressed
-    tokens, and the same float32 scores as gather_decompress + one product + segment_maxsim."""
-    rng = np.random.default_rng(seed)
-    dim, n_c = 16, 5
-    codes, offsets = _ragged(rng, n_docs, 6, n_c, allow_empty=True)
-    c = _codebook(rng, n_c, dim)
-    packed = rng.integers(0, 256, (len(codes), dim * nbits // 8)).astype(np.uint8)
-    lut = rng.standard_normal((dim * nbits // 8, 256, 8 // nbits)).astype(np.float32) * 0.1  # product codewords
-    scales = _scales(rng, n_c)
-    docs = rng.permutation(n_docs)[: max(1, n_docs // 2)].astype(np.int64) if n_docs else np.zeros(0, np.int64)
-    q = rng.standard_normal((n_q, dim)).astype(np.float32)
-    qt = np.ascontiguousarray(q.T)
-    got = ks.decompress_maxsim(docs, offsets, codes, packed, c, scales, lut, normalize, qt, block_rows)
-    want = ref.decompress_maxsim(docs, offsets, codes, packed, c, scales, lut, normalize, qt)
-    assert got.dtype == np.float32 and got.shape == (len(docs),)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    vecs, seg = ks.gather_decompress(docs, offsets, codes, packed, c, scales, lut, normalize)
-    whole = ks.segment_maxsim(np.ascontiguousarray(vecs @ qt), seg, np.array([0, n_q], dtype=np.int64))[0]
-    np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-6)
-
-
-@SETTINGS
 @given(n_docs=st.integers(0, 30), n_queries=st.integers(1, 4), seed=st.integers(0, 2**16))
 def test_segment_maxsim(n_docs, n_queries, seed):
     rng = np.random.default_rng(seed)
