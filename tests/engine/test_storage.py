@@ -190,6 +190,20 @@ def test_inverted_lists_are_built_on_open_and_shared_by_snapshots_that_keep_the_
     np.testing.assert_array_equal(again.decompress("d41"), ix.decompress("d41"))
 
 
+def _reopen_then_update(root, queries, before, small_docs, check_old=lambda old: None):
+    """Open an index rewritten to an older format: it verifies, searches as ``before`` (documents d0..d39), takes
+    the rest of ``small_docs`` as an update and reopens at this version's format. Returns the reopened index."""
+    old = gingham.Index.open(root, verify=True)
+    check_old(old)
+    after = old.search(queries, top_k=5)
+    np.testing.assert_array_equal(after.positions, before.positions)
+    np.testing.assert_array_equal(after.scores, before.scores)
+    old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
+    again = gingham.Index.open(root, verify=True)
+    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 5
+    return again
+
+
 def test_format_3_index_with_stored_inverted_lists_opens_and_becomes_format_4_on_update(tmp_path, small_docs):
     """Indexes of format 3 and older stored each segment's inverted lists; readers leave them unread (even
     damaged: they are never used) and the lists built from the codes answer the same."""
@@ -213,13 +227,7 @@ def test_format_3_index_with_stored_inverted_lists_opens_and_becomes_format_4_on
     manifest["format_version"] = 3
     (root / "manifest.json").write_text(json.dumps(manifest))
 
-    old = gingham.Index.open(root, verify=True)
-    after = old.search(queries, top_k=5)
-    np.testing.assert_array_equal(after.positions, before.positions)
-    np.testing.assert_array_equal(after.scores, before.scores)
-    old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
-    again = gingham.Index.open(root, verify=True)
-    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 5
+    again = _reopen_then_update(root, queries, before, small_docs)
     np.testing.assert_array_equal(again.search(queries, top_k=5, subset=[f"d{i}" for i in range(40)]).scores,
                                   before.scores)
 
@@ -240,15 +248,8 @@ def test_format_1_index_opens_and_becomes_format_2_on_update(tmp_path, small_doc
     manifest["format_version"] = 1
     path.write_text(json.dumps(manifest))
 
-    old = gingham.Index.open(tmp_path / "ix", verify=True)
-    np.testing.assert_array_equal(old.codec.scales, 1)
-    after = old.search(queries, top_k=5)
-    np.testing.assert_array_equal(after.positions, before.positions)
-    np.testing.assert_array_equal(after.scores, before.scores)
-
-    old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
-    again = gingham.Index.open(tmp_path / "ix", verify=True)
-    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 5
+    again = _reopen_then_update(tmp_path / "ix", queries, before, small_docs,
+                                lambda old: np.testing.assert_array_equal(old.codec.scales, 1))
     assert "residual_scales" in again.manifest["files"]
     np.testing.assert_array_equal(again.codec.scales, 1)
     first = again.search(queries, top_k=5, subset=[f"d{i}" for i in range(40)])  # the documents of format 1
@@ -280,13 +281,7 @@ def test_format_4_bucket_grid_index_opens_and_keeps_its_grid(tmp_path, small_doc
     manifest["format_version"] = 4
     path.write_text(json.dumps(manifest))
 
-    old = gingham.Index.open(tmp_path / "ix", verify=True)
-    after = old.search(queries, top_k=5)
-    np.testing.assert_array_equal(after.positions, before.positions)
-    np.testing.assert_array_equal(after.scores, before.scores)
-    old.add(small_docs[40:], [f"d{i}" for i in range(40, len(small_docs))])
-    again = gingham.Index.open(tmp_path / "ix", verify=True)
-    assert again.manifest["format_version"] == storage.FORMAT_VERSION == 5
+    again = _reopen_then_update(tmp_path / "ix", queries, before, small_docs)
     assert again.codec.codewords is None and "residual_codewords" not in again.manifest["files"]
     np.testing.assert_array_equal(again.search(queries, top_k=5, subset=[f"d{i}" for i in range(40)]).scores,
                                   before.scores)
