@@ -33,9 +33,14 @@ def test_from_texts_pools_and_add_texts_follows(bert_pylate, tmp_path):
     ix.add_texts(["a short query about colbert"], ["new"])
     added = enc.encode_documents(["a short query about colbert"])[0]
     assert Index.open(tmp_path / "ix").info()["n_tokens"] == before + n_pooled(len(added), 2)
-    # the pooled vectors are what was indexed: a document's own pooled vectors find it
-    q = pool_documents(enc.encode_documents([TEXTS[3]]), 2)[0]
-    assert ix.search(q, 1).ids[0, 0] == "d3"
+    # the pooled vectors are what was indexed: one stored row per pooled vector, each decoding close to it. (A
+    # search for d3's own pooled vectors is not a fair check here: this tiny random model's tokens all point
+    # nearly the same way, so d3 leads d11 by 0.13 in exact MaxSim, within 2-bit compression error.)
+    pooled = np.asarray(pool_documents(enc.encode_documents([TEXTS[3]]), 2)[0])
+    stored = ix.decompress("d3")
+    assert stored.shape == pooled.shape
+    cos = (stored * pooled).sum(1) / (np.linalg.norm(stored, axis=1) * np.linalg.norm(pooled, axis=1))
+    assert cos.min() > 0.9, cos
     with pytest.raises(ValueError, match="pool_factor"):
         Index.from_texts(tmp_path / "bad", TEXTS, IDS, model=str(bert_pylate), pool_factor=0)
 
