@@ -39,6 +39,14 @@ TARGET = 0.95
 #: single-query p50 from 16 to 87 ms at nbits 2 (the chosen probe 8 / 1,024 scores all 240 documents).
 SMALL_DOCS = 4096
 TARGET_SMALL = 0.99
+#: Indexes whose residuals have at least PRECISE_NBITS bits per dimension are calibrated to TARGET_PRECISE: the
+#: search should not lose more than the codec does. At nbits 4 the codec alone keeps 0.98-0.99 of exact MaxSim's
+#: top 10 on real token states, so a search keeping 0.95 of the exhaustive top 10 would waste most of what the
+#: extra bytes buy. Measured on XQuAD-R (13,014 sentences, e5's 384-dim states, 90 zh/ar/th questions, nbits 4):
+#: the rung TARGET chose (probe 8, 1,024 scored) kept 0.963 of exhaustive search's top 10 and 0.950 of exact's
+#: in 34 ms a query; probe 32 / 2,048 scored kept 0.994 and 0.977 in 57 ms (ceiling 0.982).
+PRECISE_NBITS = 4
+TARGET_PRECISE = 0.99
 N_QUERIES = 64
 QUERY_TOKENS = 32
 #: Share of a pseudo-query's tokens copied (perturbed) from its source document; the rest come from others.
@@ -76,11 +84,13 @@ def ladder(top_k: int) -> list[dict[str, Any]]:
     Probing wider is cheap next to scoring more documents exactly: on the hard corpus (10,000 docs, nbits 2) the
     bench's sweep measured recall@10 0.904 at (probe 8, n_full_scores 64) in 8.6 ms, against 0.862 at PLAID's
     (1, 256) in 11.0 ms. So each size of the centroid-interaction shortlist is tried with a few probe counts
-    before the shortlist grows.
+    before the shortlist grows. Past 1,024 documents (top_k 10) the shortlist grows by at most half at a time: the
+    exact stage's cost grows with it (on XQuAD-R at dim 384, 34 ms a query at 1,024 documents, 107 ms at 4,096).
     """
     base = max(64, 4 * top_k)
-    rungs = [(1, 1, True), (4, 1, True), (8, 1, True), (2, 4, True), (8, 4, True), (16, 4, True), (8, 16, True),
-             (16, 16, False), (32, 32, False), (64, 64, False), (64, 256, False)]
+    rungs = [(1, 1, True), (4, 1, True), (8, 1, True), (2, 4, True), (8, 4, True), (16, 4, True),
+             (8, 16, True), (16, 16, False), (32, 24, False), (32, 32, False), (64, 48, False), (64, 64, False),
+             (64, 256, False)]
     out = []
     for probe, mult, prune in rungs:
         step = {"n_ivf_probe": probe, "n_full_scores": base * mult}
@@ -132,9 +142,10 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def default_target(n_docs: int) -> float:
-    """The recall calibration aims for on an index of ``n_docs`` live documents (see :data:`SMALL_DOCS`)."""
-    return TARGET_SMALL if n_docs <= SMALL_DOCS else TARGET
+def default_target(n_docs: int, nbits: int = 2) -> float:
+    """The recall calibration aims for on an index of ``n_docs`` live documents whose residuals take ``nbits`` bits
+    per dimension (see :data:`SMALL_DOCS` and :data:`PRECISE_NBITS`)."""
+    return TARGET_SMALL if n_docs <= SMALL_DOCS or nbits >= PRECISE_NBITS else TARGET
 
 
 def calibrate(index, queries: Sequence[np.ndarray] | None = None, *, top_ks: Sequence[int] = TOP_KS,
@@ -147,7 +158,7 @@ def calibrate(index, queries: Sequence[np.ndarray] | None = None, *, top_ks: Seq
     """
     source = "queries" if queries is not None else "pseudo-queries"
     if target is None:
-        target = default_target(index.n_docs)
+        target = default_target(index.n_docs, index.nbits)
     if queries is None:
         queries = pseudo_queries(index, n_queries, seed)
     record: dict[str, Any] = {"source": source, "n_queries": len(queries), "target": target, "seed": seed,

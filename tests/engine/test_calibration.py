@@ -139,3 +139,18 @@ def test_small_indexes_are_calibrated_to_a_higher_target(built, hard, tmp_path, 
     record = calibration.calibrate(built)
     assert record["target"] == calibration.TARGET == 0.95
     assert calibration.calibrate(built, target=0.9)["target"] == 0.9  # an explicit target wins
+
+
+def test_precise_codecs_are_calibrated_to_a_higher_target(hard, tmp_path, monkeypatch):
+    """At nbits >= PRECISE_NBITS the search aims to keep what the codec keeps, whatever the corpus's size."""
+    corpus, _ = hard
+    monkeypatch.setattr(calibration, "SMALL_DOCS", 10)  # past the small-corpus rule
+    four = gingham.Index.create(tmp_path / "four", corpus.docs(), n_centroids=64, nbits=4)
+    two = gingham.Index.create(tmp_path / "two", corpus.docs(), n_centroids=64, nbits=2)
+    assert four.manifest["calibration"]["target"] == calibration.TARGET_PRECISE == 0.99
+    assert two.manifest["calibration"]["target"] == calibration.TARGET == 0.95
+    assert [calibration.default_target(5000, nb) for nb in (1, 2, 4)] == [0.95, 0.95, 0.99]
+    for k, tried in four.manifest["calibration"]["measured"].items():  # the rung stored reached 0.99, or none did
+        chosen = {x: v for x, v in tried[-1].items() if x != "recall"}
+        assert four.manifest["calibration"]["settings"][k] == chosen
+        assert tried[-1]["recall"] >= 0.99 or chosen == calibration.ladder(int(k))[-1]
