@@ -28,6 +28,12 @@ another torch), while the CPU-only torch here is 2.13.0; hence two environments:
     python3.11 -m venv .venv-pylate-plaid      # torch 2.11.0 (PyPI's CUDA build, run on CPU): both peers
     .venv-pylate-plaid/bin/pip install torch==2.11.0 pylate==1.6.0 voyager==2.1.0
 
+fast-plaid alone (``--peers fast-plaid``) needs no PyLate: its 1.7 wheels link libtorch's CPU library only, so
+PyPI's torch 2.11.0 (a CUDA build, 4.8 GB with its NVIDIA libraries) runs it on a machine without a GPU::
+
+    python3.11 -m venv .venv-peers
+    .venv-peers/bin/pip install fast-plaid==1.7.0.2110     # pulls torch==2.11.0, fastkmeans, usearch
+
 voyager 2.2 rejects the list of vectors PyLate 1.6.0 passes to ``add_items``: keep voyager < 2.2.
 
 colbert-ai 0.2.22 names no torch (its ``torch`` extra pins 1.13.1): install torch first and constrain it::
