@@ -897,9 +897,11 @@ def _calibration_summary(record: Mapping[str, Any] | None) -> dict[str, Any] | N
     """What calibration measured, for :meth:`Index.info`: per top_k the chosen settings and their recall."""
     if not record:
         return None
-    out = {k: record[k] for k in ("source", "n_queries", "target", "seed", "n_docs", "skipped") if k in record}
+    out = {k: record[k] for k in ("source", "n_queries", "target", "seed", "n_docs", "skipped", "cost_cap")
+           if k in record}
     out["chosen"] = {k: {**v, "recall": record["measured"][k][-1]["recall"],
-                         "rungs_tried": len(record["measured"][k])}
+                         "rungs_tried": len(record["measured"][k]),
+                         **({"capped": True} if k in record.get("capped", ()) else {})}
                      for k, v in record.get("settings", {}).items()}
     return out
 

@@ -150,7 +150,32 @@ def test_precise_codecs_are_calibrated_to_a_higher_target(hard, tmp_path, monkey
     assert four.manifest["calibration"]["target"] == calibration.TARGET_PRECISE == 0.99
     assert two.manifest["calibration"]["target"] == calibration.TARGET == 0.95
     assert [calibration.default_target(5000, nb) for nb in (1, 2, 4)] == [0.95, 0.95, 0.99]
-    for k, tried in four.manifest["calibration"]["measured"].items():  # the rung stored reached 0.99, or none did
+    record = four.manifest["calibration"]
+    assert record["cost_cap"] == {"n_full_scores": four.n_docs, "after_recall": calibration.TARGET}
+    for k, tried in record["measured"].items():  # the rung stored reached 0.99, or the cap or the ladder's end
         chosen = {x: v for x, v in tried[-1].items() if x != "recall"}
-        assert four.manifest["calibration"]["settings"][k] == chosen
-        assert tried[-1]["recall"] >= 0.99 or chosen == calibration.ladder(int(k))[-1]
+        assert record["settings"][k] == chosen
+        assert tried[-1]["recall"] >= 0.99 or k in record.get("capped", []) or chosen == calibration.ladder(int(k))[-1]
+
+
+def test_the_precision_target_stops_short_of_near_exhaustive_settings(hard, tmp_path, monkeypatch):
+    """Past TARGET, the raised target tries no rung that scores more than a quarter of the documents exactly."""
+    corpus, _ = hard
+    monkeypatch.setattr(calibration, "SMALL_DOCS", 10)
+    # this 400-document corpus reaches 0.82 at 256 scored, 0.997 at 1,024 (> 400): a TARGET of 0.8 puts the cap
+    # between them, and an unreachable precision target makes the walk go on until the cap
+    monkeypatch.setattr(calibration, "TARGET", 0.8)
+    monkeypatch.setattr(calibration, "TARGET_PRECISE", 1.0001)
+    ix = gingham.Index.create(tmp_path / "four", corpus.docs(), n_centroids=64, nbits=4, calibrate=False)
+    record = calibration.calibrate(ix, top_ks=(10,))
+    tried, ladder = record["measured"]["10"], calibration.ladder(10)
+    assert record["target"] == 1.0001 and record["capped"] == ["10"]
+    assert tried[-1]["recall"] >= calibration.TARGET
+    assert record["settings"]["10"] == ladder[len(tried) - 1]  # the most thorough rung tried
+    ix.calibrate(top_ks=(10,))  # stored and shown by info()
+    shown = ix.info()["calibration"]
+    assert shown["cost_cap"] == record["cost_cap"] and shown["chosen"]["10"]["capped"] is True
+    assert ladder[len(tried)]["n_full_scores"] > ix.n_docs >= tried[-1]["n_full_scores"]
+    explicit = calibration.calibrate(ix, top_ks=(10,), target=1.0)  # a caller's target is not capped
+    assert "cost_cap" not in explicit and len(explicit["measured"]["10"]) > len(tried)
+    assert explicit["measured"]["10"][:len(tried)] == tried  # same rungs, same recall: one seed, one walk
