@@ -12,7 +12,9 @@ quarter of the true top-10. So a build measures instead of assuming:
    where exhaustive search of 64 queries takes ~10 minutes) a search far wider than any rung of the ladder
    (:func:`wide_truth`), whose cost grows with the candidates, not the corpus.
 3. **A ladder** of settings in increasing cost, walked from the cheapest; the first whose mean recall@k against
-   the ground truth reaches ``target`` is stored for that ``top_k``.
+   the ground truth reaches ``target`` is stored for that ``top_k``. The default target is :data:`TARGET`, or
+   :data:`TARGET_SMALL` on small corpora and :data:`TARGET_PRECISE` at nbits 4; the latter stops short of
+   near-exhaustive rungs once TARGET is reached (the manifest's ``cost_cap`` and ``capped``).
 
 The result lives in the manifest (``calibration``); :meth:`gingham.Index.search` uses it for settings the caller
 and :meth:`~gingham.Index.set_search_defaults` leave unset. Compaction and rebuild calibrate again;
