@@ -9,6 +9,7 @@ from gingham.kernels.ivf import build_ivf
 from gingham.kernels.scoring import (
     centroid_interaction,
     gather_decompress,
+    gather_decompress_into,
     ivf_candidates,
     lut_maxsim,
     rank_centroids,
@@ -25,6 +26,7 @@ __all__ = [
     "compress_residuals",
     "decompress",
     "gather_decompress",
+    "gather_decompress_into",
     "ivf_candidates",
     "lut_maxsim",
     "rank_centroids",

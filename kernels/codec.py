@@ -99,28 +99,31 @@ def decompress(codes, packed, centroids, scales, lut, normalize):
     return out
 
 
-@njit(cache=True, nogil=True)
+#: Floating-point freedoms of the row decoder: reassociation lets LLVM vectorise the squared-norm sum, contraction
+#: fuses multiply-adds. No approximate functions: the square root stays exact. Every path decodes through this one
+#: function, so exhaustive search, the exact stage and ``Index.decompress`` agree bit for bit.
+ROW_FASTMATH = {"reassoc", "contract", "nsz"}
+
+
+@njit(cache=True, nogil=True, fastmath=ROW_FASTMATH)
 def decompress_row(out, row, t, codes, packed, centroids, scales, lut, normalize):
     """Decompress token ``t`` (its code and packed bytes) into ``out[row]``: the (sub-)centroid plus the scaled
     residual values its bytes decode to through ``lut``, rescaled to unit length if ``normalize``."""
     c = codes[t]
     s = scales[c]
     per_byte = lut.shape[2]
+    o = out[row]
+    cen = centroids[c]
     for byte in range(packed.shape[1]):
-        v = packed[t, byte]
+        w = lut[byte, packed[t, byte]]
         base = byte * per_byte
         for slot in range(per_byte):
-            out[row, base + slot] = centroids[c, base + slot] + s * lut[byte, v, slot]
+            o[base + slot] = cen[base + slot] + s * w[slot]
     if normalize:
-        _unit(out[row])
-
-
-@njit(cache=True, nogil=True)
-def _unit(row):
-    norm = np.float32(0.0)
-    for j in range(row.shape[0]):
-        norm += row[j] * row[j]
-    if norm > 0:
-        inv = np.float32(1.0) / np.sqrt(norm)
-        for j in range(row.shape[0]):
-            row[j] *= inv
+        norm = np.float32(0.0)
+        for j in range(o.shape[0]):
+            norm += o[j] * o[j]
+        if norm > 0:
+            inv = np.float32(1.0) / np.sqrt(norm)
+            for j in range(o.shape[0]):
+                o[j] *= inv

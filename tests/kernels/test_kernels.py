@@ -167,6 +167,35 @@ def test_gather_decompress(n_docs, nbits, normalize, seed):
 
 
 @SETTINGS
+@given(n_docs=st.integers(0, 30), nbits=st.sampled_from([1, 2, 4]), normalize=st.booleans(),
+       spare=st.integers(0, 5), seed=st.integers(0, 2**16))
+def test_gather_decompress_into_a_reused_buffer(n_docs, nbits, normalize, spare, seed):
+    """Into a buffer with rows to spare and stale values in them: the first rows equal the reference, the rest
+    are left alone; a buffer with too few rows, or of another width, is refused instead of overrun."""
+    rng = np.random.default_rng(seed)
+    dim, n_c = 16, 5
+    codes, offsets = _ragged(rng, n_docs, 6, n_c)
+    c = _codebook(rng, n_c, dim)
+    packed = rng.integers(0, 256, (len(codes), dim * nbits // 8)).astype(np.uint8)
+    lut = decode_lut(np.sort(rng.standard_normal((dim, 2**nbits)), axis=1).astype(np.float32), nbits)
+    scales = _scales(rng, n_c)
+    docs = rng.permutation(n_docs)[: n_docs // 2].astype(np.int64)
+    want, want_seg = ref.gather_decompress(docs, offsets, codes, packed, c, scales, lut, normalize)
+    buf = np.full((len(want) + spare, dim), 7.0, dtype=np.float32)
+    seg = ks.gather_decompress_into(docs, offsets, codes, packed, c, scales, lut, normalize, buf)
+    np.testing.assert_array_equal(seg, want_seg)
+    np.testing.assert_allclose(buf[:len(want)], want, rtol=1e-5, atol=1e-6)
+    assert np.all(buf[len(want):] == 7.0)
+    if len(want):
+        with pytest.raises(ValueError, match="buffer"):
+            ks.gather_decompress_into(docs, offsets, codes, packed, c, scales, lut, normalize,
+                                      np.empty((len(want) - 1, dim), np.float32))
+        with pytest.raises(ValueError, match="buffer"):
+            ks.gather_decompress_into(docs, offsets, codes, packed, c, scales, lut, normalize,
+                                      np.empty((len(want), dim + 1), np.float32))
+
+
+@SETTINGS
 @given(n_docs=st.integers(0, 30), n_queries=st.integers(1, 4), seed=st.integers(0, 2**16))
 def test_segment_maxsim(n_docs, n_queries, seed):
     rng = np.random.default_rng(seed)
