@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from gingham.kernels.codec import decompress_row
+from gingham.kernels.codec import decompress_row, lut_by_row
 
 
 @njit(cache=True, nogil=True)
@@ -115,11 +115,12 @@ def gather_decompress_into(docs, doc_offsets, codes, packed, centroids, scales, 
         seg[i + 1] = seg[i] + doc_offsets[d + 1] - doc_offsets[d]
     if seg[n] > out.shape[0] or out.shape[1] != centroids.shape[1]:
         raise ValueError("gather_decompress_into: the output buffer is smaller than the documents' tokens")
+    lut_rows = lut_by_row(lut)
     row = 0
     for i in range(n):
         d = docs[i]
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            decompress_row(out, row, t, codes, packed, centroids, scales, lut, normalize)
+            decompress_row(out, row, t, codes, packed, centroids, scales, lut_rows, normalize)
             row += 1
     return seg
 
