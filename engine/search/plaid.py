@@ -79,9 +79,10 @@ def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.nda
     first; equal on the synthetic easy corpus. The same blocking inside one numba kernel calling BLAS was slower
     in the search path (p50 37 / 154 ms, p95 up to 121 ms), though faster alone. Blocks are decoded into a
     buffer each search thread keeps (:func:`_scratch`). With the vectorised row decoder
-    (:data:`gingham.kernels.codec.ROW_FASTMATH`), measured on XQuAD-R (e5, 13,014 sentences, 100 zh questions,
-    alone): p50 10.1 -> 8.5 ms at nbits 2 (1,024 scored), 30.8 -> 24.7 ms (4,096 scored), 40.8 -> 33.7 ms at
-    nbits 4 (4,096 scored).
+    (:func:`gingham.kernels.codec.decompress_row`), measured against the previous release on the same indexes
+    (docs/benchmarks/exact-stage-decode, alone): XQuAD-R (e5, 13,014 sentences, 100 zh questions) p50 10.1 ->
+    8.2 ms at nbits 2 (1,024 scored), 30.4 -> 24.0 ms (4,096 scored), 40.2 -> 26.5 ms at nbits 4 (4,096 scored);
+    synthetic hard corpus (dim 128) 8.4 -> 7.9 ms.
     """
     n = len(docs)
     out = np.empty(n, dtype=np.float32)
