@@ -105,6 +105,7 @@ def centroid_interaction(cands, doc_offsets, codes, shift, slot, cscores, keep, 
 
 
 def gather_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize=False):
+    """Also the reference of ``gather_decompress_into``: its buffer's first rows and the same offsets."""
     rows = np.concatenate([np.arange(doc_offsets[d], doc_offsets[d + 1]) for d in docs] or [np.zeros(0, np.int64)])
     seg = np.zeros(len(docs) + 1, dtype=np.int64)
     seg[1:] = np.cumsum([doc_offsets[d + 1] - doc_offsets[d] for d in docs])
