@@ -119,7 +119,8 @@ def gather_decompress_into(docs, doc_offsets, codes, packed, centroids, scales, 
         d = docs[i]
         seg[i + 1] = seg[i] + doc_offsets[d + 1] - doc_offsets[d]
     if seg[n] > out.shape[0] or out.shape[1] != centroids.shape[1]:
-        raise ValueError("gather_decompress_into: the output buffer is smaller than the documents' tokens")
+        raise ValueError("gather_decompress_into: the output buffer needs at least as many rows as the documents' "
+                         "tokens and as many columns as the centroids")
     lut_rows = lut_by_row(lut)
     row = 0
     for i in range(n):

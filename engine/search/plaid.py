@@ -55,18 +55,18 @@ SCRATCH_KEEP = 1 << 24
 _scratch_buffers = threading.local()
 
 
-def _scratch(name: str, shape: tuple[int, int]) -> np.ndarray:
-    """A C-contiguous float32 array of ``shape`` viewing this thread's buffer ``name``, which is kept from call to
+def _scratch_rows(n_rows: int, dim: int) -> np.ndarray:
+    """A C-contiguous float32 (n_rows, dim) array viewing this thread's decode buffer, which is kept from call to
     call and grown when too small: a block allocated afresh for every query is paid for again in page faults when
     first written."""
-    size = shape[0] * shape[1]
+    size = n_rows * dim
     if size > SCRATCH_KEEP:  # a block of a few huge documents: not worth holding on to
-        return np.empty(shape, dtype=np.float32)
-    buf = getattr(_scratch_buffers, name, None)
+        return np.empty((n_rows, dim), dtype=np.float32)
+    buf = getattr(_scratch_buffers, "rows", None)
     if buf is None or buf.size < size:
         buf = np.empty(max(size, 1 << 20), dtype=np.float32)
-        setattr(_scratch_buffers, name, buf)
-    return buf[:size].reshape(shape)
+        _scratch_buffers.rows = buf
+    return buf[:size].reshape(n_rows, dim)
 
 
 def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
@@ -78,7 +78,7 @@ def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.nda
     nbits 2): p50 35 -> 20 ms at top_k 10 and 191 -> 108 ms at top_k 100 against decompressing every candidate
     first; equal on the synthetic easy corpus. The same blocking inside one numba kernel calling BLAS was slower
     in the search path (p50 37 / 154 ms, p95 up to 121 ms), though faster alone. Blocks are decoded into a
-    buffer each search thread keeps (:func:`_scratch`). With the vectorised row decoder
+    buffer each search thread keeps (:func:`_scratch_rows`). With the vectorised row decoder
     (:func:`gingham.kernels.codec.decompress_row`), measured against the previous release on the same indexes
     (docs/benchmarks/exact-stage-decode, alone): XQuAD-R (e5, 13,014 sentences, 100 zh questions) p50 10.1 ->
     8.2 ms at nbits 2 (1,024 scored), 30.4 -> 24.0 ms (4,096 scored), 40.2 -> 26.5 ms at nbits 4 (4,096 scored);
@@ -88,15 +88,14 @@ def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.nda
     out = np.empty(n, dtype=np.float32)
     if n == 0:
         return out
-    lengths = ix.doc_offsets[docs + 1] - ix.doc_offsets[docs]
-    ends = np.cumsum(lengths)
+    ends = np.cumsum(ix.doc_offsets[docs + 1] - ix.doc_offsets[docs])
     cuts = np.unique(np.searchsorted(ends, np.arange(EXACT_STAGE_ROWS, ends[-1], EXACT_STAGE_ROWS), side="left") + 1)
     q_t = np.ascontiguousarray(q.T, dtype=np.float32)
     q_off = np.array([0, q.shape[0]], dtype=np.int64)
     bounds = [*cuts[cuts < n], n]
     starts = [0, *bounds[:-1]]
     longest = max(int(ends[hi - 1] - (ends[lo - 1] if lo else 0)) for lo, hi in zip(starts, bounds))
-    rows = _scratch("rows", (longest, ix.fine.shape[1]))
+    rows = _scratch_rows(longest, ix.fine.shape[1])
     for lo, hi in zip(starts, bounds):
         seg = gather_decompress_into(docs[lo:hi], ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut,
                                      ix.normalize, rows)
