@@ -127,11 +127,28 @@ def decompress_row(out, row, t, codes, packed, centroids, scales, lut_rows, norm
     o = out[row]
     cen = centroids[c]
     n_bytes = packed.shape[1]
-    for byte in range(n_bytes):
-        r = byte * 256 + packed[t, byte]
-        b = byte * per_byte
-        for slot in range(per_byte):
-            o[b + slot] = cen[b + slot] + s * lut_rows[r, slot]
+    # the common widths spelt out, so that LLVM sees fixed-length runs: measured against one loop for every width
+    # (numba caches cleared between the two), XQuAD-R's nbits-4 default p50 25 vs 31 ms, nbits 2 7.6 vs 7.7 ms
+    if per_byte == 4:
+        for byte in range(n_bytes):
+            r = byte * 256 + packed[t, byte]
+            b = byte * 4
+            o[b] = cen[b] + s * lut_rows[r, 0]
+            o[b + 1] = cen[b + 1] + s * lut_rows[r, 1]
+            o[b + 2] = cen[b + 2] + s * lut_rows[r, 2]
+            o[b + 3] = cen[b + 3] + s * lut_rows[r, 3]
+    elif per_byte == 2:
+        for byte in range(n_bytes):
+            r = byte * 256 + packed[t, byte]
+            b = byte * 2
+            o[b] = cen[b] + s * lut_rows[r, 0]
+            o[b + 1] = cen[b + 1] + s * lut_rows[r, 1]
+    else:
+        for byte in range(n_bytes):
+            r = byte * 256 + packed[t, byte]
+            b = byte * per_byte
+            for slot in range(per_byte):
+                o[b + slot] = cen[b + slot] + s * lut_rows[r, slot]
     if normalize:
         norm = np.float32(0.0)
         for j in range(o.shape[0]):
