@@ -36,6 +36,10 @@ VARIANTS = {
     "sub": lambda cfg, k: replace(cfg, sub_centroids=True),
     "k2": lambda cfg, k: replace(cfg, n_centroids=2 * k),
     "k4": lambda cfg, k: replace(cfg, n_centroids=4 * k),
+    "it10": lambda cfg, k: replace(cfg, kmeans_niters=10),
+    "it20": lambda cfg, k: replace(cfg, kmeans_niters=20),
+    "flat": lambda cfg, k: replace(cfg, kmeans="flat"),
+    "flat-it20": lambda cfg, k: replace(cfg, kmeans="flat", kmeans_niters=20),
 }
 
 

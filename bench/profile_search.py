@@ -1,11 +1,11 @@
 """Where a query's time goes: PLAID's stages timed one by one on the hard corpus, at a few settings.
 
 Runs the same steps as ``gingham.search.plaid_search`` (centroid scores, centroid ranking, candidates, pruned and
-full centroid interaction, decompression + exact MaxSim), single-threaded per query as the engine runs them,
-and prints the median milliseconds of each stage, the candidate counts, and the whole call through
-``Index.search`` (Python overhead included).
+full centroid interaction, exact MaxSim over decompressed candidates), on ``--threads`` threads per query as
+``Index.search`` runs a query searched alone, and prints the median milliseconds of each stage, the candidate
+counts, and the whole call through ``Index.search`` (Python overhead included).
 
-    python bench/profile_search.py --n-docs 10000 --n-queries 100
+    python bench/profile_search.py --n-docs 10000 --n-queries 100 --threads 2
 """
 
 from __future__ import annotations
@@ -19,15 +19,9 @@ from pathlib import Path
 import numpy as np
 
 import gingham
-from gingham.kernels.scoring import (
-    centroid_interaction,
-    gather_decompress,
-    ivf_candidates,
-    rank_centroids,
-    segment_maxsim,
-    topk,
-)
-from gingham.search.centroids import NO_SLOT
+from gingham.kernels.scoring import ivf_candidates, rank_centroids, topk
+from gingham.search.centroids import NO_SLOT, score_rows
+from gingham.search.plaid import exact_scores_for, interaction_scores, probe_rounds
 from gingham.synthetic import make_hard_corpus, make_hard_queries
 
 SETTINGS = [
@@ -37,14 +31,15 @@ SETTINGS = [
 ]
 
 
-def stages(ix, q, cfg) -> dict:
+def stages(ix, q, cfg, n_threads: int = 1) -> dict:
+    """The steps of ``plaid_search`` (one segment, every centroid scored), each timed; ``n_threads`` as
+    ``Index.search`` gives a query searched alone."""
     t = {}
     t0 = time.perf_counter()
-    cscores = np.ascontiguousarray(ix.centroids @ q.T)
+    cscores = score_rows(ix.centroids, q, n_threads)
     t["centroid scores"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rounds = cfg.n_ivf_probe if cfg.min_candidates == 0 else max(cfg.n_ivf_probe, cfg.max_ivf_probe)
-    ranked, best = rank_centroids(cscores, rounds)
+    ranked, best = rank_centroids(cscores, probe_rounds(cfg))
     t["rank centroids"] = time.perf_counter() - t0
     n_docs = len(ix.doc_offsets) - 1
     t0 = time.perf_counter()
@@ -55,22 +50,16 @@ def stages(ix, q, cfg) -> dict:
     t0 = time.perf_counter()
     if len(cands) > cfg.n_full_scores:
         keep = best >= cfg.centroid_score_threshold
-        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, NO_SLOT, cscores, keep, True)
+        approx = interaction_scores(ix, cands, NO_SLOT, cscores, keep, True, n_threads)
         cands = np.sort(cands[topk(approx, cfg.n_full_scores)])
     t["pruned interaction"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if len(cands) > cfg.n_exact:
-        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, NO_SLOT, cscores,
-                                      np.zeros(0, np.bool_), False)
+        approx = interaction_scores(ix, cands, NO_SLOT, cscores, np.zeros(0, np.bool_), False, n_threads)
         cands = np.sort(cands[topk(approx, cfg.n_exact)])
     t["full interaction"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    vecs, seg = gather_decompress(cands, ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut,
-                                  ix.normalize)
-    t["decompress"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    scores = np.ascontiguousarray(vecs @ q.T)
-    segment_maxsim(scores, seg, np.array([0, q.shape[0]], dtype=np.int64))
+    exact_scores_for(ix, q, cands, n_threads)
     t["exact maxsim"] = time.perf_counter() - t0
     return t
 
@@ -80,6 +69,7 @@ def main() -> None:
     ap.add_argument("--n-docs", type=int, default=10_000)
     ap.add_argument("--n-queries", type=int, default=100)
     ap.add_argument("--index", type=Path, default=None, help="reuse (or create) the index here")
+    ap.add_argument("--threads", type=int, default=2, help="threads per query (Index.search's n_threads)")
     args = ap.parse_args()
     corpus = make_hard_corpus(args.n_docs, seed=0)
     queries, _ = make_hard_queries(corpus, args.n_queries, seed=1)
@@ -96,11 +86,11 @@ def main() -> None:
     for s in SETTINGS:
         cfg = index._config(10, s, index.n_docs)
         for q in queries[:3]:
-            stages(ix, q, cfg)  # warm
-        rows = [stages(ix, q, cfg) for q in queries]
+            stages(ix, q, cfg, args.threads)  # warm
+        rows = [stages(ix, q, cfg, args.threads) for q in queries]
         t0 = time.perf_counter()
         for q in queries:
-            index.search(q, top_k=10, **s)
+            index.search(q, top_k=10, n_threads=args.threads, **s)
         whole = (time.perf_counter() - t0) / len(queries) * 1000
         names = [k for k in rows[0] if k != "n_candidates"]
         med = {k: float(np.median([r[k] for r in rows])) * 1000 for k in names}

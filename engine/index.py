@@ -665,7 +665,9 @@ class Index:
         ``where`` to documents whose metadata satisfies a SQL expression over metadata fields (``"lang = ? AND
         year >= ?"`` with ``params=["en", 2020]``; see :mod:`gingham.docstore.filters`) or a Python predicate on
         the metadata dict. Candidate generation counts only allowed documents, so selective filters probe further
-        instead of losing recall. Returns :class:`SearchResults` with one row per query.
+        instead of losing recall. ``n_threads`` (default: numba's thread count): a batch spreads its queries over
+        that many threads, a query searched alone its candidates (the results are the same either way). Returns
+        :class:`SearchResults` with one row per query.
         """
         snap = self._snap
         cfg = self._config(top_k, overrides, snap.n_live)
@@ -689,16 +691,20 @@ class Index:
             else:
                 plans.append((seg, "plaid", mask))
 
+        # a batch spreads its queries over the threads; a query alone spreads its candidates over them
+        workers = _threads(n_threads) if len(qs) > 1 else 1
+        per_query = 1 if len(qs) > 1 else _threads(n_threads)
+
         def run(q: np.ndarray):
             pos_parts, score_parts = [], []
             cs = None  # the query's centroid scores, shared by the segments (one codebook)
             for seg, how, arg in plans:
                 if how == "exact":
-                    pos, sc = rerank(seg.arrays, q, arg, cfg.top_k)
+                    pos, sc = rerank(seg.arrays, q, arg, cfg.top_k, per_query)
                 else:
                     if cs is None:
-                        cs = snap.centroid_scorer(q, probe_rounds(cfg), cfg.n_coarse_probe)
-                    pos, sc = plaid_search(seg.arrays, q, cfg, arg, cs)
+                        cs = snap.centroid_scorer(q, probe_rounds(cfg), cfg.n_coarse_probe, per_query)
+                    pos, sc = plaid_search(seg.arrays, q, cfg, arg, cs, per_query)
                 pos_parts.append(pos + seg.base)
                 score_parts.append(sc)
             if len(pos_parts) == 1:
@@ -711,7 +717,6 @@ class Index:
 
         out_pos = np.full((len(qs), cfg.top_k), -1, dtype=np.int64)
         out_scores = np.full((len(qs), cfg.top_k), -np.inf, dtype=np.float32)
-        workers = _threads(n_threads) if len(qs) > 1 else 1
         with progress.bar(len(qs), "search", show_progress if len(qs) > 1 else False, unit="query") as bar:
             pool = ThreadPoolExecutor(workers, thread_name_prefix="gingham-search") if workers > 1 else None
             try:

@@ -105,7 +105,6 @@ def centroid_interaction(cands, doc_offsets, codes, shift, slot, cscores, keep, 
 
 
 def gather_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize=False):
-    """Also the reference of ``gather_decompress_into``: its buffer's first rows and the same offsets."""
     rows = np.concatenate([np.arange(doc_offsets[d], doc_offsets[d + 1]) for d in docs] or [np.zeros(0, np.int64)])
     seg = np.zeros(len(docs) + 1, dtype=np.int64)
     seg[1:] = np.cumsum([doc_offsets[d + 1] - doc_offsets[d] for d in docs])
@@ -117,6 +116,19 @@ def maxsim(query, doc):
     if len(doc) == 0:
         return np.float32(0.0)
     return np.float32((query.astype(np.float64) @ doc.astype(np.float64).T).max(axis=1).sum())
+
+
+def dot_rows(rows, q):
+    return (rows.astype(np.float64) @ q.astype(np.float64).T).astype(np.float32)
+
+
+def maxsim_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize, q):
+    """MaxSim of ``q`` against each document of ``docs`` over its decompressed tokens (float64 products)."""
+    out = np.zeros(len(docs), dtype=np.float32)
+    for i, d in enumerate(docs):
+        vecs, _ = gather_decompress(np.array([d]), doc_offsets, codes, packed, centroids, scales, lut, normalize)
+        out[i] = maxsim(q, vecs)
+    return out
 
 
 def segment_maxsim(scores, seg_offsets, q_offsets):

@@ -97,30 +97,13 @@ def gather_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, 
     Returns (vectors float32 (n_tokens, dim), seg_offsets int64 (len(docs) + 1,)) where document ``docs[i]`` owns
     rows ``seg_offsets[i]:seg_offsets[i+1]``.
     """
-    n_tokens = 0
-    for i in range(docs.shape[0]):
-        n_tokens += doc_offsets[docs[i] + 1] - doc_offsets[docs[i]]
-    out = np.empty((n_tokens, centroids.shape[1]), dtype=np.float32)
-    seg = gather_decompress_into(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize, out)
-    return out, seg
-
-
-@njit(cache=True, nogil=True)
-def gather_decompress_into(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize, out):
-    """:func:`gather_decompress` into the first rows of a caller's buffer ``out`` (float32, (>= n_tokens, dim)),
-    which a search reuses from query to query: a freshly allocated block is paid for again in page faults on
-    first touch (measured: about 40% of the exact stage's decompression at dim 384). Returns seg_offsets; raises
-    ValueError when ``out`` has fewer rows than the documents' tokens or another width.
-    """
     n = docs.shape[0]
     seg = np.empty(n + 1, dtype=np.int64)
     seg[0] = 0
     for i in range(n):
         d = docs[i]
         seg[i + 1] = seg[i] + doc_offsets[d + 1] - doc_offsets[d]
-    if seg[n] > out.shape[0] or out.shape[1] != centroids.shape[1]:
-        raise ValueError("gather_decompress_into: the output buffer needs at least as many rows as the documents' "
-                         "tokens and as many columns as the centroids")
+    out = np.empty((seg[n], centroids.shape[1]), dtype=np.float32)
     lut_rows = lut_by_row(lut)
     row = 0
     for i in range(n):
@@ -128,7 +111,165 @@ def gather_decompress_into(docs, doc_offsets, codes, packed, centroids, scales, 
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
             decompress_row(out, row, t, codes, packed, centroids, scales, lut_rows, normalize)
             row += 1
-    return seg
+    return out, seg
+
+
+#: Freedoms of the exact stage's dot products: reassociation vectorises each dot product over the dimensions
+#: (several accumulators), contraction fuses multiply-adds; "no NaN" lets the running maxima be vector max
+#: instructions (decoded tokens and validated queries are finite).
+DOT_FASTMATH = {"reassoc", "contract", "nsz", "nnan"}
+#: Decoded tokens scored together against each query token: four rows share each load of the query token.
+DOT_ROWS = 4
+
+
+@njit(cache=True, nogil=True, fastmath=DOT_FASTMATH)
+def _max_dots(rows, n_rows, q, best):
+    """``best[j] = max(best[j], q[j] . rows[r])`` over the first ``n_rows`` (<= DOT_ROWS) rows: four rows and two
+    query tokens per pass, so that each load feeds two multiply-adds (5-8% faster than one token per pass at dim
+    128, 1-2% at dim 384)."""
+    nq, dim = q.shape
+    if n_rows == DOT_ROWS:
+        j = 0
+        while j < nq:
+            two = j + 1 < nq
+            qj = q[j]
+            qk = q[j + 1] if two else q[j]
+            a0 = np.float32(0.0)
+            a1 = np.float32(0.0)
+            a2 = np.float32(0.0)
+            a3 = np.float32(0.0)
+            b0 = np.float32(0.0)
+            b1 = np.float32(0.0)
+            b2 = np.float32(0.0)
+            b3 = np.float32(0.0)
+            for k in range(dim):
+                v = qj[k]
+                w = qk[k]
+                x0 = rows[0, k]
+                x1 = rows[1, k]
+                x2 = rows[2, k]
+                x3 = rows[3, k]
+                a0 += v * x0
+                a1 += v * x1
+                a2 += v * x2
+                a3 += v * x3
+                b0 += w * x0
+                b1 += w * x1
+                b2 += w * x2
+                b3 += w * x3
+            best[j] = max(best[j], max(max(a0, a1), max(a2, a3)))
+            if two:
+                best[j + 1] = max(best[j + 1], max(max(b0, b1), max(b2, b3)))
+            j += 2
+    else:
+        for r in range(n_rows):
+            for j in range(nq):
+                qj = q[j]
+                a = np.float32(0.0)
+                for k in range(dim):
+                    a += qj[k] * rows[r, k]
+                best[j] = max(best[j], a)
+
+
+@njit(cache=True, nogil=True, fastmath=DOT_FASTMATH)
+def dot_rows(rows, q):
+    """``rows @ q.T`` as float32 (n_rows, n_q), row-major: every centroid (row) against every query token.
+
+    Four rows and two query tokens per pass, so that each load feeds two multiply-adds. Serial and GIL-free, so
+    that a search can split the rows over its own threads: BLAS's threads, which spin for a while after each call,
+    took the second core from the rest of the query (XQuAD-R nbits 4: p50 33 ms with the BLAS product against 21 ms
+    with BLAS held to one thread). Measured alone: 8,192 x 384 rows by 19 tokens 1.7 ms (BLAS: 2.0 ms on one
+    thread, 1.1 ms on two); 16,384 x 128 by 32 tokens 2.1 ms (BLAS: 1.3 / 0.7 ms).
+    """
+    n, dim = rows.shape
+    nq = q.shape[0]
+    out = np.empty((n, nq), dtype=np.float32)
+    c = 0
+    while c + 4 <= n:
+        j = 0
+        while j < nq:
+            two = j + 1 < nq
+            qj = q[j]
+            qk = q[j + 1] if two else q[j]
+            a0 = np.float32(0.0)
+            a1 = np.float32(0.0)
+            a2 = np.float32(0.0)
+            a3 = np.float32(0.0)
+            b0 = np.float32(0.0)
+            b1 = np.float32(0.0)
+            b2 = np.float32(0.0)
+            b3 = np.float32(0.0)
+            for k in range(dim):
+                v = qj[k]
+                w = qk[k]
+                x0 = rows[c, k]
+                x1 = rows[c + 1, k]
+                x2 = rows[c + 2, k]
+                x3 = rows[c + 3, k]
+                a0 += v * x0
+                a1 += v * x1
+                a2 += v * x2
+                a3 += v * x3
+                b0 += w * x0
+                b1 += w * x1
+                b2 += w * x2
+                b3 += w * x3
+            out[c, j] = a0
+            out[c + 1, j] = a1
+            out[c + 2, j] = a2
+            out[c + 3, j] = a3
+            if two:
+                out[c, j + 1] = b0
+                out[c + 1, j + 1] = b1
+                out[c + 2, j + 1] = b2
+                out[c + 3, j + 1] = b3
+            j += 2
+        c += 4
+    while c < n:
+        for j in range(nq):
+            a = np.float32(0.0)
+            for k in range(dim):
+                a += q[j, k] * rows[c, k]
+            out[c, j] = a
+        c += 1
+    return out
+
+
+@njit(cache=True, nogil=True, fastmath=DOT_FASTMATH)
+def maxsim_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize, q):
+    """Exact MaxSim of one query ``q`` (n_q, dim) float32 against the decompressed tokens of each of ``docs``: the
+    exact stage of PLAID. Returns float32 (len(docs),); an empty document scores 0.
+
+    Each token is decoded (:func:`decompress_row`, as :func:`gather_decompress` would, unit length if
+    ``normalize``) into a block of ``DOT_ROWS`` rows that stays in L1 and is scored there against every query
+    token; no decoded candidate goes through memory. Measured on XQuAD-R (e5, dim 384, 1,024 candidates, 48,640
+    tokens, 15 question tokens, one thread): 23.8 ms against 25.0 ms for decoding into a reused buffer and one
+    two-thread BLAS product per 4,096 rows (27.4 ms with BLAS on one thread). Serial and GIL-free: a search splits
+    one query's candidates over threads (:mod:`gingham.search.parallel`).
+    """
+    nq, dim = q.shape
+    lut_rows = lut_by_row(lut)
+    rows = np.empty((DOT_ROWS, dim), dtype=np.float32)
+    best = np.empty(nq, dtype=np.float32)
+    out = np.empty(docs.shape[0], dtype=np.float32)
+    for i in range(docs.shape[0]):
+        d = docs[i]
+        t, end = doc_offsets[d], doc_offsets[d + 1]
+        if t == end:
+            out[i] = 0.0
+            continue
+        best[:] = -np.inf
+        while t < end:
+            n_rows = min(DOT_ROWS, end - t)
+            for r in range(n_rows):
+                decompress_row(rows, r, t + r, codes, packed, centroids, scales, lut_rows, normalize)
+            _max_dots(rows, n_rows, q, best)
+            t += n_rows
+        acc = np.float32(0.0)
+        for j in range(nq):
+            acc += best[j]
+        out[i] = acc
+    return out
 
 
 @njit(cache=True, nogil=True)

@@ -11,9 +11,11 @@ def warmup() -> None:
     from gingham.kernels.ivf import build_ivf
     from gingham.kernels.scoring import (
         centroid_interaction,
+        dot_rows,
         gather_decompress,
         ivf_candidates,
         lut_maxsim,
+        maxsim_decompress,
         rank_centroids,
         segment_maxsim,
         segment_maxsim_parallel,
@@ -49,11 +51,13 @@ def warmup() -> None:
                 centroid_interaction(cands, doc_offsets, codes, 0, slot, cscores, keep, True)
             for norm in (False, True):
                 vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm)
+                maxsim_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm, q)
             qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)
             lut_maxsim(cands, doc_offsets, codes, packed, cscores, scales, qlut)
     scores = np.ascontiguousarray(vecs @ q.T)
     sims = segment_maxsim(scores, seg, np.array([0, 3], dtype=np.int64))
     segment_maxsim_parallel(scores, seg, np.array([0, 3], dtype=np.int64))
     rank_centroids(cscores, 2)
+    dot_rows(cents, q)
     topk(sims[0], 1)
     topk_rows(sims, 1)

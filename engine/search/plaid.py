@@ -6,7 +6,6 @@ policy (which kernel, with which sizes); the arithmetic lives in :mod:`gingham.k
 
 from __future__ import annotations
 
-import threading
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -14,14 +13,14 @@ import numpy as np
 from gingham.config import SearchConfig
 from gingham.kernels.scoring import (
     centroid_interaction,
-    gather_decompress_into,
     ivf_candidates,
-    segment_maxsim,
+    maxsim_decompress,
     segment_maxsim_parallel,
     topk,
     topk_rows,
 )
 from gingham.search.centroids import CentroidScorer, CentroidScores, token_centroids, with_exact_rows
+from gingham.search.parallel import MIN_RUN_TOKENS, map_runs, runs
 
 #: Document tokens scored per block by exhaustive and brute-force search (bounds scratch memory).
 EXACT_BLOCK_TOKENS = 65_536
@@ -45,62 +44,35 @@ class IndexArrays(NamedTuple):
     shift: int = 0  # a token's centroid is codes >> shift (the low bits name its sub-centroid)
 
 
-#: Decompressed tokens scored per matrix product in the exact stage (about 6 MB at dim 384): see
-#: :func:`exact_scores_for`.
-EXACT_STAGE_ROWS = 4096
+def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray, n_threads: int = 1) -> np.ndarray:
+    """MaxSim of one query against the decompressed tokens of ``docs`` (sorted int64), over up to ``n_threads``
+    threads (:mod:`gingham.search.parallel`).
 
-
-#: Largest scratch buffer (float32 values, 64 MiB) a search thread keeps between calls.
-SCRATCH_KEEP = 1 << 24
-_scratch_buffers = threading.local()
-
-
-def _scratch_rows(n_rows: int, dim: int) -> np.ndarray:
-    """A C-contiguous float32 (n_rows, dim) array viewing this thread's decode buffer, which is kept from call to
-    call and grown when too small: a block allocated afresh for every query is paid for again in page faults when
-    first written."""
-    size = n_rows * dim
-    if size > SCRATCH_KEEP:  # a block of a few huge documents: not worth holding on to
-        return np.empty((n_rows, dim), dtype=np.float32)
-    buf = getattr(_scratch_buffers, "rows", None)
-    if buf is None or buf.size < size:
-        buf = np.empty(max(size, 1 << 20), dtype=np.float32)
-        _scratch_buffers.rows = buf
-    return buf[:size].reshape(n_rows, dim)
-
-
-def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray) -> np.ndarray:
-    """MaxSim of one query against the decompressed tokens of ``docs`` (sorted int64). Serial kernels.
-
-    Documents are decompressed about EXACT_STAGE_ROWS tokens at a time, each block scored by one matrix product and
-    reduced, so that the block stays in cache instead of going through memory whole (4,096 candidates of ~100
-    tokens at dim 384 are 600 MB). Measured in the search path (bench/exact_stage_study.py, MS MARCO 5k, e5,
-    nbits 2): p50 35 -> 20 ms at top_k 10 and 191 -> 108 ms at top_k 100 against decompressing every candidate
-    first; equal on the synthetic easy corpus. The same blocking inside one numba kernel calling BLAS was slower
-    in the search path (p50 37 / 154 ms, p95 up to 121 ms), though faster alone. Blocks are decoded into a
-    buffer each search thread keeps (:func:`_scratch_rows`). With the vectorised row decoder
-    (:func:`gingham.kernels.codec.decompress_row`), measured against the previous release on the same indexes
-    (docs/benchmarks/exact-stage-decode, alone): XQuAD-R (e5, 13,014 sentences, 100 zh questions) p50 10.1 ->
-    8.2 ms at nbits 2 (1,024 scored), 30.4 -> 24.0 ms (4,096 scored), 40.2 -> 26.5 ms at nbits 4 (4,096 scored);
-    synthetic hard corpus (dim 128) 8.4 -> 7.9 ms.
+    One kernel decodes each token and scores it against the query while it is in cache
+    (:func:`gingham.kernels.maxsim_decompress`): no decoded candidate goes through memory. Measured on XQuAD-R
+    (docs/benchmarks/exact-stage-fused): one thread scores 1,024 candidates in 23.8 ms against 25.0 ms for the
+    previous decode-into-a-buffer plus BLAS product (which BLAS ran on two threads), and two threads in 12.8 ms.
     """
-    n = len(docs)
-    out = np.empty(n, dtype=np.float32)
-    if n == 0:
-        return out
-    ends = np.cumsum(ix.doc_offsets[docs + 1] - ix.doc_offsets[docs])
-    cuts = np.unique(np.searchsorted(ends, np.arange(EXACT_STAGE_ROWS, ends[-1], EXACT_STAGE_ROWS), side="left") + 1)
-    q_t = np.ascontiguousarray(q.T, dtype=np.float32)
-    q_off = np.array([0, q.shape[0]], dtype=np.int64)
-    bounds = [*cuts[cuts < n], n]
-    starts = [0, *bounds[:-1]]
-    longest = max(int(ends[hi - 1] - (ends[lo - 1] if lo else 0)) for lo, hi in zip(starts, bounds))
-    rows = _scratch_rows(longest, ix.fine.shape[1])
-    for lo, hi in zip(starts, bounds):
-        seg = gather_decompress_into(docs[lo:hi], ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut,
-                                     ix.normalize, rows)
-        out[lo:hi] = segment_maxsim(np.ascontiguousarray(rows[:seg[-1]] @ q_t), seg, q_off)[0]
-    return out
+    if len(docs) == 0:
+        return np.empty(0, dtype=np.float32)
+    q = np.ascontiguousarray(q, dtype=np.float32)
+
+    def score(part: np.ndarray) -> np.ndarray:
+        return maxsim_decompress(part, ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut,
+                                 ix.normalize, q)
+
+    return map_runs(score, docs, runs(docs, ix.doc_offsets, n_threads))
+
+
+def interaction_scores(ix: IndexArrays, cands: np.ndarray, slot: np.ndarray, cscores: np.ndarray,
+                       keep: np.ndarray, prune: bool, n_threads: int = 1) -> np.ndarray:
+    """:func:`gingham.kernels.centroid_interaction` over ``cands``, over up to ``n_threads`` threads."""
+
+    def score(part: np.ndarray) -> np.ndarray:
+        return centroid_interaction(part, ix.doc_offsets, ix.codes, ix.shift, slot, cscores, keep, prune)
+
+    # a token costs a row of maxima here, not a decode and a dot product per query token: runs need more tokens
+    return map_runs(score, cands, runs(cands, ix.doc_offsets, n_threads, 8 * MIN_RUN_TOKENS))
 
 
 def _rank(docs: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,9 +80,9 @@ def _rank(docs: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.
     return docs[order], scores[order]
 
 
-def score_centroids(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig) -> CentroidScores:
+def score_centroids(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, n_threads: int = 1) -> CentroidScores:
     """Every centroid's scores against ``q``, ranked for candidate generation (one segment's codebook alone)."""
-    return CentroidScorer(ix.centroids)(q, probe_rounds(cfg))
+    return CentroidScorer(ix.centroids)(q, probe_rounds(cfg), None, n_threads)
 
 
 def probe_rounds(cfg: SearchConfig) -> int:
@@ -119,8 +91,10 @@ def probe_rounds(cfg: SearchConfig) -> int:
 
 
 def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np.ndarray = NO_MASK,
-                 cs: CentroidScores | None = None):
+                 cs: CentroidScores | None = None, n_threads: int = 1):
     """One query (n_q, dim) through PLAID's four stages. ``cfg`` must be resolved. Returns (positions, scores).
+    Centroid interaction and the exact stage spread the query's candidates over up to ``n_threads`` threads (the
+    results do not depend on it).
 
     ``cs``: the query's centroid scores (:class:`CentroidScorer`, ranked for :func:`probe_rounds`), computed once
     and shared by the segments of an index; computed here, over every centroid, when not given.
@@ -133,7 +107,7 @@ def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np
     4. exact MaxSim over their decompressed tokens.
     """
     if cs is None:
-        cs = score_centroids(ix, q, cfg)
+        cs = score_centroids(ix, q, cfg, n_threads)
     cscores, slot, ranked = cs.scores, cs.slot, cs.ranked
     n_docs = len(ix.doc_offsets) - 1
     n_allowed = n_docs if len(doc_mask) == 0 else int(doc_mask.sum())
@@ -142,23 +116,22 @@ def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np
                            min(cfg.min_candidates, n_allowed))
     if len(cands) > cfg.n_full_scores:
         keep = cs.best >= cfg.centroid_score_threshold
-        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, slot, cscores, keep, True)
+        approx = interaction_scores(ix, cands, slot, cscores, keep, True, n_threads)
         cands = np.sort(cands[topk(approx, cfg.n_full_scores)])
     if len(cands) > cfg.n_exact:
         # the survivors' centroids scored exactly where only their group was (a coarse-level scoring)
         if slot.size:
             cs = with_exact_rows(cs, ix.centroids, q, token_centroids(cands, ix.doc_offsets, ix.codes, ix.shift))
             cscores, slot = cs.scores, cs.slot
-        approx = centroid_interaction(cands, ix.doc_offsets, ix.codes, ix.shift, slot, cscores,
-                                      np.zeros(0, np.bool_), False)
+        approx = interaction_scores(ix, cands, slot, cscores, np.zeros(0, np.bool_), False, n_threads)
         cands = np.sort(cands[topk(approx, cfg.n_exact)])
-    return _rank(cands, exact_scores_for(ix, q, cands), cfg.top_k)
+    return _rank(cands, exact_scores_for(ix, q, cands, n_threads), cfg.top_k)
 
 
-def rerank(ix: IndexArrays, q: np.ndarray, docs: np.ndarray, k: int):
+def rerank(ix: IndexArrays, q: np.ndarray, docs: np.ndarray, k: int, n_threads: int = 1):
     """Exact MaxSim over the decompressed tokens of the given ``docs``; the best ``k``."""
     docs = np.unique(np.asarray(docs, dtype=np.int64))
-    return _rank(docs, exact_scores_for(ix, q, docs), k)
+    return _rank(docs, exact_scores_for(ix, q, docs, n_threads), k)
 
 
 def _query_blocks(q_offsets: np.ndarray) -> list[tuple[int, int]]:

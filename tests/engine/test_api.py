@@ -96,6 +96,23 @@ def test_threads_give_same_results(index, corpus):
     np.testing.assert_array_equal(a.positions, b.positions)
 
 
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_a_query_alone_spreads_over_threads_with_the_same_results(index, corpus, monkeypatch, n_threads):
+    """A query searched alone splits its centroid scores, centroid interaction and exact stage over threads
+    (runs and row blocks made tiny here so that every stage splits): the same documents and the same scores, bit
+    for bit, as on one thread, at the defaults and with every candidate scored."""
+    from gingham.search import centroids, parallel
+
+    monkeypatch.setattr(parallel, "MIN_RUN_TOKENS", 2)
+    monkeypatch.setattr(centroids, "MIN_ROWS_PER_THREAD", 2)
+    for i in range(12):
+        for params in ({}, {"n_full_scores": 64, "n_ivf_probe": 8}):
+            one = index.search(corpus[i][:6], top_k=5, n_threads=1, **params)
+            many = index.search(corpus[i][:6], top_k=5, n_threads=n_threads, **params)
+            np.testing.assert_array_equal(one.positions, many.positions)
+            np.testing.assert_array_equal(one.scores, many.scores)
+
+
 @pytest.mark.parametrize(
     "docs,kwargs,match",
     [

@@ -1,10 +1,12 @@
-"""The exact stage of PLAID search: candidates decompressed and scored a block at a time."""
+"""The exact stage of PLAID search: candidates decompressed and scored, one query over one or several threads."""
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from gingham.kernels import reference as ref
-from gingham.search import plaid
+from gingham.search import parallel, plaid
 
 
 def _arrays(rng, dim, n_docs, max_len, n_c=6, nbits=2):
@@ -22,50 +24,60 @@ def _arrays(rng, dim, n_docs, max_len, n_c=6, nbits=2):
 
 
 def _want(ix, q, docs):
-    return [ref.maxsim(q, ref.gather_decompress(np.array([d]), ix.doc_offsets, ix.codes, ix.residuals, ix.fine,
-                                                ix.scales, ix.lut, True)[0]) for d in docs]
+    return ref.maxsim_decompress(docs, ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut, True, q)
 
 
-@pytest.mark.parametrize("rows", [1, 3, 7, 4096])
-def test_blocked_exact_scores_equal_the_reference(monkeypatch, rows):
-    """Blocks smaller than a document, empty documents, one block for all: each candidate's MaxSim over its
-    decompressed tokens (numpy reference), in the candidates' order."""
-    rng = np.random.default_rng(rows)
+@pytest.mark.parametrize("n_threads", [1, 2, 3, 8])
+def test_exact_scores_equal_the_reference_on_any_number_of_threads(monkeypatch, n_threads):
+    """Candidates split into runs (runs of a few tokens, so that every split is exercised; empty documents
+    included): each candidate's MaxSim over its decompressed tokens, in the candidates' order, and the same bits
+    whatever the number of threads."""
+    monkeypatch.setattr(parallel, "MIN_RUN_TOKENS", 5)
+    rng = np.random.default_rng(n_threads)
     ix = _arrays(rng, dim=16, n_docs=40, max_len=9)
     q = rng.standard_normal((5, 16)).astype(np.float32)
     docs = np.sort(rng.choice(40, 25, replace=False)).astype(np.int64)
-    monkeypatch.setattr(plaid, "EXACT_STAGE_ROWS", rows)
-    got = plaid.exact_scores_for(ix, q, docs)
+    got = plaid.exact_scores_for(ix, q, docs, n_threads)
     assert got.dtype == np.float32 and got.shape == (len(docs),)
     np.testing.assert_allclose(got, _want(ix, q, docs), rtol=1e-4, atol=1e-5)
-    assert len(plaid.exact_scores_for(ix, q, np.zeros(0, np.int64))) == 0
+    np.testing.assert_array_equal(got, plaid.exact_scores_for(ix, q, docs, 1))
+    assert len(plaid.exact_scores_for(ix, q, np.zeros(0, np.int64), n_threads)) == 0
 
 
-def test_the_scratch_buffer_follows_dims_and_block_sizes(monkeypatch):
-    """One thread's reused buffer serves indexes of different widths and blocks larger than it holds (a document
-    longer than a block; a block past SCRATCH_KEEP, which is not kept): every call equals the reference."""
-    rng = np.random.default_rng(0)
-    monkeypatch.setattr(plaid, "EXACT_STAGE_ROWS", 8)
-    small, wide = _arrays(rng, 16, 30, 9), _arrays(rng, 64, 12, 40)
-    for ix in (small, wide, small, wide):
-        q = rng.standard_normal((4, ix.fine.shape[1])).astype(np.float32)
-        docs = np.arange(len(ix.doc_offsets) - 1, dtype=np.int64)
-        np.testing.assert_allclose(plaid.exact_scores_for(ix, q, docs), _want(ix, q, docs), rtol=1e-4, atol=1e-5)
-    monkeypatch.setattr(plaid, "SCRATCH_KEEP", 16 * 4)
-    q = rng.standard_normal((3, 64)).astype(np.float32)
-    docs = np.arange(12, dtype=np.int64)
-    np.testing.assert_allclose(plaid.exact_scores_for(wide, q, docs), _want(wide, q, docs), rtol=1e-4, atol=1e-5)
+@pytest.mark.parametrize("n_threads, min_tokens, n_runs", [(1, 1, 1), (4, 1, 4), (4, 10, 3), (4, 1000, 1), (50, 1, 5)])
+def test_runs_cut_candidates_by_tokens(n_threads, min_tokens, n_runs):
+    """At most one run per thread and per document, none below the token floor, covering every candidate once,
+    about equal in tokens."""
+    offsets = np.array([0, 10, 20, 25, 30, 35, 40], dtype=np.int64)  # documents of 10, 10, 5, 5, 5, 5 tokens
+    docs = np.array([0, 1, 2, 3, 5], dtype=np.int64)  # 35 tokens
+    cuts = parallel.runs(docs, offsets, n_threads, min_tokens)
+    assert cuts[0] == 0 and cuts[-1] == len(docs) and cuts == sorted(set(cuts))
+    assert len(cuts) - 1 == n_runs
+    if n_runs == 4:
+        tokens = [int((offsets[docs[a:b] + 1] - offsets[docs[a:b]]).sum()) for a, b in zip(cuts, cuts[1:])]
+        assert max(tokens) <= 10
 
 
-def test_search_threads_keep_their_own_buffers():
-    """Queries scored at once from several threads (as Index.search's pool does) get their own scores."""
-    from concurrent.futures import ThreadPoolExecutor
+def test_a_failed_run_raises_in_the_caller():
+    def boom(part):
+        if part[0] > 0:
+            raise RuntimeError("run failed")
+        return part.astype(np.float32)
 
+    with pytest.raises(RuntimeError, match="run failed"):
+        parallel.map_runs(boom, np.arange(4, dtype=np.int64), [0, 2, 4])
+    np.testing.assert_array_equal(parallel.map_runs(lambda p: p * 2, np.arange(6), [0, 2, 3, 6]), np.arange(6) * 2)
+
+
+def test_queries_from_many_threads_at_once(monkeypatch):
+    """Queries scored at once from several threads (as Index.search's pool or a server does), each of them
+    splitting its candidates over the shared pool as well: every query gets its own scores."""
+    monkeypatch.setattr(parallel, "MIN_RUN_TOKENS", 16)
     rng = np.random.default_rng(1)
     ix = _arrays(rng, 32, 200, 30)
     docs = np.arange(200, dtype=np.int64)
     qs = [rng.standard_normal((5, 32)).astype(np.float32) for _ in range(16)]
     with ThreadPoolExecutor(4) as pool:
-        got = list(pool.map(lambda q: plaid.exact_scores_for(ix, q, docs), qs))
+        got = list(pool.map(lambda q: plaid.exact_scores_for(ix, q, docs, 3), qs))
     for q, g in zip(qs, got):
         np.testing.assert_allclose(g, _want(ix, q, docs), rtol=1e-4, atol=1e-5)

@@ -167,32 +167,38 @@ def test_gather_decompress(n_docs, nbits, normalize, seed):
 
 
 @SETTINGS
-@given(n_docs=st.integers(0, 30), nbits=st.sampled_from([1, 2, 4]), normalize=st.booleans(),
-       spare=st.integers(0, 5), seed=st.integers(0, 2**16))
-def test_gather_decompress_into_a_reused_buffer(n_docs, nbits, normalize, spare, seed):
-    """Into a buffer with rows to spare and stale values in them: the first rows equal the reference, the rest
-    are left alone; a buffer with too few rows, or of another width, is refused instead of overrun."""
+@given(n_rows=st.integers(0, 40), dim=st.sampled_from([1, 8, 24, 128]), nq=st.integers(1, 7),
+       seed=st.integers(0, 2**16))
+def test_dot_rows(n_rows, dim, nq, seed):
+    """Every row against every query token, for row counts around the 4-row blocks and odd token counts."""
     rng = np.random.default_rng(seed)
-    dim, n_c = 16, 5
-    codes, offsets = _ragged(rng, n_docs, 6, n_c)
+    rows = rng.standard_normal((n_rows, dim)).astype(np.float32)
+    q = rng.standard_normal((nq, dim)).astype(np.float32)
+    got = ks.dot_rows(rows, q)
+    assert got.dtype == np.float32 and got.shape == (n_rows, nq) and got.flags.c_contiguous
+    np.testing.assert_allclose(got, ref.dot_rows(rows, q), rtol=1e-4, atol=1e-4)
+
+
+@SETTINGS
+@given(n_docs=st.integers(0, 30), nbits=st.sampled_from([1, 2, 4]), normalize=st.booleans(),
+       dim=st.sampled_from([8, 16, 24]), nq=st.integers(1, 6), max_len=st.integers(1, 11), seed=st.integers(0, 2**16))
+def test_maxsim_decompress(n_docs, nbits, normalize, dim, nq, max_len, seed):
+    """The fused exact stage equals MaxSim over the reference's decompressed tokens: documents of every length
+    around the kernel's 4-row blocks (empty ones score 0), any order of candidates, every width."""
+    rng = np.random.default_rng(seed)
+    n_c = 5
+    codes, offsets = _ragged(rng, n_docs, max_len, n_c, allow_empty=True)
     c = _codebook(rng, n_c, dim)
     packed = rng.integers(0, 256, (len(codes), dim * nbits // 8)).astype(np.uint8)
     lut = decode_lut(np.sort(rng.standard_normal((dim, 2**nbits)), axis=1).astype(np.float32), nbits)
     scales = _scales(rng, n_c)
-    docs = rng.permutation(n_docs)[: n_docs // 2].astype(np.int64)
-    want, want_seg = ref.gather_decompress(docs, offsets, codes, packed, c, scales, lut, normalize)
-    buf = np.full((len(want) + spare, dim), 7.0, dtype=np.float32)
-    seg = ks.gather_decompress_into(docs, offsets, codes, packed, c, scales, lut, normalize, buf)
-    np.testing.assert_array_equal(seg, want_seg)
-    np.testing.assert_allclose(buf[:len(want)], want, rtol=1e-5, atol=1e-6)
-    assert np.all(buf[len(want):] == 7.0)
-    if len(want):
-        with pytest.raises(ValueError, match="buffer"):
-            ks.gather_decompress_into(docs, offsets, codes, packed, c, scales, lut, normalize,
-                                      np.empty((len(want) - 1, dim), np.float32))
-        with pytest.raises(ValueError, match="buffer"):
-            ks.gather_decompress_into(docs, offsets, codes, packed, c, scales, lut, normalize,
-                                      np.empty((len(want), dim + 1), np.float32))
+    docs = rng.permutation(n_docs)[: max(1, n_docs // 2)].astype(np.int64) if n_docs else np.zeros(0, np.int64)
+    q = rng.standard_normal((nq, dim)).astype(np.float32)
+    got = ks.maxsim_decompress(docs, offsets, codes, packed, c, scales, lut, normalize, q)
+    want = ref.maxsim_decompress(docs, offsets, codes, packed, c, scales, lut, normalize, q)
+    assert got.dtype == np.float32 and got.shape == (len(docs),)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert np.all(got[(offsets[docs + 1] - offsets[docs]) == 0] == 0)
 
 
 @SETTINGS
