@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 import gingham
-from gingham.kernels.scoring import ivf_candidates, rank_centroids, topk
-from gingham.search.centroids import NO_SLOT, score_rows
+from gingham.kernels.scoring import ivf_candidates, topk
+from gingham.search.centroids import NO_SLOT, score_and_rank
 from gingham.search.plaid import exact_scores_for, interaction_scores, probe_rounds
 from gingham.synthetic import make_hard_corpus, make_hard_queries
 
@@ -36,11 +36,8 @@ def stages(ix, q, cfg, n_threads: int = 1) -> dict:
     ``Index.search`` gives a query searched alone."""
     t = {}
     t0 = time.perf_counter()
-    cscores = score_rows(ix.centroids, q, n_threads)
-    t["centroid scores"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ranked, best = rank_centroids(cscores, probe_rounds(cfg))
-    t["rank centroids"] = time.perf_counter() - t0
+    cscores, ranked, best = score_and_rank(ix.centroids, q, probe_rounds(cfg), n_threads)
+    t["centroid scores + ranking"] = time.perf_counter() - t0
     n_docs = len(ix.doc_offsets) - 1
     t0 = time.perf_counter()
     cands = ivf_candidates(ranked, ix.ivf_docs, ix.ivf_offsets, np.zeros(0, np.uint8), n_docs, cfg.n_ivf_probe,

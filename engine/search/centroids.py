@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gingham.kernels.scoring import dot_rows, rank_centroids
-from gingham.search.parallel import map_runs
+from gingham.search.parallel import map_parts, map_runs
 
 #: Codebooks below this size are scored in full whatever the setting: the product is already a few milliseconds.
 COARSE_SCORING_MIN_CENTROIDS = 32_768
@@ -43,13 +43,40 @@ NO_SLOT = np.zeros(0, dtype=np.int32)
 MIN_ROWS_PER_THREAD = 1024
 
 
+def _row_cuts(n: int, n_threads: int, min_rows: int) -> list[int]:
+    parts = max(1, min(n_threads, n // max(1, min_rows)))
+    return [n * i // parts for i in range(parts + 1)]
+
+
 def score_rows(rows: np.ndarray, q: np.ndarray, n_threads: int = 1) -> np.ndarray:
     """``rows @ q.T`` as float32 (n_rows, n_q), row-major, its rows split over up to ``n_threads`` threads
     (:func:`gingham.kernels.dot_rows`; not BLAS, whose threads would compete with the query's own)."""
     q = np.ascontiguousarray(q, dtype=np.float32)
-    n = len(rows)
-    parts = max(1, min(n_threads, n // MIN_ROWS_PER_THREAD))
-    return map_runs(lambda part: dot_rows(part, q), rows, [n * i // parts for i in range(parts + 1)])
+    return map_runs(lambda part: dot_rows(part, q), rows, _row_cuts(len(rows), n_threads, MIN_ROWS_PER_THREAD))
+
+
+def score_and_rank(rows: np.ndarray, q: np.ndarray, rounds: int, n_threads: int = 1):
+    """:func:`score_rows` and :func:`gingham.kernels.rank_centroids` over them, in one pass per thread: each
+    thread scores and ranks its block of rows; the blocks' rankings are merged per query token (a stable sort,
+    so that equal scores keep the lower id first, as one ranking over every row would). Returns
+    (scores, ranked, best)."""
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    r = min(rounds, len(rows))
+    cuts = _row_cuts(len(rows), n_threads, max(MIN_ROWS_PER_THREAD, r))
+
+    def part(a: int, b: int):
+        s = dot_rows(rows[a:b], q)
+        ranked, best = rank_centroids(s, r)
+        return s, ranked + a, best
+
+    parts = map_parts(part, cuts)
+    if len(parts) == 1:
+        return parts[0]
+    scores = np.concatenate([p[0] for p in parts])
+    ids = np.concatenate([p[1] for p in parts], axis=1)  # (n_q, parts * r): each block's best first
+    top = np.take_along_axis(scores.T, ids, axis=1)
+    order = np.argsort(-top, axis=1, kind="stable")[:, :r]
+    return scores, np.take_along_axis(ids, order, axis=1), np.concatenate([p[2] for p in parts])
 
 
 class CentroidScores(NamedTuple):
@@ -122,8 +149,7 @@ class CentroidScorer:
         ``n_threads`` threads."""
         probe = self.coarse_probe(n_coarse_probe)
         if probe == 0:
-            scores = score_rows(self.centroids, q, n_threads)  # (n_centroids, n_q)
-            ranked, best = rank_centroids(scores, rounds)
+            scores, ranked, best = score_and_rank(self.centroids, q, rounds, n_threads)  # scores (n_centroids, n_q)
             return CentroidScores(scores, NO_SLOT, ranked, best, self.n_centroids)
         g = self.groups()
         gscores = score_rows(g.coarse, q, n_threads)  # (n_groups, n_q)

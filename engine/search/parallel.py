@@ -65,15 +65,22 @@ def runs(docs: np.ndarray, doc_offsets: np.ndarray, n_threads: int, min_tokens: 
     return [0, *sorted(set(int(c) for c in cuts if 0 < c < n)), n]
 
 
+def map_parts(fn: Callable[[int, int], object], cuts: list[int]) -> list:
+    """``fn(cuts[i], cuts[i + 1])`` for every part (the first in this thread, the others in the pool), in order."""
+    if len(cuts) <= 2:
+        return [fn(cuts[0], cuts[-1])]
+    pool = _executor(len(cuts) - 2)
+    futures = [pool.submit(fn, a, b) for a, b in zip(cuts[1:-1], cuts[2:])]
+    try:
+        first = fn(cuts[0], cuts[1])
+    finally:
+        rest = [f.result() for f in futures]  # waited for even when this thread's part failed
+    return [first, *rest]
+
+
 def map_runs(fn: Callable[[np.ndarray], np.ndarray], docs: np.ndarray, cuts: list[int]) -> np.ndarray:
-    """``fn`` over each run ``docs[cuts[i]:cuts[i + 1]]`` (the first in this thread, the others in the pool),
-    concatenated in order. ``fn`` returns one value per document."""
+    """``fn`` over each run ``docs[cuts[i]:cuts[i + 1]]`` (see :func:`map_parts`), concatenated in order. ``fn``
+    returns one value (or row) per document."""
     if len(cuts) <= 2:
         return fn(docs)
-    pool = _executor(len(cuts) - 2)
-    futures = [pool.submit(fn, docs[a:b]) for a, b in zip(cuts[1:-1], cuts[2:])]
-    try:
-        first = fn(docs[cuts[0]:cuts[1]])
-    finally:
-        rest = [f.result() for f in futures]  # waited for even when this thread's run failed
-    return np.concatenate([first, *rest])
+    return np.concatenate(map_parts(lambda a, b: fn(docs[a:b]), cuts))

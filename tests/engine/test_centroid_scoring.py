@@ -132,3 +132,20 @@ def test_segments_share_one_scoring(tmp_path, any_size, monkeypatch):
     monkeypatch.setattr(sc.CentroidScorer, "__call__", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
     ix.search(docs[250][:8], top_k=5, n_full_scores=64)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3, 5])
+def test_scores_ranked_in_blocks_equal_one_ranking(monkeypatch, n_threads):
+    """Centroid scores split over threads, each block ranked on its own and the rankings merged: the same scores,
+    the same best, and the same ranking as one pass over every row, ties included (duplicate centroids in
+    different blocks: the lower id first)."""
+    monkeypatch.setattr(sc, "MIN_ROWS_PER_THREAD", 4)
+    rng = np.random.default_rng(n_threads)
+    base = _unit(rng.standard_normal((20, 16)))
+    centroids = np.concatenate([base, base[::-1], base[:7]])  # every row twice or more, across blocks
+    q = _unit(rng.standard_normal((5, 16)))
+    scores, ranked, best = sc.score_and_rank(centroids, q, 9, n_threads)
+    np.testing.assert_allclose(scores, ref.dot_rows(centroids, q), rtol=1e-5, atol=1e-5)
+    want_ranked, want_best = ref.rank_centroids(scores, 9)
+    np.testing.assert_array_equal(ranked, want_ranked)
+    np.testing.assert_array_equal(best, want_best)
