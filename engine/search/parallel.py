@@ -7,6 +7,11 @@ calling thread scores the first run and a shared pool the others. The kernels ar
 and every document is scored by the same code whichever run it falls in, so the scores are the same bit for bit
 as with one thread (tested).
 
+When the pool's threads are all busy (several queries at once, as a server answers them), a query does not queue
+runs behind the others': it scores every run itself, as it would on one thread. Splitting then buys no latency
+(every core is already working) and would only add hand-offs. So a query alone gets every core and concurrent
+queries one each, without any setting.
+
 The pool is made on first use, grows to the largest number of threads asked for, and is forgotten in a child
 process after ``fork`` (its threads do not survive the fork).
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable
 
 import numpy as np
@@ -27,26 +32,38 @@ MIN_RUN_TOKENS = 2048
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+_in_flight = 0  # runs handed to the pool and not finished
 
 
 def _forget_pool() -> None:
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
+    global _pool, _pool_size, _in_flight
+    _pool, _pool_size, _in_flight = None, 0, 0
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _executor(n_workers: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
+def _reserve(n_runs: int) -> ThreadPoolExecutor | None:
+    """The pool, with ``n_runs`` of its threads counted as taken, or None when it has no idle thread (then the
+    caller runs everything itself)."""
+    global _pool, _pool_size, _in_flight
     with _lock:
-        if _pool is None or _pool_size < n_workers:
+        if _pool is None or _pool_size < n_runs:
             old = _pool
-            _pool, _pool_size = ThreadPoolExecutor(n_workers, thread_name_prefix="gingham-query"), n_workers
+            _pool, _pool_size = ThreadPoolExecutor(n_runs, thread_name_prefix="gingham-query"), n_runs
             if old is not None:
                 old.shutdown(wait=False)  # its queued runs still finish
+        if _in_flight + n_runs > _pool_size:
+            return None
+        _in_flight += n_runs
         return _pool
+
+
+def _release(n_runs: int) -> None:
+    global _in_flight
+    with _lock:
+        _in_flight = max(0, _in_flight - n_runs)
 
 
 def runs(docs: np.ndarray, doc_offsets: np.ndarray, n_threads: int, min_tokens: int = MIN_RUN_TOKENS) -> list[int]:
@@ -66,16 +83,22 @@ def runs(docs: np.ndarray, doc_offsets: np.ndarray, n_threads: int, min_tokens: 
 
 
 def map_parts(fn: Callable[[int, int], object], cuts: list[int]) -> list:
-    """``fn(cuts[i], cuts[i + 1])`` for every part (the first in this thread, the others in the pool), in order."""
+    """``fn(cuts[i], cuts[i + 1])`` for every part (the first in this thread, the others in the pool; all in this
+    thread when the pool has no idle thread), in order."""
     if len(cuts) <= 2:
         return [fn(cuts[0], cuts[-1])]
-    pool = _executor(len(cuts) - 2)
-    futures = [pool.submit(fn, a, b) for a, b in zip(cuts[1:-1], cuts[2:])]
+    pool = _reserve(len(cuts) - 2)
+    if pool is None:  # every pool thread is busy with other queries' runs
+        return [fn(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+    futures = []
     try:
+        for a, b in zip(cuts[1:-1], cuts[2:]):
+            futures.append(pool.submit(fn, a, b))
         first = fn(cuts[0], cuts[1])
     finally:
-        rest = [f.result() for f in futures]  # waited for even when this thread's part failed
-    return [first, *rest]
+        wait(futures)  # even when this thread's part failed: no run outlives the call
+        _release(len(cuts) - 2)
+    return [first, *(f.result() for f in futures)]
 
 
 def map_runs(fn: Callable[[np.ndarray], np.ndarray], docs: np.ndarray, cuts: list[int]) -> np.ndarray:

@@ -81,3 +81,38 @@ def test_queries_from_many_threads_at_once(monkeypatch):
         got = list(pool.map(lambda q: plaid.exact_scores_for(ix, q, docs, 3), qs))
     for q, g in zip(qs, got):
         np.testing.assert_allclose(g, _want(ix, q, docs), rtol=1e-4, atol=1e-5)
+
+
+def test_a_busy_pool_leaves_the_query_to_its_own_thread():
+    """While other queries' runs hold every pool thread (a server answering several at once), a query scores all
+    its runs itself instead of queueing behind them; once the pool is idle, it splits again. A run's failure still
+    reaches the caller and frees the pool."""
+    import threading
+
+    parallel._forget_pool()  # a pool of one thread, made by the first split below
+    me = threading.current_thread().name
+    release, started = threading.Event(), threading.Event()
+
+    def hold(a, b):
+        if a > 0:
+            started.set()
+            release.wait(10)
+        return threading.current_thread().name
+
+    other = ThreadPoolExecutor(1).submit(parallel.map_parts, hold, [0, 1, 2])
+    assert started.wait(10)
+    names = parallel.map_parts(lambda a, b: threading.current_thread().name, [0, 1, 2, 3])
+    assert names == [me, me, me]
+    release.set()
+    assert other.result(10)[1].startswith("gingham-query")
+    names = parallel.map_parts(lambda a, b: threading.current_thread().name, [0, 1, 2])
+    assert names[0] == me and names[1].startswith("gingham-query")
+
+    def fail(a, b):
+        if a > 0:
+            raise RuntimeError("run failed")
+        return a
+
+    with pytest.raises(RuntimeError, match="run failed"):
+        parallel.map_parts(fail, [0, 1, 2])
+    assert parallel.map_parts(lambda a, b: threading.current_thread().name, [0, 1, 2])[1].startswith("gingham-query")
