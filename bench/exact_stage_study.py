@@ -2,7 +2,8 @@
 
 PLAID's last stage decompresses every surviving candidate and scores it exactly. The engine used to decompress all
 of them into one array, multiply it by the query and reduce (``gather_decompress`` + a matrix product +
-``segment_maxsim``); it now does so a cache-sized block at a time (``gingham.search.plaid.exact_scores_for``).
+``segment_maxsim``); it now decodes and scores each token while it is in cache, in one kernel
+(``gingham.search.plaid.exact_scores_for``, still named "blocked" below).
 For each candidate count this times both over the same random candidates, checks they agree, and prints median
 milliseconds per query; then the index's own search p50 at top_k 10 and 100 (its calibrated defaults) with each
 exact stage in place.
@@ -32,7 +33,7 @@ import gingham.search.plaid as plaid  # noqa: E402
 from gingham.kernels import gather_decompress, segment_maxsim  # noqa: E402
 
 
-def one_block(ix, q, docs):
+def one_block(ix, q, docs, n_threads=1):  # n_threads: plaid_search's signature; one block is one thread
     vecs, seg = gather_decompress(docs, ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut,
                                   ix.normalize)
     return segment_maxsim(np.ascontiguousarray(vecs @ q.T), seg, np.array([0, len(q)], dtype=np.int64))[0]
