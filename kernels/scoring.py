@@ -163,22 +163,22 @@ def _dot(x, y):
 
 
 @njit(cache=True, nogil=True, fastmath=DOT_FASTMATH)
-def _max_dots(rows, n_rows, q, best):
-    """``best[j] = max(best[j], q[j] . rows[r])`` over the first ``n_rows`` (<= DOT_ROWS) rows, four rows by four
-    query tokens at a time."""
+def _max_dots(rows, n_rows, q, best, inv):
+    """``best[j] = max(best[j], inv[r] * (q[j] . rows[r]))`` over the first ``n_rows`` (<= DOT_ROWS) rows, four
+    rows by four query tokens at a time."""
     nq = q.shape[0]
     j = 0
     if n_rows == DOT_ROWS:
+        s0, s1, s2, s3 = inv[0], inv[1], inv[2], inv[3]
         while j + 4 <= nq:
             d = _dots4x4(rows, 0, q, j)
-            best[j] = max(best[j], max(max(d[0], d[1]), max(d[2], d[3])))
-            best[j + 1] = max(best[j + 1], max(max(d[4], d[5]), max(d[6], d[7])))
-            best[j + 2] = max(best[j + 2], max(max(d[8], d[9]), max(d[10], d[11])))
-            best[j + 3] = max(best[j + 3], max(max(d[12], d[13]), max(d[14], d[15])))
+            for t in range(4):
+                best[j + t] = max(best[j + t], max(max(s0 * d[4 * t], s1 * d[4 * t + 1]),
+                                                   max(s2 * d[4 * t + 2], s3 * d[4 * t + 3])))
             j += 4
     for jj in range(j, nq):
         for r in range(n_rows):
-            best[jj] = max(best[jj], _dot(q[jj], rows[r]))
+            best[jj] = max(best[jj], inv[r] * _dot(q[jj], rows[r]))
 
 
 @njit(cache=True, nogil=True, fastmath=DOT_FASTMATH)
@@ -229,6 +229,7 @@ def maxsim_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, 
     nq, dim = q.shape
     lut_rows = lut_by_row(lut)
     rows = np.empty((DOT_ROWS, dim), dtype=np.float32)
+    inv = np.ones(DOT_ROWS, dtype=np.float32)
     best = np.empty(nq, dtype=np.float32)
     out = np.empty(docs.shape[0], dtype=np.float32)
     for i in range(docs.shape[0]):
@@ -241,8 +242,16 @@ def maxsim_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, 
         while t < end:
             n_rows = min(DOT_ROWS, end - t)
             for r in range(n_rows):
-                decompress_row(rows, r, t + r, codes, packed, centroids, scales, lut_rows, normalize)
-            _max_dots(rows, n_rows, q, best)
+                # unit length folded into the scores: one scale per row instead of a pass over its dimensions
+                decompress_row(rows, r, t + r, codes, packed, centroids, scales, lut_rows, False)
+                inv[r] = 1.0
+                if normalize:
+                    norm = np.float32(0.0)
+                    for k in range(dim):
+                        norm += rows[r, k] * rows[r, k]
+                    if norm > 0:
+                        inv[r] = np.float32(1.0) / np.sqrt(norm)
+            _max_dots(rows, n_rows, q, best, inv)
             t += n_rows
         acc = np.float32(0.0)
         for j in range(nq):
