@@ -692,8 +692,8 @@ class Index:
                 plans.append((seg, "plaid", mask))
 
         # a batch spreads its queries over the threads; a query alone spreads its candidates over them
-        workers = _threads(n_threads) if len(qs) > 1 else 1
-        per_query = 1 if len(qs) > 1 else _threads(n_threads)
+        threads = _threads(n_threads)
+        workers, per_query = (threads, 1) if len(qs) > 1 else (1, threads)
 
         def run(q: np.ndarray):
             pos_parts, score_parts = [], []

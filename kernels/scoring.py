@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from gingham.kernels.codec import decompress_row, lut_by_row
+from gingham.kernels.codec import decompress_row, inv_norm, lut_by_row
 
 
 @njit(cache=True, nogil=True)
@@ -246,13 +246,7 @@ def maxsim_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, 
             for r in range(n_rows):
                 # unit length folded into the scores: one scale per row instead of a pass over its dimensions
                 decompress_row(rows, r, t + r, codes, packed, centroids, scales, lut_rows, False)
-                inv[r] = 1.0
-                if normalize:
-                    norm = np.float32(0.0)
-                    for k in range(dim):
-                        norm += rows[r, k] * rows[r, k]
-                    if norm > 0:
-                        inv[r] = np.float32(1.0) / np.sqrt(norm)
+                inv[r] = inv_norm(rows[r]) if normalize else np.float32(1.0)
             _max_dots(rows, n_rows, q, best, inv)
             t += n_rows
         acc = np.float32(0.0)

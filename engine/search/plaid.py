@@ -49,9 +49,9 @@ def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray, n_threads
     threads (:mod:`gingham.search.parallel`).
 
     One kernel decodes each token and scores it against the query while it is in cache
-    (:func:`gingham.kernels.maxsim_decompress`): no decoded candidate goes through memory. Measured on XQuAD-R
-    (docs/benchmarks/exact-stage-fused): one thread scores 1,024 candidates in 23.8 ms against 25.0 ms for the
-    previous decode-into-a-buffer plus BLAS product (which BLAS ran on two threads), and two threads in 12.8 ms.
+    (:func:`gingham.kernels.maxsim_decompress`): no decoded candidate goes through memory. Measured
+    (docs/benchmarks/intra-query-threads): XQuAD-R's nbits-4 default query 27.4 -> 14.9 ms p50 on two threads
+    against the previous decode-into-a-buffer plus BLAS product.
     """
     if len(docs) == 0:
         return np.empty(0, dtype=np.float32)
