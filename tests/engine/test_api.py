@@ -96,6 +96,13 @@ def test_threads_give_same_results(index, corpus):
     np.testing.assert_array_equal(a.positions, b.positions)
 
 
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_thread_counts_are_refused_for_a_query_and_a_batch(index, corpus, bad):
+    for queries in (corpus[1][:4], [corpus[1][:4], corpus[2][:4]]):
+        with pytest.raises(ValueError, match="n_threads must be a positive integer"):
+            index.search(queries, top_k=3, n_threads=bad)
+
+
 @pytest.mark.parametrize("n_threads", [2, 3])
 def test_a_query_alone_spreads_over_threads_with_the_same_results(index, corpus, monkeypatch, n_threads):
     """A query searched alone splits its centroid scores, centroid interaction and exact stage over threads
