@@ -99,19 +99,27 @@ def merge_segments(snap, writer, name: str, show_progress=None) -> tuple[int, in
     ids = [p.seg.ids[int(pos)] for p in plans for pos in p.live]
     for key, arr in DocIds.from_list(ids, snap.manifest["doc_id_kind"]).arrays().items():  # checked when added
         writer.save(f"{name}/{key}", arr)
-    for field, attr in (("texts", "texts"), ("meta", "meta")):
-        if all(getattr(p.seg, attr) is not None for p in plans):
-            _merge_strings(plans, attr, writer, f"{name}/{field}")
+    # texts: every segment stores them or none does (writes refuse to mix); metadata is per document, and a
+    # segment added without any holds JSON null for each of its documents in the merged one
+    if all(p.seg.texts is not None for p in plans):
+        _merge_strings(plans, "texts", writer, f"{name}/texts")
+    if any(p.seg.meta is not None and len(p.live) for p in plans):
+        _merge_strings(plans, "meta", writer, f"{name}/meta", missing=b"null")
     return n_docs, n_tokens
 
 
-def _merge_strings(plans, attr: str, writer, prefix: str) -> None:
-    """Concatenate the live documents' strings (UTF-8 + offsets) of every segment, streamed."""
-    sizes = [np.diff(getattr(p.seg, attr)[1])[p.live] for p in plans]
+def _merge_strings(plans, attr: str, writer, prefix: str, missing: bytes | None = None) -> None:
+    """Concatenate the live documents' strings (UTF-8 + offsets) of every segment, streamed; a segment without
+    them contributes ``missing`` for each of its documents."""
+    sizes = [np.diff(getattr(p.seg, attr)[1])[p.live] if getattr(p.seg, attr) is not None
+             else np.full(len(p.live), len(missing), dtype=np.int64) for p in plans]
     offsets = np.zeros(sum(len(s) for s in sizes) + 1, dtype=np.int64)
     np.cumsum(np.concatenate(sizes), out=offsets[1:])
     with writer.stream(f"{prefix}_utf8", (int(offsets[-1]),), np.uint8) as out:
         for p in plans:
+            if getattr(p.seg, attr) is None:
+                out.write(np.frombuffer(missing * len(p.live), dtype=np.uint8))
+                continue
             utf8, offs = getattr(p.seg, attr)
             for i, j in p.runs():
                 out.write(read_rows(utf8, int(offs[p.live[i]]), int(offs[p.live[j - 1] + 1])))

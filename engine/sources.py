@@ -64,7 +64,9 @@ class Batch:
         return Batch(
             [i for p in parts for i in p.ids], flat, np.concatenate([p.lengths for p in parts]).astype(np.int64),
             None if parts[0].texts is None else [t for p in parts for t in p.texts],
-            None if parts[0].metadata is None else [m for p in parts for m in p.metadata],
+            # metadata is per document: a part without any gives None for each of its documents
+            None if all(p.metadata is None for p in parts)
+            else [m for p in parts for m in (p.metadata if p.metadata is not None else [None] * len(p))],
         )
 
 

@@ -122,15 +122,24 @@ def _training_config(cfg: BuildConfig, n_centroids: int, sample_cap: int) -> tup
 
 
 # ================================================================================================== streams
-def _checked(batches: Iterable[Batch], dim: int | None = None, kind: str | None = None) -> Iterator[Batch]:
+def _checked(batches: Iterable[Batch], dim: int | None = None, kind: str | None = None,
+             with_texts: bool | None = None) -> Iterator[Batch]:
     """The source's batches, each checked as :meth:`Index.create` checks its input (:func:`validation.stream_batch`:
     ids by the id rule, one dim, finite float32 values, texts and metadata), before anything is trained or
-    committed from them."""
+    committed from them. Texts come with every batch or with none (as :meth:`Index.add` requires: an index stores
+    every document's text or none); ``with_texts`` is what the documents already committed have (None: unknown)."""
     at = 0
     for b in batches:
         if len(b):
             ids, texts, metadata, dim, kind = validation.stream_batch(b.ids, b.flat, b.lengths, b.texts, b.metadata,
                                                                       dim, kind, at)
+            if b.flat is not None:
+                if with_texts is not None and (texts is not None) != with_texts:
+                    raise ValueError(
+                        f"the source's documents {at}..{at + len(b) - 1} come {'with' if texts else 'without'} "
+                        f"texts but the documents before them {'have' if with_texts else 'have none'}; give a text "
+                        "for every document (blank is allowed) or for none")
+                with_texts = texts is not None
             b = dataclasses.replace(b, ids=ids, texts=texts, metadata=metadata)
         at += len(b)
         yield b
@@ -539,7 +548,9 @@ def _resume(root, manifest, src: Source, cfg: BuildConfig, prefetch, show_progre
                     "overwrite=True, resume=False")
             i += m
 
-    rest = _skip_checked(_checked(src.batches(done), int(manifest["dim"]), manifest["doc_id_kind"]), done, check)
+    with_texts = snap.segments[0].texts is not None if snap.segments else None
+    rest = _skip_checked(_checked(src.batches(done), int(manifest["dim"]), manifest["doc_id_kind"], with_texts),
+                         done, check)
     chunks = _rechunk(rest, int(state["chunk_tokens"]))
     _run(root, snap.codec, chunks, cfg, src.n_tokens, int(state["chunks_done"]), done, int(state["tokens_done"]),
          prefetch, show_progress, compressor)

@@ -173,3 +173,24 @@ def test_concurrent_searches_during_writes(index, corpus):
     assert seen
     for generation, ids in seen:
         assert ids <= live_by_generation[generation]
+
+
+@pytest.mark.parametrize("how", ["compact", "rebuild"])
+def test_compact_and_rebuild_keep_metadata_when_an_added_document_had_none(tmp_path, corpus, how):
+    """Issue 27.1: compacting an index one of whose segments stores no metadata wiped every document's."""
+    docs = corpus.docs()
+    index = gingham.Index.create(tmp_path / "ix", docs[:60], [f"d{i}" for i in range(60)],
+                                 metadata=[{"topic": "ab"[i % 2], "i": i} for i in range(60)], n_centroids=32,
+                                 calibrate=False)
+    index.add(docs[60:62], ["bare0", "bare1"])
+    index.add(docs[62:63], ["some"], metadata=[{"topic": "a", "new": True}])
+    index.delete(["d3"])
+    index.compact() if how == "compact" else index.rebuild()
+    assert len(index._snap.segments) == 1
+    assert index.metadata("d5") == {"topic": "b", "i": 5}
+    assert index.metadata("bare0") is None and index.metadata("some") == {"topic": "a", "new": True}
+    res = index.search(docs[1], top_k=5, where="topic = ?", params=["a"])
+    assert set(res.ids[0]) <= {f"d{i}" for i in range(0, 60, 2)} | {"some"}
+    allowed = index._masks(index._snap, None, "topic IS NULL OR new = 1")[0]
+    assert sorted(index._snap.take(np.flatnonzero(allowed))) == ["bare0", "bare1", "some"]
+    index.verify()

@@ -153,6 +153,59 @@ def test_text_source_encodes_in_chunks_and_stores_texts(tmp_path):
     assert index.search(q, 1).ids[0, 0] == "t5"
 
 
+class _Batches(gingham.streaming.Source):
+    """A source that yields the given batches as they are (each a :class:`gingham.streaming.Batch`)."""
+
+    def __init__(self, batches, name="batches"):
+        self._batches, self._name = batches, name
+        self.n_docs = sum(len(b) for b in batches)
+        self.n_tokens = sum(int(b.lengths.sum()) for b in batches)
+
+    def fingerprint(self):
+        return {"kind": "batches", "name": self._name, "n_docs": self.n_docs}
+
+    def batches(self, start=0):
+        yield from self._batches
+
+
+def test_batches_with_and_without_metadata_keep_every_document_s(small_corpus, tmp_path):
+    """Issue 27.1: a batch without metadata after one with it (or before) lost metadata in the chunk that joined
+    them, and the finishing compaction then dropped every document's."""
+    c = small_corpus
+    offsets = np.concatenate([[0], np.cumsum(c.lengths)])
+
+    def batch(lo, hi, meta):
+        return gingham.streaming.Batch(ids(c.n_docs)[lo:hi], c.tokens[offsets[lo]:offsets[hi]], c.lengths[lo:hi],
+                                       metadata=meta)
+
+    metas = {i: {"n": i, "odd": i % 2 == 1} for i in range(300)}
+    parts = [batch(0, 40, None), batch(40, 100, [metas[i] for i in range(40, 100)]), batch(100, 160, None),
+             batch(160, 300, [metas[i] if i % 3 else None for i in range(160, 300)])]
+    index = build(tmp_path / "ix", _Batches(parts), chunk_tokens=1000, show_progress=False, **OPTIONS)
+    expected = {doc: (metas[i] if 40 <= i < 100 or (i >= 160 and i % 3) else None)
+                for i, doc in enumerate(ids(300))}
+    assert {doc: index.metadata(doc) for doc in index.ids()} == expected
+    allowed = index._masks(index._snap, None, "odd = 1")[0]
+    assert set(index._snap.take(np.flatnonzero(allowed))) == {d for d, m in expected.items() if m and m["odd"]}
+    index.verify()
+
+
+@pytest.mark.parametrize("texts_first", [True, False])
+def test_batches_with_and_without_texts_are_refused(small_corpus, tmp_path, texts_first):
+    """A source that gives texts for some batches only was built with every text dropped (or failed with a
+    TypeError when chunking): refused, as Index.add refuses it."""
+    c = small_corpus
+    offsets = np.concatenate([[0], np.cumsum(c.lengths)])
+
+    def batch(lo, hi, with_texts):
+        return gingham.streaming.Batch(ids(c.n_docs)[lo:hi], c.tokens[offsets[lo]:offsets[hi]], c.lengths[lo:hi],
+                                       texts=[f"text {i}" for i in range(lo, hi)] if with_texts else None)
+
+    parts = [batch(0, 100, texts_first), batch(100, 300, not texts_first)]
+    with pytest.raises(ValueError, match=r"documents 100\.\.299 come with(out)? texts"):
+        build(tmp_path / "ix", _Batches(parts), chunk_tokens=1000, show_progress=False, **OPTIONS)
+
+
 def test_existing_index_needs_overwrite_and_rerun_is_a_no_op(reference, small_corpus, tmp_path):
     with pytest.raises(FileExistsError):
         build(reference.path, source(small_corpus), chunk_tokens=CHUNK_TOKENS, show_progress=False,
