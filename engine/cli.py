@@ -15,6 +15,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Gingham: compressed late-interaction (ColBERT / PLAID) search.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from gingham._version import __version__
+
+        typer.echo(f"gingham {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print Gingham's version and exit."),
+) -> None:
+    """Gingham: compressed late-interaction (ColBERT / PLAID) search."""
 
 
 @app.command()
@@ -281,8 +295,10 @@ def serve(
     protect_reads: bool = typer.Option(False, help="Require the API key for search and info too."),
     docs: bool = typer.Option(False, help="Serve the interactive docs at /docs and /redoc (their JavaScript "
                                           "comes from a CDN); /openapi.json is served either way."),
+    warm_up: bool = typer.Option(True, help="Load the kernels and the encoder in the background at start; GET "
+                                            "/ready answers 503 until they are warm (GET /health is liveness)."),
 ) -> None:
-    """Serve the index over HTTP (FastAPI): search, add, delete, info, health.
+    """Serve the index over HTTP (FastAPI): search, add, delete, info, health (liveness), ready (readiness).
 
     Writes need the API key; with none configured they are refused unless --allow-unauthenticated-writes.
     """
@@ -294,7 +310,7 @@ def serve(
     try:
         _serve(index_dir, host=host, port=port, max_request_bytes=max(1, int(max_request_mb * 2**20)),
                api_key=api_key, allow_unauthenticated_writes=allow_unauthenticated_writes,
-               protect_reads=protect_reads, docs=docs)
+               protect_reads=protect_reads, docs=docs, warm_up=warm_up)
     except (ValueError, FileNotFoundError) as exc:
         fail(exc)
 

@@ -1,6 +1,7 @@
 """``gingham serve``: the index over HTTP (FastAPI), for apps not written in Python.
 
-Endpoints: ``GET /health``, ``GET /info``, ``POST /search`` (text or vectors), ``POST /explain`` (which query
+Endpoints: ``GET /health`` (liveness), ``GET /ready`` (readiness: 503 until the kernels and the encoder are warm),
+``GET /info``, ``POST /search`` (text or vectors), ``POST /explain`` (which query
 token matched which document token), ``POST /documents`` (add or upsert, text or vectors, with metadata),
 ``POST /documents/delete``, ``POST /compact``. Requests larger than ``max_request_bytes`` are refused with 413 as
 soon as that many bytes have arrived (chunked uploads too); malformed ones get a 4xx naming the problem. Writes
@@ -13,6 +14,9 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import threading
+import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -31,7 +35,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, 
 _MAX_INT = 2**31 - 1  # bounds the numeric settings, so a huge JSON integer is a 422, not an overflow (500)
 _WRITE_PATHS = frozenset({"/documents", "/documents/delete", "/compact"})
 _READ_PATHS = frozenset({"/search", "/info", "/explain"})
-_OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+_OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
 def _check_json_value(value: Any, where: str) -> None:
@@ -225,15 +229,42 @@ async def _reply(scope, receive, send, status: int, detail: Optional[str]) -> No
     await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
 
 
+def warm(index) -> dict:
+    """Run what a first request would pay for, so that it does not: load the numba kernels a search uses (from
+    their cache, or compile them), open the index's arrays and inverted lists, and load the encoder and encode a
+    query when the index has one. Returns the seconds each step took."""
+    took = {}
+    t = time.perf_counter()
+    if len(index):
+        rng = np.random.default_rng(0)
+        query = rng.standard_normal((32, index.dim)).astype(np.float32)
+        query /= np.linalg.norm(query, axis=1, keepdims=True)
+        top_k = min(10, len(index))
+        index.search(query, top_k)  # a single query (split over threads)
+        index.search([query, query], top_k)  # a batch (one query per thread)
+    took["kernels_s"] = time.perf_counter() - t
+    if index.manifest.get("encoder") is not None:
+        t = time.perf_counter()
+        index.encoder.encode_queries(["warm up"])
+        if len(index):
+            index.search_text("warm up", min(10, len(index)))
+        took["encoder_s"] = time.perf_counter() - t
+    return took
+
+
 def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *,
                api_key: Optional[str] = None, allow_unauthenticated_writes: bool = False,
-               protect_reads: bool = False, docs: bool = False):
+               protect_reads: bool = False, docs: bool = False, warm_up: bool = True):
     """The FastAPI application serving the index at ``index_path``.
 
     Writes (add, delete, compact) need ``api_key``, sent as ``Authorization: Bearer <key>`` or ``X-API-Key``; with
     no key configured they are refused (403) unless ``allow_unauthenticated_writes``. ``protect_reads`` makes search
     and info need the key too (``/health`` then answers only its status). ``docs`` serves the interactive docs at
     ``/docs`` and ``/redoc``, whose JavaScript comes from a CDN; ``/openapi.json`` is always served.
+
+    ``warm_up``: when the server starts, a background thread loads the kernels and the encoder (:func:`warm`);
+    ``GET /ready`` answers 503 until it is done and 200 after, while ``GET /health`` (liveness) answers at once.
+    Without it, ``/ready`` is 200 from the start and the first requests pay for the warm-up.
     """
     if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
         raise ValueError("api_key must be a non-empty string; leave it None to run without one")
@@ -251,7 +282,26 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
     from gingham import GinghamError, Index
 
     index = Index.open(index_path)
-    app = FastAPI(title="Gingham", version=index.manifest["engine_version"],
+    readiness = {"ready": not warm_up, "error": None, "took": None}
+
+    def warm_in_background() -> None:
+        t = time.perf_counter()
+        try:
+            readiness["took"] = {k: round(v, 3) for k, v in warm(index).items()}
+        except Exception as exc:  # noqa: BLE001 - a failed warm-up must be visible on /ready, not kill the server
+            readiness["error"] = f"{type(exc).__name__}: {exc}"
+            log.error("warm-up failed: %s", readiness["error"])
+            return
+        readiness["ready"] = True
+        log.info("ready: kernels and encoder warm in %.1f s", time.perf_counter() - t)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        if warm_up:
+            threading.Thread(target=warm_in_background, name="gingham-warm-up", daemon=True).start()
+        yield
+
+    app = FastAPI(title="Gingham", version=index.manifest["engine_version"], lifespan=lifespan,
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
     app.add_middleware(_Guard, max_request_bytes=max_request_bytes, api_key=api_key,
                        allow_unauthenticated_writes=allow_unauthenticated_writes, protect_reads=protect_reads)
@@ -293,6 +343,17 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         return {"status": "ok", "generation": ix.generation, "n_docs": len(ix)}
 
     app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)  # load balancers' probes
+
+    @app.get("/ready", response_model=None)
+    def ready():
+        """Readiness: 200 once the kernels and the encoder are warm, 503 while warming or after a failed warm-up."""
+        if readiness["ready"]:
+            return JSONResponse({"status": "ready", "warm_up": readiness["took"]})
+        if readiness["error"] is not None:
+            return JSONResponse({"status": "failed", "error": readiness["error"]}, status_code=503)
+        return JSONResponse({"status": "warming"}, status_code=503)
+
+    app.add_api_route("/ready", ready, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/info")
     def info() -> dict:
@@ -388,11 +449,11 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
 def serve(index_path: str | Path, host: str = "127.0.0.1", port: int = 8765,
           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *, api_key: Optional[str] = None,
           allow_unauthenticated_writes: bool = False, protect_reads: bool = False,
-          docs: bool = False) -> None:  # pragma: no cover - runs forever
+          docs: bool = False, warm_up: bool = True) -> None:  # pragma: no cover - runs forever
     """Run :func:`create_app` under uvicorn (its arguments as there)."""
     uvicorn = require("uvicorn", "server")
     app = create_app(index_path, max_request_bytes, api_key=api_key, protect_reads=protect_reads, docs=docs,
-                     allow_unauthenticated_writes=allow_unauthenticated_writes)
+                     allow_unauthenticated_writes=allow_unauthenticated_writes, warm_up=warm_up)
     if host not in ("127.0.0.1", "localhost", "::1") and not protect_reads:
         log.warning("serving on %s: searches are open to anyone who can reach it (--protect-reads needs the key)",
                     host)

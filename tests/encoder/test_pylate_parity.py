@@ -74,7 +74,8 @@ def test_gingham_equals_pylate(case, parity_checkpoint, pylate_outputs):
         for i, vectors in enumerate(got):
             ref = pylate_outputs[f"{case}/{side}/{i}"]
             if pool > 1:
-                assert np.array_equal(vectors[:1], ref[:1])  # the first token is kept as it is
+                # the first token is kept as it is (equal within float rounding: torch's kernels differ by version)
+                assert _max_diff(vectors[:1], ref[:1]) <= TOL
                 vectors, ref = np.asarray(sorted(map(tuple, vectors))), np.asarray(sorted(map(tuple, ref)))
             diff = _max_diff(vectors, ref)
             assert diff <= TOL, f"{case} {side}[{i}]: max abs diff {diff:.2e} > {TOL}"

@@ -412,3 +412,71 @@ def test_docs_off_by_default_openapi_served(index_path, serve_app):
     with_docs, _ = serve_app(create_app(index_path[0], api_key=KEY, docs=True))
     with urllib.request.urlopen(with_docs + "/docs", timeout=30) as resp:
         assert resp.status == 200 and b"swagger" in resp.read().lower()
+
+
+def _wait_ready(base, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        status, out = call(base, "/ready", key=None)
+        seen.append((status, out["status"]))
+        if status == 200:
+            return seen, out
+        time.sleep(0.02)
+    raise AssertionError(f"not ready after {timeout} s: {seen[-3:]}")
+
+
+def test_ready_after_warm_up_while_health_answers_at_once(index_path, serve_app, monkeypatch):
+    """Liveness (/health) answers while the server warms; readiness (/ready) is 503 until the kernels are warm,
+    then 200 with what the warm-up took, and a search after it answers."""
+    from gingham import server as server_module
+
+    release = threading.Event()
+    real_warm = server_module.warm
+
+    def slow_warm(index):
+        release.wait(30)
+        return real_warm(index)
+
+    monkeypatch.setattr(server_module, "warm", slow_warm)
+    path, docs = index_path
+    base, _ = serve_app(server_module.create_app(path, api_key=KEY))
+    assert call(base, "/health")[0] == 200
+    status, out = call(base, "/ready", key=None)
+    assert (status, out["status"]) == (503, "warming")
+    release.set()
+    _, out = _wait_ready(base)
+    assert out["status"] == "ready" and out["warm_up"]["kernels_s"] >= 0
+    status, out = call(base, "/search", {"embeddings": [docs[3][:3].tolist()], "top_k": 3})
+    assert status == 200 and out["results"][0][0]["id"] == "d3"
+
+
+def test_a_failed_warm_up_is_not_ready(index_path, serve_app, monkeypatch):
+    from gingham import server as server_module
+
+    def broken(index):
+        raise RuntimeError("no encoder here")
+
+    monkeypatch.setattr(server_module, "warm", broken)
+    base, _ = serve_app(server_module.create_app(index_path[0], api_key=KEY))
+    for _ in range(200):
+        status, out = call(base, "/ready", key=None)
+        if out["status"] != "warming":
+            break
+        time.sleep(0.02)
+    assert status == 503 and out["status"] == "failed" and "no encoder here" in out["error"]
+    assert call(base, "/health")[0] == 200
+
+
+def test_without_warm_up_ready_at_once(index_path, serve_app):
+    from gingham.server import create_app
+
+    base, _ = serve_app(create_app(index_path[0], api_key=KEY, warm_up=False))
+    assert call(base, "/ready", key=None)[0] == 200
+
+
+def test_warm_loads_the_encoder_of_a_text_index(sample_index):
+    from gingham.server import warm
+
+    took = warm(gingham.Index.open(sample_index.path))
+    assert set(took) == {"kernels_s", "encoder_s"}
