@@ -183,3 +183,27 @@ class DocIds:
         if self.kind == "int":
             return self._ints.tolist()
         return [self[i] for i in range(len(self))]
+
+
+class SeenIds:
+    """A set of ids in 8 bytes an id, for uniqueness checks across batches too many to hold as Python objects:
+    sorted 64-bit keys. An int id is its own key; a str id's is its ``hash()`` (this process's: the keys are never
+    stored), so a key seen again means the id probably was: the caller confirms against the ids themselves."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, dtype=np.int64)
+
+    @staticmethod
+    def _keys(ids: Sequence) -> np.ndarray:
+        return np.fromiter((i if isinstance(i, int) else hash(i) for i in ids), dtype=np.int64, count=len(ids))
+
+    def add(self, ids: Sequence) -> None:
+        """Add ``ids`` (checked by :func:`check_ids`). Costs O(ids seen): the two sorted runs are merged."""
+        self.keys = np.concatenate([self.keys, np.sort(self._keys(ids))])
+        self.keys.sort(kind="stable")  # timsort: a linear merge of the two runs
+
+    def maybe_seen(self, ids: Sequence) -> np.ndarray:
+        """Indices into ``ids`` of those whose key was added before (every id added before is among them)."""
+        keys = self._keys(ids)
+        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        return np.flatnonzero(self.keys[at] == keys) if len(self.keys) else np.zeros(0, dtype=np.int64)

@@ -50,7 +50,7 @@ from gingham import progress, storage, validation
 from gingham._version import __version__
 from gingham.codec import ResidualCodec
 from gingham.config import BuildConfig, resolve_build_config
-from gingham.ids import DocIds
+from gingham.ids import DocIds, SeenIds
 from gingham.commits import (
     check_target,
     commit_arrays,
@@ -418,7 +418,7 @@ def _fresh(root, previous, src: Source, cfg: BuildConfig, budget, chunk_tokens, 
         _start(root, previous, src, cfg, train_cfg, the_plan, codec, codec_mse, dim, kind, "all")
         log.info("codebook of %d centroids trained on %d tokens sampled from all %d; compressing in chunks of %d "
                  "tokens", codec.n_centroids, n_train, total, the_plan.chunk_tokens)
-        _run(root, codec, chunks, cfg, total, 0, 0, 0, prefetch, show_progress, compressor)
+        _run(root, codec, chunks, cfg, total, 0, 0, 0, prefetch, show_progress, compressor, SeenIds())
         return
 
     # 1. the first tokens, enough for the training sample
@@ -456,7 +456,7 @@ def _fresh(root, previous, src: Source, cfg: BuildConfig, budget, chunk_tokens, 
              "chunks of %d tokens", codec.n_centroids, len(head.flat), memory_mb()["peak"], the_plan.chunk_tokens)
     chunks = _rechunk(itertools.chain([head], rest), the_plan.chunk_tokens)
     del prefix, head, first, stream  # the chunker holds the first tokens only until they are compressed
-    _run(root, codec, chunks, cfg, src.n_tokens, 0, 0, 0, prefetch, show_progress, compressor)
+    _run(root, codec, chunks, cfg, src.n_tokens, 0, 0, 0, prefetch, show_progress, compressor, SeenIds())
 
 
 def _start(root, previous, src: Source, cfg: BuildConfig, train_cfg: BuildConfig, the_plan: Plan,
@@ -552,8 +552,11 @@ def _resume(root, manifest, src: Source, cfg: BuildConfig, prefetch, show_progre
     rest = _skip_checked(_checked(src.batches(done), int(manifest["dim"]), manifest["doc_id_kind"], with_texts),
                          done, check)
     chunks = _rechunk(rest, int(state["chunk_tokens"]))
+    seen = SeenIds()
+    for seg in snap.segments:  # the documents committed before the interruption count for uniqueness
+        seen.add(seg.ids.to_list())
     _run(root, snap.codec, chunks, cfg, src.n_tokens, int(state["chunks_done"]), done, int(state["tokens_done"]),
-         prefetch, show_progress, compressor)
+         prefetch, show_progress, compressor, seen)
 
 
 def _codes_dtype(codec: ResidualCodec):
@@ -563,13 +566,15 @@ def _codes_dtype(codec: ResidualCodec):
 
 
 def _run(root, codec: ResidualCodec, chunks: Iterator[Batch], cfg: BuildConfig, total_tokens, chunks_done: int,
-         docs_done: int, tokens_done: int, prefetch: int, show_progress, compressor) -> None:
-    """Compress and commit chunk after chunk, then compact and mark the build finished."""
+         docs_done: int, tokens_done: int, prefetch: int, show_progress, compressor, seen: SeenIds) -> None:
+    """Compress and commit chunk after chunk, then compact and mark the build finished. ``seen`` holds the ids
+    committed so far: a chunk repeating one of them (or one of its own) is refused before it is committed."""
     meter = _Meter(total_tokens, show_progress, tokens_done)
     compress = compressor or local_compressor
     try:
         for chunk, codes, residuals in compress(codec, _prefetch(chunks, prefetch), cfg.batch_size):
             mse = reconstruction_mse(codec, chunk.flat, codes, residuals)
+            _check_unique(root, chunk.ids, docs_done, seen)
             ids = DocIds.from_user(chunk.ids, len(chunk))
             doc_offsets = chunk.offsets()
             n_docs, n_tokens = len(chunk), int(doc_offsets[-1])
@@ -590,11 +595,35 @@ def _run(root, codec: ResidualCodec, chunks: Iterator[Batch], cfg: BuildConfig, 
                 manifest["build"] = {**manifest["build"], **cursor}
 
             _write_locked(root, change)
+            seen.add(chunk.ids)
             del chunk, codes, residuals, arrays
             meter.chunk(n_docs, n_tokens, chunks_done)
     finally:
         meter.close()
     _finish(root, show_progress)
+
+
+def _check_unique(root: Path, ids: list, at: int, seen: SeenIds) -> None:
+    """Raise a ValueError naming the id if the source's documents ``at``.. (``ids``, one chunk) repeat an id of
+    their own or of a committed document (a shared key in ``seen`` is confirmed against the committed ids)."""
+    first: dict = {}
+    for j, i in enumerate(ids):
+        if first.setdefault(i, at + j) != at + j:
+            _repeated(i, first[i], at + j, at)
+    maybe = {ids[j]: at + int(j) for j in seen.maybe_seen(ids)}
+    if maybe:
+        snap = load_snapshot(root, storage.read_manifest(root), lazy=True)  # under the build's write lock
+        for seg in snap.segments:
+            for pos, i in enumerate(seg.ids.to_list()):
+                if i in maybe:
+                    _repeated(i, seg.base + pos, maybe[i], at)
+
+
+def _repeated(doc_id, first: int, again: int, committed: int):
+    raise ValueError(
+        f"document id {doc_id!r} appears twice in the source, as its documents {first} and {again}; ids must be "
+        f"unique. The build has committed the first {committed} documents: fix the source and run the build again "
+        "to resume, or start over with overwrite=True, resume=False")
 
 
 def local_compressor(codec: ResidualCodec, chunks: Iterable[Batch], batch_size: int):
