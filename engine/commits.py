@@ -188,7 +188,8 @@ def open_newest(root: Path, verify: bool = False, current: Snapshot | None = Non
     A writer removes the files of a superseded generation right after its commit, so a reader that read the
     previous manifest may find one of them gone. That is not damage: the manifest has moved on, and the reader
     starts again from the new one. A file missing while the manifest still names the same generation is damage,
-    and raises :class:`IndexCorruptError`.
+    and raises :class:`IndexCorruptError`; any other OSError (too many open files, no memory to map a file, no
+    permission) is raised as it is: the files may be intact.
     """
     for _ in range(OPEN_RETRIES):
         manifest = storage.read_manifest(root)
@@ -202,10 +203,10 @@ def open_newest(root: Path, verify: bool = False, current: Snapshot | None = Non
             except (GinghamError, OSError, KeyError, TypeError):
                 moved_on = False
             if not moved_on:
-                if isinstance(exc, IndexCorruptError):
-                    raise
-                raise IndexCorruptError(f"index at {root}: {exc}; restore the index from a backup or rebuild it") \
-                    from exc
+                if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+                    raise IndexCorruptError(f"index at {root}: {exc}; restore the index from a backup or rebuild "
+                                            "it") from exc
+                raise
     raise IndexCorruptError(f"the index at {root} changed {OPEN_RETRIES} times while it was being opened; writers "
                             "are committing faster than it can be read: retry when they pause")
 

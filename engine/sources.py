@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from gingham import npy
 from gingham.ids import check_ids
 
 PathLike = str | os.PathLike
@@ -181,8 +182,8 @@ class ShardSource(Source):
                 raise FileNotFoundError(f"embedding shard {f} does not exist")
             if not lp.exists():
                 raise FileNotFoundError(f"shard {f} has no lengths file {lp.name}; save one int per document there")
-            lengths = np.load(lp).astype(np.int64)
-            emb = np.load(f, mmap_mode="r")
+            lengths = npy.load(lp, mmap=False).astype(np.int64)  # gingham.npy: safe in the prefetch thread
+            emb = npy.load(f)
             if emb.ndim != 2 or int(lengths.sum()) != emb.shape[0]:
                 raise ValueError(f"shard {f}: lengths sum to {int(lengths.sum())} but it holds {emb.shape[0]} rows")
             self._lengths.append(lengths)
@@ -198,7 +199,7 @@ class ShardSource(Source):
         ip = f.with_name(f.name[:-4] + ".ids.npy")
         if not ip.exists():
             return list(range(base, base + n))
-        ids = np.load(ip, allow_pickle=False)
+        ids = npy.load(ip, mmap=False)
         return [str(i) for i in ids] if ids.dtype.kind in "US" else [int(i) for i in ids]
 
     def batches(self, start: int = 0) -> Iterator[Batch]:
@@ -208,7 +209,7 @@ class ShardSource(Source):
             if base + len(lengths) <= start:
                 yield Batch(ids, None, lengths)
             else:
-                yield Batch(ids, np.load(f, mmap_mode="r"), lengths)
+                yield Batch(ids, npy.load(f), lengths)
             base += len(lengths)
 
 

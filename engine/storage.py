@@ -32,6 +32,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from gingham import npy
 from gingham.errors import IndexCorruptError, IndexFormatError, IndexLockedError
 
 log = logging.getLogger(__name__)
@@ -355,15 +356,12 @@ def load_arrays(root: Path, manifest: Mapping[str, Any], verify: bool = False) -
         if meta.get("kind") == SQLITE:
             continue
         path = _checked_file(root, meta, verify)
-        try:
-            # numpy cannot memory-map a zero-length array; such arrays are read (they are only a header)
-            mode = "r" if int(np.prod(meta["shape"])) > 0 else None
-            arr = np.load(path, mmap_mode=mode, allow_pickle=False)
-            if mode is None:
-                arr.setflags(write=False)
-        except Exception as exc:  # noqa: BLE001 - a damaged header fails numpy's parser in many ways (ValueError,
-            # SyntaxError, tokenize.TokenError, OverflowError, ...): each is a damaged file
-            raise IndexCorruptError(f"index file {path} is not a valid .npy file ({exc}); rebuild the index") from exc
+        try:  # damaged bytes only: any other failure (a file removed meanwhile, no memory) is not damage
+            arr = npy.load(path)
+        except npy.NpyFormatError as exc:
+            raise IndexCorruptError(f"index file {exc}; restore the index from a backup or rebuild it") from exc
+        if not isinstance(arr, np.memmap):  # an empty array, read (numpy cannot map zero bytes)
+            arr.setflags(write=False)
         if list(arr.shape) != list(meta["shape"]) or arr.dtype.str != meta["dtype"]:
             raise IndexCorruptError(
                 f"index file {path} holds {arr.dtype.str}{list(arr.shape)} but {listed} records "

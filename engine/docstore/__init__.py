@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from gingham import npy
 from gingham.docstore.database import DocStore, write
 
 __all__ = ["DocStore", "complete", "database_name"]
@@ -33,8 +34,7 @@ def _strings(root: Path, files: Mapping[str, Any], prefix: str):
 
 
 def _load(root: Path, meta: Mapping[str, Any]) -> np.ndarray:
-    mode = "r" if int(np.prod(meta["shape"])) > 0 else None
-    return np.load(root / meta["path"], mmap_mode=mode, allow_pickle=False)
+    return npy.load(root / meta["path"])  # not np.load: see gingham.npy
 
 
 def complete(root: Path, writer, manifest: Mapping[str, Any]) -> None:

@@ -3,6 +3,9 @@ false error while writers commit and remove superseded generations."""
 
 from __future__ import annotations
 
+import ast
+import errno
+import json
 import os
 import random
 import subprocess
@@ -19,6 +22,7 @@ import gingham.rebuild
 
 sys.path.insert(0, str(Path(__file__).parent))
 from crash_worker import doc, live_after  # noqa: E402
+from thread_stress import open_storm, readers_under_writers, segmented_index  # noqa: E402
 
 WORKER = Path(__file__).parent / "crash_worker.py"
 BASE = {f"b{i}" for i in range(20)}
@@ -197,3 +201,61 @@ def test_readers_see_no_false_error_while_writers_commit(tmp_path):
             w.wait()
     assert len(generations) > 50  # the writers really committed all along
     gingham.Index.open(path, verify=True).verify()
+
+
+# ------------------------------------------------------------------------------------------ threads (issue 27.3)
+def test_opening_does_not_depend_on_python_s_parser(tmp_path, monkeypatch):
+    """numpy parses .npy headers with ast.literal_eval, which fails now and then when threads parse at once on
+    CPython 3.11 ('AST constructor recursion depth mismatch'), and the loader reported that as a damaged file.
+    Opening, verifying and searching must not call it."""
+    segmented_index(tmp_path / "ix")
+
+    def racing(*args, **kwargs):
+        raise SystemError("AST constructor recursion depth mismatch (before=39, after=35)")
+
+    monkeypatch.setattr(ast, "literal_eval", racing)
+    index = gingham.Index.open(tmp_path / "ix", verify=True)
+    index.verify()
+    assert index.search(doc(1000), top_k=1).ids[0, 0] == "b0"
+    index.add([doc(3000)], ["n1"], texts=["document n1"], metadata=[{"kind": "n", "n": 1}])  # a commit reads too
+    index.compact()
+    assert gingham.Index.open(tmp_path / "ix").metadata("n1") == {"kind": "n", "n": 1}
+
+
+@pytest.mark.parametrize("error", [MemoryError(), OSError(errno.ENOMEM, "Cannot allocate memory"),
+                                   OSError(errno.EMFILE, "Too many open files")], ids=["memory", "mmap", "files"])
+def test_a_failure_that_is_not_damage_is_not_reported_as_damage(tmp_path, monkeypatch, error):
+    segmented_index(tmp_path / "ix", n_segments=2)
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(np, "memmap", fail)
+    with pytest.raises(type(error)) as caught:
+        gingham.Index.open(tmp_path / "ix")
+    assert not isinstance(caught.value, gingham.IndexCorruptError)
+
+
+def test_a_damaged_header_is_a_corrupt_index_naming_the_file(tmp_path):
+    segmented_index(tmp_path / "ix", n_segments=2)
+    manifest = json.loads((tmp_path / "ix" / "manifest.json").read_text())
+    path = tmp_path / "ix" / manifest["files"]["s000002/codes"]["path"]
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"'fortran_order': False", b"'fortran_order': Fals3", 1))
+    with pytest.raises(gingham.IndexCorruptError, match=rf"{path.name} is not a valid \.npy file: its header"):
+        gingham.Index.open(tmp_path / "ix")
+
+
+def test_threads_opening_an_index_see_no_false_error(tmp_path):
+    """16 threads open at once while another thread parses Python literals (bounded; the full-size run is
+    ``python tests/engine/thread_stress.py``)."""
+    segmented_index(tmp_path / "ix")
+    got = open_storm(tmp_path / "ix", opens=480, n_threads=16)
+    assert got["errors"] == 0, got
+
+
+def test_reader_threads_see_no_false_error_under_writer_threads(tmp_path):
+    segmented_index(tmp_path / "ix")
+    got = readers_under_writers(tmp_path / "ix", iterations=240, n_readers=4)
+    assert got["errors"] == 0, got
+    assert got["writer_steps"] > 0 and got["generations_seen"] > 1
