@@ -152,6 +152,9 @@ def search(
     from gingham import Index, ShardedIndex
     from gingham.corpus import read_texts
     from gingham.search.sharded import SHARDS_FILE
+    from gingham.search.warm import compile_kernels
+
+    compile_kernels(show_progress=True)
 
     try:
         ix = ShardedIndex.open(index_dir) if (index_dir / SHARDS_FILE).is_file() else Index.open(index_dir)
@@ -316,12 +319,16 @@ def serve(
 
 
 @app.command()
-def warmup() -> None:
-    """Compile the numba kernels (or load them from numba's cache)."""
-    from gingham.kernels import warmup as _warmup
+def warmup(quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
+    """Compile the numba kernels into numba's cache (or load them from it), so that no later process pays."""
+    from gingham.kernels.warmup import N_STEPS, is_cached
+    from gingham.kernels.warmup import warmup as _warmup
+    from gingham.progress import bar
 
-    _warmup()
-    typer.echo("kernels ready")
+    cached = is_cached()
+    with bar(N_STEPS, "load kernels" if cached else "compile kernels", not quiet, unit="step") as progress:
+        _warmup(lambda done, total: progress.update(1))
+    typer.echo("kernels ready" + (" (from numba's cache)" if cached else " (compiled and cached)"))
 
 
 from gingham.evaluation.cli import register as _register_evaluation  # noqa: E402

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import numpy as np
 
 from gingham.errors import require
+from gingham.search.warm import warm
 
 log = logging.getLogger(__name__)
 
@@ -227,29 +228,6 @@ async def _reply(scope, receive, send, status: int, detail: Optional[str]) -> No
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     body = {"status": "ok"} if detail is None else {"detail": detail}
     await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
-
-
-def warm(index) -> dict:
-    """Run what a first request would pay for, so that it does not: load the numba kernels a search uses (from
-    their cache, or compile them), open the index's arrays and inverted lists, and load the encoder and encode a
-    query when the index has one. Returns the seconds each step took."""
-    took = {}
-    t = time.perf_counter()
-    if len(index):
-        rng = np.random.default_rng(0)
-        query = rng.standard_normal((32, index.dim)).astype(np.float32)
-        query /= np.linalg.norm(query, axis=1, keepdims=True)
-        top_k = min(10, len(index))
-        index.search(query, top_k)  # a single query (split over threads)
-        index.search([query, query], top_k)  # a batch (one query per thread)
-    took["kernels_s"] = time.perf_counter() - t
-    if index.manifest.get("encoder") is not None:
-        t = time.perf_counter()
-        index.encoder.encode_queries(["warm up"])
-        if len(index):
-            index.search_text("warm up", min(10, len(index)))
-        took["encoder_s"] = time.perf_counter() - t
-    return took
 
 
 def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *,

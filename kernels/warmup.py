@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Callable, Optional
+
 import numpy as np
 
+#: warmup's steps, for a progress bar: one per residual width and code dtype, and the width-free kernels
+N_STEPS = 3 * 3 + 1
 
-def warmup() -> None:
-    """Compile (or load from numba's cache) each kernel for the dtypes Gingham uses."""
+
+def dispatchers() -> list:
+    """The kernels :func:`warmup` compiles (numba dispatchers cached on disk); helpers inlined into them have no
+    cache entry of their own."""
+    import gingham.kernels as kernels
+
+    return [getattr(kernels, name) for name in kernels.__all__ if name != "warmup"]
+
+
+def is_cached() -> Optional[bool]:
+    """Whether numba's cache holds compiled code for every kernel of this source (so a process loads instead of
+    compiling: about a second instead of minutes). None when it cannot tell (numba's cache layout is its own)."""
+    try:
+        for dispatcher in dispatchers():
+            index = dispatcher._cache._cache_file
+            if not index._load_index():  # empty when missing, stale (source changed) or from another numba
+                return False
+        return True
+    except Exception:  # noqa: BLE001 - numba internals: unknown rather than wrong
+        return None
+
+
+def warmup(progress: Optional[Callable[[int, int], None]] = None) -> None:
+    """Compile (or load from numba's cache) each kernel for the dtypes Gingham uses. ``progress(done, total)`` is
+    called after each of the :data:`N_STEPS` steps."""
     from gingham.kernels.codec import compress_residuals, decompress, refine_codes, sum_rows
     from gingham.kernels.ivf import build_ivf
     from gingham.kernels.scoring import (
@@ -33,6 +60,14 @@ def warmup() -> None:
     cscores = np.ascontiguousarray((cents @ q.T).astype(np.float32))
     keep = np.ones(n_c, dtype=np.bool_)
     scales = np.ones(n_c, dtype=np.float32)
+    step = 0
+
+    def advance() -> None:
+        nonlocal step
+        step += 1
+        if progress is not None:
+            progress(step, N_STEPS)
+
     for nbits in (1, 2, 4):
         cutoffs = np.sort(rng.standard_normal((dim, 2**nbits - 1)).astype(np.float32), axis=1)
         lut = np.zeros((dim * nbits // 8, 256, 8 // nbits), dtype=np.float32)
@@ -54,6 +89,7 @@ def warmup() -> None:
                 maxsim_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm, q)
             qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)
             lut_maxsim(cands, doc_offsets, codes, packed, cscores, scales, qlut)
+            advance()
     scores = np.ascontiguousarray(vecs @ q.T)
     sims = segment_maxsim(scores, seg, np.array([0, 3], dtype=np.int64))
     segment_maxsim_parallel(scores, seg, np.array([0, 3], dtype=np.int64))
@@ -61,3 +97,4 @@ def warmup() -> None:
     dot_rows(cents, q)
     topk(sims[0], 1)
     topk_rows(sims, 1)
+    advance()

@@ -23,6 +23,7 @@ import numpy as np
 
 import gingham
 from gingham.kernels import warmup
+from gingham.search.warm import compile_kernels
 
 from . import peers as peers_mod
 from .embeddings import EmbeddingCache, flatten
@@ -127,6 +128,7 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
         raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    compile_kernels()  # up front, with a progress bar, when numba's cache lacks them (not silently mid-run)
     t_start = time.perf_counter()
     data = (beir_data(Path(beir), out, model, limit_queries, limit_docs, encoder_options, queries) if beir is not None
             else synthetic_data(n_docs, n_queries, seed, corpus))

@@ -13,6 +13,7 @@ import numpy as np
 
 import gingham
 from gingham.kernels import warmup
+from gingham.search.warm import compile_kernels
 
 from .data import Task
 from .embeddings import EmbeddingCache
@@ -45,6 +46,7 @@ def run_eval(tasks: Sequence[Task], out: str | Path, *, model: str = "multilingu
         return load_encoder(model, **dict(encoder_options or {}))
 
     cache = EmbeddingCache(out / "embeddings", model, factory)
+    compile_kernels()  # with a progress bar when numba's cache lacks them
     warmup()
     search_settings = dict(search_settings or {})
     engine_names = ["exact"] + [f"gingham-nbits{nb}" for nb in nbits]

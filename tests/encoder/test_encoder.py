@@ -197,7 +197,8 @@ def _lfm2_reference(model, ids: list[int], bidirectional: bool, n_keys: int | No
     n = len(ids)
     x = model.embed_tokens.weight[torch.tensor(ids)].double()
     head = cfg.hidden_size // cfg.num_attention_heads
-    inv = 1.0 / (cfg.rope_parameters["rope_theta"] ** (torch.arange(0, head, 2, dtype=torch.float64) / head))
+    theta = (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta") or cfg.rope_theta  # transformers 5 / 4
+    inv = 1.0 / (theta ** (torch.arange(0, head, 2, dtype=torch.float64) / head))
     ang = torch.arange(n, dtype=torch.float64)[:, None] * inv[None, :]
     cos, sin = torch.cat([ang.cos(), ang.cos()], -1), torch.cat([ang.sin(), ang.sin()], -1)
 

@@ -167,3 +167,62 @@ def test_gingham_comes_from_site_packages():
     dist = importlib.metadata.distribution("gingham")
     direct = dist.read_text("direct_url.json")
     assert direct is None or '"editable": true' not in direct, direct
+
+
+def test_is_cached_tells_a_cold_cache_from_a_warm_one(tmp_path):
+    """``gingham.kernels.warmup.is_cached`` (which decides whether a CLI shows a compile progress bar) says False
+    for an empty numba cache and True once warmup has run against the cache in use."""
+    from gingham.kernels.warmup import is_cached, warmup
+
+    warmup()
+    assert is_cached() is True
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "empty"))
+    proc = subprocess.run([sys.executable, "-c", "from gingham.kernels.warmup import is_cached; print(is_cached())"],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+
+
+def test_compile_kernels_shows_progress_only_when_the_cache_is_cold(monkeypatch, capsys):
+    from gingham.kernels import warmup as warmup_module  # noqa: F401  (the function; the module is below)
+    from gingham.search import warm
+
+    module = sys.modules["gingham.kernels.warmup"]
+    steps = []
+    monkeypatch.setattr(module, "warmup", lambda progress=None: [progress(i + 1, 10) or steps.append(i)
+                                                                  for i in range(10)])
+    monkeypatch.setattr(module, "is_cached", lambda: True)
+    assert warm.compile_kernels(show_progress=True) is False and steps == []
+    monkeypatch.setattr(module, "is_cached", lambda: False)
+    assert warm.compile_kernels(show_progress=True) is True and len(steps) == 10
+    assert "compile kernels" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.environ.get("GINGHAM_WHEEL_CHECK") != "1",
+                    reason="the wheel check of .ci/run sets GINGHAM_WHEEL_CHECK=1 in the wheel's venv")
+def test_kernels_cache_for_a_read_only_site_packages(tmp_path):
+    """A wheel in a read-only site-packages: ``gingham warmup`` compiles into numba's user-wide cache (under the
+    user's home), and a later process finds every kernel there."""
+    package = Path(gingham.__file__).resolve().parent
+    modes = {p: p.stat().st_mode for p in [package, *package.rglob("*")]}
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    try:
+        for path in modes:
+            path.chmod(path.stat().st_mode & ~0o222)
+        if os.access(package, os.W_OK):
+            pytest.skip("running as a user that ignores file modes (root): cannot make site-packages read-only")
+        gingham_cli = Path(sys.executable).with_name("gingham")
+        proc = subprocess.run([str(gingham_cli), "warmup", "--quiet"], env=env, capture_output=True, text=True,
+                              timeout=900, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        proc = subprocess.run([sys.executable, "-c", "from gingham.kernels.warmup import is_cached; "
+                               "print(is_cached())"], env=env, capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path)
+        assert proc.stdout.strip() == "True", proc.stderr[-3000:]
+        assert any(home.rglob("*.nbi")), "no numba index under the user's cache"
+    finally:
+        for path, mode in modes.items():
+            path.chmod(mode)
