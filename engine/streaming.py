@@ -17,7 +17,8 @@ How a build runs (:func:`build`):
 2. **Chunks as segments.** The documents are cut into chunks of at most ``chunk_tokens`` tokens (whole documents,
    greedily; set by ``memory_budget_mb``), each compressed (numba kernels, all cores) and committed as one segment
    through the index's atomic commit. The manifest's ``build`` field records the cursor: chunks and documents done.
-   A crash leaves the index as of the last committed chunk (searchable).
+   A crash leaves the index as of the last committed chunk (searchable). A chunk repeating an id of its own or of
+   a committed chunk is refused (ValueError) before it is committed, as :meth:`Index.add` refuses it.
 3. **Resume.** Running the same build again (same source, same options) on an interrupted index checks that the
    committed documents' ids are the source's first ids, skips them and continues with the stored codebook. The
    result is identical to an uninterrupted build.
