@@ -22,6 +22,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
+
 from gingham.errors import require
 
 require("langchain_core", "langchain")
@@ -155,14 +157,55 @@ class GinghamVectorStore(VectorStore):
         filter = kwargs.pop("filter", None)
         return [(doc, (score / n + 1.0) / 2.0) for doc, score, n in self._search(query, k, filter, kwargs)]
 
-    def _search(self, query: str, k: int, filter: Any, overrides: Mapping[str, Any]):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+    def similarity_search_by_vector(self, embedding: Any, k: int = 4, filter: Any = None,
+                                    **kwargs: Any) -> list[Document]:
+        """The ``k`` best documents for a query given as its token vectors: an (n_tokens, dim) array or list of
+        lists (a late-interaction query is one vector per token), or one vector (a one-token query)."""
+        return [doc for doc, _, _ in self._search(_query_vectors(embedding), k, filter, kwargs)]
+
+    def max_marginal_relevance_search(self, query: str, k: int = 4, fetch_k: int = 20, lambda_mult: float = 0.5,
+                                      filter: Any = None, **kwargs: Any) -> list[Document]:
+        """``k`` documents chosen for relevance to ``query`` and diversity among themselves, from its ``fetch_k``
+        best (maximal marginal relevance: each pick maximises ``lambda_mult`` × relevance − (1 − ``lambda_mult``)
+        × its similarity to the documents already picked). Relevance is the document's MaxSim score per query
+        token; the similarity of two documents is their symmetric Chamfer similarity (each one's tokens matched to
+        the other's best, averaged, then the two directions averaged), both over the index's decompressed
+        tokens, so both are cosines on the same scale."""
+        return self._mmr(query, k, fetch_k, lambda_mult, filter, kwargs)
+
+    def max_marginal_relevance_search_by_vector(self, embedding: Any, k: int = 4, fetch_k: int = 20,
+                                                lambda_mult: float = 0.5, filter: Any = None,
+                                                **kwargs: Any) -> list[Document]:
+        """:meth:`max_marginal_relevance_search` for a query given as its token vectors."""
+        return self._mmr(_query_vectors(embedding), k, fetch_k, lambda_mult, filter, kwargs)
+
+    def _mmr(self, query, k: int, fetch_k: int, lambda_mult: float, filter: Any, overrides: Mapping[str, Any]):
+        if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1:
+            raise ValueError(f"fetch_k must be a positive integer, got {fetch_k!r}")
+        if isinstance(lambda_mult, bool) or not isinstance(lambda_mult, (int, float)) or not 0 <= lambda_mult <= 1:
+            raise ValueError(f"lambda_mult must be a number in [0, 1], got {lambda_mult!r}")
+        _check_k(k)
+        hits = self._search(query, max(k, fetch_k), filter, overrides)
+        if not hits:
+            return []
+        relevance = np.array([score / n for _, score, n in hits], dtype=np.float64)
+        tokens = [self.index.decompress(self._keys([doc.id])[0]) for doc, _, _ in hits]
+        chosen = maximal_marginal_relevance(relevance, document_similarities(tokens), min(k, len(hits)),
+                                            float(lambda_mult))
+        return [hits[i][0] for i in chosen]
+
+    def _search(self, query, k: int, filter: Any, overrides: Mapping[str, Any]):
+        """(document, MaxSim score, query tokens) of the ``k`` best documents for ``query``: a text, encoded with
+        the index's encoder, or its token vectors."""
+        _check_k(k)
         index = self.index
         if index is None or len(index) == 0:
             return []
         index.refresh()  # writes by other processes
-        q = index.encoder.encode_queries([query])[0]
+        q = index.encoder.encode_queries([query])[0] if isinstance(query, str) else query
+        if q.ndim != 2 or q.shape[1] != index.dim:
+            raise ValueError(f"the query's token vectors have shape {q.shape}; this index needs (n_tokens, "
+                             f"{index.dim})")
         res = index.search(q, min(k, len(index)), where=_where(filter), show_progress=False,
                            **{**self.search_options, **overrides})
         return [(self._document(doc), score, len(q)) for doc, score in res.rows(0)]
@@ -210,6 +253,56 @@ class GinghamRetriever(BaseRetriever):
             return [doc for doc, _ in hits]
         return [Document(id=doc.id, page_content=doc.page_content, metadata={**doc.metadata, "score": score})
                 for doc, score in hits]
+
+
+def _check_k(k: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+
+
+def _query_vectors(embedding: Any) -> np.ndarray:
+    """A query's token vectors as float32 (n_tokens, dim); one vector is a one-token query."""
+    try:
+        q = np.asarray(embedding, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError("embedding must be a query's token vectors: an (n_tokens, dim) array or list of lists "
+                         "of numbers") from exc
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or not q.size or not np.isfinite(q).all():
+        raise ValueError(f"embedding must be a non-empty (n_tokens, dim) array of finite numbers, got shape "
+                         f"{q.shape}")
+    return q
+
+
+def document_similarities(tokens: Sequence[np.ndarray]) -> np.ndarray:
+    """Symmetric Chamfer similarity between documents given as token vectors: for each pair, each document's
+    tokens matched to the other's most similar token and averaged, the two directions averaged. A (n, n) float64
+    matrix of cosines (the vectors are normalised first), 1 on the diagonal for documents with distinct tokens."""
+    unit = [t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12) for t in tokens]
+    n = len(unit)
+    sim = np.eye(n)
+    for i in range(n):
+        for j in range(i + 1, n):
+            dots = unit[i] @ unit[j].T
+            sim[i, j] = sim[j, i] = 0.5 * (dots.max(axis=1).mean() + dots.max(axis=0).mean())
+    return sim
+
+
+def maximal_marginal_relevance(relevance: np.ndarray, similarity: np.ndarray, k: int,
+                               lambda_mult: float) -> list[int]:
+    """Greedy maximal marginal relevance (Carbonell and Goldstein, 1998): positions of ``k`` items, first the most
+    relevant, then each maximising ``lambda_mult * relevance - (1 - lambda_mult) * max similarity to those picked``
+    (ties to the lower position)."""
+    picked = [int(np.argmax(relevance))]
+    closest = similarity[picked[0]].copy()
+    while len(picked) < k:
+        gain = lambda_mult * relevance - (1.0 - lambda_mult) * closest
+        gain[picked] = -np.inf
+        best = int(np.argmax(gain))
+        picked.append(best)
+        closest = np.maximum(closest, similarity[best])
+    return picked
 
 
 def _where(filter: Any) -> Callable[[dict], bool] | Any:

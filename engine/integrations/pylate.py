@@ -38,11 +38,13 @@ log = logging.getLogger(__name__)
 class PLAID:
     """A Gingham index at ``index_folder/index_name`` behind PyLate's index interface.
 
-    The parameters PyLate's PLAID takes are accepted under the same names. ``nbits``, ``kmeans_niters`` and
-    ``n_samples_kmeans`` (Gingham's ``kmeans_sample``) set the build, ``n_ivf_probe`` and ``n_full_scores`` the
-    search (``None``: the settings Gingham calibrated on the index's own data); ``use_fast``,
-    ``max_points_per_centroid``, ``batch_size``, ``device`` and ``use_triton`` choose among PyLate's backends and
-    have no meaning here, so they are ignored. ``build_options`` passes any other :class:`gingham.BuildConfig`
+    The parameters PyLate's PLAID takes are accepted under the same names and, for the build, with the same
+    defaults (``nbits=4``, ``kmeans_niters=4``). ``nbits``, ``kmeans_niters`` and ``n_samples_kmeans`` (Gingham's
+    ``kmeans_sample``) set the build, ``n_ivf_probe`` and ``n_full_scores`` the search. Their default differs on
+    purpose: PyLate fixes 8 and 8,192, tuned for fast-plaid; ``None`` here means the settings Gingham calibrated on
+    the index's own data (the README's "Calibrated defaults"); pass 8 and 8192 for PyLate's. ``use_fast``,
+    ``max_points_per_centroid``, ``batch_size``, ``device``, ``use_triton`` and the Stanford backend's keyword
+    arguments choose among PyLate's backends and have no meaning here, so they are ignored. ``build_options`` passes any other :class:`gingham.BuildConfig`
     field (``seed``, ``n_centroids``...).
 
     With ``override=False`` an index already in the folder is opened and added to; with ``override=True`` the first
@@ -57,20 +59,22 @@ class PLAID:
         index_name: str = "colbert",
         override: bool = False,
         use_fast: bool = True,
-        nbits: int | None = None,
-        kmeans_niters: int | None = None,
-        max_points_per_centroid: int | None = None,
+        nbits: int = 4,
+        kmeans_niters: int = 4,
+        max_points_per_centroid: int = 256,
         n_ivf_probe: int | None = None,
         n_full_scores: int | None = None,
         n_samples_kmeans: int | None = None,
-        batch_size: int | None = None,
-        show_progress: bool = False,
+        batch_size: int = 1 << 18,
+        show_progress: bool = True,
         device: Any = None,
-        use_triton: bool | None = None,
         *,
         build_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
-        del use_fast, max_points_per_centroid, batch_size, device, use_triton  # PyLate backend choices
+        # PyLate's backend choices, and the Stanford backend's parameters PyLate takes as **kwargs (embedding_size,
+        # nranks, index_bsize, ndocs, centroid_score_threshold, ncells, search_batch_size): no meaning here
+        del use_fast, max_points_per_centroid, batch_size, device, kwargs
         self.path = Path(index_folder) / index_name
         self.show_progress = show_progress
         self._build = {k: v for k, v in dict(nbits=nbits, kmeans_niters=kmeans_niters,
@@ -91,11 +95,12 @@ class PLAID:
         self,
         documents_ids: str | int | Sequence,
         documents_embeddings,
-        batch_size: int | None = None,
+        **kwargs: Any,
     ) -> "PLAID":
         """Add documents (an id already present is replaced). The first call builds the index: its codebook is
-        trained on these documents, so give it a representative batch. Returns ``self``."""
-        del batch_size
+        trained on these documents, so give it a representative batch. Returns ``self``. ``kwargs`` (PyLate's
+        backends take ``batch_size``) are ignored."""
+        del kwargs
         ids = [documents_ids] if isinstance(documents_ids, (str, int, np.integer)) else list(documents_ids)
         embeddings = _documents(documents_embeddings)
         if self.index is None or self._override:
@@ -145,11 +150,11 @@ class PLAID:
             out.append(_rows(res, 0))
         return out
 
-    def get_documents_embeddings(self, documents_ids: Sequence[Sequence]) -> list[list[np.ndarray]]:
+    def get_documents_embeddings(self, document_ids: Sequence[Sequence]) -> list[list[np.ndarray]]:
         """The documents' token vectors as the index holds them (decompressed: the codec's approximation of what
         was added), one list per list of ids."""
         index = self._ready()
-        return [[index.decompress(doc) for doc in ids] for ids in documents_ids]
+        return [[index.decompress(doc) for doc in ids] for ids in document_ids]
 
     def _ready(self) -> Index:
         if self.index is None or self._override:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("langchain_core", reason="langchain-core is not installed: pip install 'gingham[langchain]' "
@@ -97,3 +98,47 @@ def test_example_runs(tmp_path, e5_folder):
     assert out.returncode == 0, out.stderr
     assert "penicillin" in out.stdout and "retriever: moon" in out.stdout
     assert "after add: ['k2'" in out.stdout and "after delete: ['everest'" in out.stdout
+
+
+def test_search_by_vector_equals_search_by_text(store):
+    query = "Wer hat das Penicillin entdeckt?"
+    q = store.index.encoder.encode_queries([query])[0]
+    by_text = [d.id for d in store.similarity_search(query, k=3)]
+    assert [d.id for d in store.similarity_search_by_vector(q, k=3)] == by_text
+    assert [d.id for d in store.similarity_search_by_vector(q.tolist(), k=3)] == by_text
+    assert len(store.similarity_search_by_vector(q[0], k=2)) == 2  # one vector: a one-token query
+    with pytest.raises(ValueError, match="n_tokens"):
+        store.similarity_search_by_vector(np.zeros((3, 7)), k=2)
+
+
+def test_max_marginal_relevance(store):
+    query = "Wer hat das Penicillin entdeckt?"
+    plain = [d.id for d in store.similarity_search(query, k=4)]
+    assert [d.id for d in store.max_marginal_relevance_search(query, k=4, fetch_k=10, lambda_mult=1.0)] == plain
+    diverse = store.max_marginal_relevance_search(query, k=4, fetch_k=10, lambda_mult=0.3)
+    assert diverse[0].id == "penicillin" and len({d.id for d in diverse}) == 4
+    q = store.index.encoder.encode_queries([query])[0]
+    assert [d.id for d in store.max_marginal_relevance_search_by_vector(q, k=4, fetch_k=10, lambda_mult=0.3)] == [
+        d.id for d in diverse]
+    assert all(d.metadata["even"] for d in store.max_marginal_relevance_search(query, k=2, filter={"even": True}))
+    with pytest.raises(ValueError, match="lambda_mult"):
+        store.max_marginal_relevance_search(query, lambda_mult=2)
+
+
+def test_mmr_against_a_brute_force_reference():
+    """The greedy pick equals the definition, recomputed from scratch at each step."""
+    from gingham.integrations.langchain import document_similarities, maximal_marginal_relevance
+
+    rng = np.random.default_rng(0)
+    tokens = [rng.standard_normal((int(rng.integers(2, 6)), 8)) for _ in range(9)]
+    sim = document_similarities(tokens)
+    assert np.allclose(sim, sim.T) and np.allclose(np.diag(sim), 1.0) and (np.abs(sim) <= 1 + 1e-12).all()
+    relevance = rng.uniform(0.2, 0.9, 9)
+    for lam in (0.0, 0.3, 0.7, 1.0):
+        picked = maximal_marginal_relevance(relevance, sim, 6, lam)
+        ref = [int(np.argmax(relevance))]
+        while len(ref) < 6:
+            rest = [i for i in range(9) if i not in ref]
+            gains = [lam * relevance[i] - (1 - lam) * max(sim[i, j] for j in ref) for i in rest]
+            ref.append(rest[int(np.argmax(gains))])
+        assert picked == ref

@@ -129,3 +129,58 @@ def test_example_runs(tmp_path, e5_folder):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "moon" in out.stdout and "penicillin" in out.stdout
+
+
+# PyLate 1.6's PLAID signature (pylate/indexes/plaid.py): the names, in order, and the build defaults.
+PYLATE_INIT = ["index_folder", "index_name", "override", "use_fast", "nbits", "kmeans_niters",
+               "max_points_per_centroid", "n_ivf_probe", "n_full_scores", "n_samples_kmeans", "batch_size",
+               "show_progress", "device"]
+
+
+def test_same_keyword_names_and_build_defaults_as_pylate():
+    import inspect
+
+    params = inspect.signature(PLAID.__init__).parameters
+    positional = [n for n, p in params.items() if n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert positional == PYLATE_INIT
+    assert params["nbits"].default == 4 and params["kmeans_niters"].default == 4
+    assert params["index_folder"].default == "indexes" and params["index_name"].default == "colbert"
+    assert any(p.kind is p.VAR_KEYWORD for p in params.values())  # the Stanford backend's keywords are accepted
+    assert list(inspect.signature(PLAID.get_documents_embeddings).parameters)[1:] == ["document_ids"]
+    assert list(inspect.signature(PLAID.add_documents).parameters)[1:3] == ["documents_ids", "documents_embeddings"]
+
+
+def test_pylates_documented_usage_runs_unchanged(tmp_path, monkeypatch):
+    """PyLate's own PLAID docstring example, with the model's output replaced by token vectors of the same shape
+    kind (20 documents, 2 queries) and the index class by Gingham's."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(5)
+    documents_embeddings = [normalised(rng, int(rng.integers(20, 40)), 128) for _ in range(20)]
+    queries_embeddings = [normalised(rng, 32, 128) for _ in range(2)]
+
+    index = PLAID(
+        index_folder="test_index",
+        index_name="plaid_colbert",
+        override=True,
+    )
+    index = index.add_documents(
+        documents_ids=range(len(documents_embeddings)),
+        documents_embeddings=documents_embeddings
+    )
+    scores = index(
+        queries_embeddings,
+        k=10,
+    )
+    assert len(scores) == 2 and all(len(row) == 10 for row in scores)
+    index = index.add_documents(
+        documents_ids=range(len(documents_embeddings), len(documents_embeddings) * 2),
+        documents_embeddings=documents_embeddings
+    )
+    scores = index(
+        queries_embeddings,
+        k=25,
+    )
+    assert all(len(row) == 25 for row in scores)
+    assert index.index.nbits == 4 and (tmp_path / "test_index" / "plaid_colbert").is_dir()
+    embs = index.get_documents_embeddings(document_ids=[[0, 21]])
+    assert [e.shape for e in embs[0]] == [documents_embeddings[0].shape, documents_embeddings[1].shape]
