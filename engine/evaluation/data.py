@@ -34,17 +34,52 @@ class Task:
     extra: dict = field(default_factory=dict)
 
 
+#: the seed of ``limit_queries``'s sample: the same queries in every run, and across the languages of XQuAD
+SAMPLE_SEED = 0
+
+
 def _judged(query_ids, query_texts, qrels, limit: int | None):
-    """Queries with at least one relevant (grade > 0) document, in file order, the first ``limit`` of them."""
+    """Queries with at least one relevant (grade > 0) document, in file order; with ``limit``, a seeded sample
+    of that many spread over the judged documents.
+
+    The first N of a file are often about one document (XQuAD lists a paragraph's questions together, so its first
+    N questions all point at one paragraph and every metric is 1.0). The sample groups the judged queries by
+    their first relevant document, orders the documents by a seeded shuffle, and takes one query per document in
+    turn (each document's queries also in a seeded order) until it has ``limit``: as many documents as it can,
+    each represented about equally. The same ids give the same sample, so the languages of a parallel set keep
+    the same questions."""
     keep = [(q, t) for q, t in zip(query_ids, query_texts) if any(g > 0 for g in qrels.get(q, {}).values())]
     if limit is not None:
-        if limit < 1:
-            raise ValueError(f"limit_queries must be >= 1, got {limit}")
-        keep = keep[:limit]
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit_queries must be a positive integer, got {limit!r}")
+        keep = _spread_sample(keep, qrels, limit)
     if not keep:
         raise ValueError("no query has a relevant document in the qrels; check the query ids of the qrels file")
     ids = [q for q, _ in keep]
     return ids, [t for _, t in keep], {q: qrels[q] for q in ids}
+
+
+def _spread_sample(judged: list, qrels, limit: int) -> list:
+    """``limit`` of ``judged`` (query id, text) pairs, round-robin over their first relevant documents (seeded),
+    returned in file order."""
+    import numpy as np
+
+    if limit >= len(judged):
+        return judged
+    by_doc: dict[str, list[int]] = {}
+    for i, (q, _) in enumerate(judged):
+        first = min(d for d, g in qrels[q].items() if g > 0)
+        by_doc.setdefault(first, []).append(i)
+    rng = np.random.default_rng(SAMPLE_SEED)
+    docs = sorted(by_doc)
+    order = [docs[i] for i in rng.permutation(len(docs))]
+    queues = {d: [by_doc[d][i] for i in rng.permutation(len(by_doc[d]))] for d in order}
+    picked: list[int] = []
+    while len(picked) < limit:
+        for d in order:
+            if queues[d] and len(picked) < limit:
+                picked.append(queues[d].pop(0))
+    return [judged[i] for i in sorted(picked)]
 
 
 def load_beir(folder: str | Path, *, limit_queries: int | None = None, limit_docs: int | None = None,
@@ -74,11 +109,21 @@ def load_beir(folder: str | Path, *, limit_queries: int | None = None, limit_doc
                 qrels=qrels)
 
 
-def _languages(languages, allowed) -> list[str]:
-    languages = list(languages) if languages else list(allowed)
+def _languages(languages, allowed, present) -> list[str]:
+    """The languages asked for, or, by default, those of ``allowed`` whose query file the data holds."""
+    if not languages:
+        languages = [x for x in allowed if x in present]
+        if not languages:
+            raise ValueError(f"no query files of the languages {list(allowed)} in the data (queries.<lang>.jsonl)")
+        return languages
+    languages = list(languages)
     bad = [x for x in languages if x not in allowed]
     if bad:
-        raise ValueError(f"unknown language(s) {bad}; this data set has {list(allowed)}")
+        raise ValueError(f"unknown language(s) {bad}; this data set has {[x for x in allowed if x in present]}")
+    missing = [x for x in languages if x not in present]
+    if missing:
+        raise FileNotFoundError(f"no query file for language(s) {missing}; the data has "
+                                f"{[x for x in allowed if x in present]}")
     return languages
 
 
@@ -98,7 +143,10 @@ def load_xquad(root: str | Path, mode: str = "x-en", languages=None, *,
     if not (root / "qrels.tsv").exists():
         raise FileNotFoundError(f"{root} has no qrels.tsv; pass the xquad-retrieval or xquad-r folder")
     qrels = read_qrels(root / "qrels.tsv")
-    langs = _languages(languages, XQUAD_R_LANGUAGES if mode == "xquad-r" else XQUAD_LANGUAGES)
+    present = {p.name[len("queries."):-len(".jsonl")] for p in root.glob("queries.*.jsonl")}
+    if mode == "x-x":
+        present &= {p.name[len("corpus."):-len(".jsonl")] for p in root.glob("corpus.*.jsonl")}
+    langs = _languages(languages, XQUAD_R_LANGUAGES if mode == "xquad-r" else XQUAD_LANGUAGES, present)
     shared = None
     if mode in ("x-en", "xquad-r"):
         ids, texts = read_texts(root / "corpus.jsonl", "corpus")

@@ -23,11 +23,31 @@ from .timing import environment, peak_rss_mb, summarize, time_each
 log = logging.getLogger(__name__)
 
 
+def measurable(metrics: Sequence[str], top_k: int, n_docs: int | None = None) -> list[str]:
+    """The metrics a run of depth ``top_k`` measures: those without a cutoff, or with one of at most ``top_k``
+    (an ``R@100`` or ``AP@100`` of a top-10 run would be computed over 10 results and mislabelled), or all of
+    them when ``top_k`` reaches ``n_docs`` (every document is ranked)."""
+    if n_docs is not None and top_k >= n_docs:
+        return list(metrics)
+    keep = []
+    for m in metrics:
+        cutoff = m.rsplit("@", 1)[1] if "@" in m else None
+        if cutoff is None or not cutoff.isdigit() or int(cutoff) <= top_k:
+            keep.append(m)
+    return keep
+
+
 def run_eval(tasks: Sequence[Task], out: str | Path, *, model: str = "multilingual-e5-small",
              nbits: Sequence[int] = (2, 4), top_k: int = 100, metrics: Sequence[str] = DEFAULT_METRICS,
              name: str | None = None, encoder_options: Mapping | None = None, encoder=None,
              search_settings: Mapping | None = None, plots: bool = True, keep_indexes: bool = False) -> dict:
     """Evaluate ``tasks`` with Gingham (one index per corpus and nbits) and exact MaxSim; write reports to ``out``.
+
+    Engines: ``exact`` (brute-force MaxSim over the uncompressed vectors), ``gingham-nbitsN`` (the index's search at
+    its default or ``search_settings``) and ``ceiling-nbitsN`` (exhaustive MaxSim over the index's decompressed
+    vectors: what the codec alone keeps), so the search's loss (gingham − ceiling) and the codec's (ceiling −
+    exact) are told apart. Metrics whose cutoff exceeds ``top_k`` (R@100 of a top-10 run) are not measured by the
+    run, so they are left out, with a warning.
 
     ``encoder`` (an object with encode_queries / encode_documents) replaces loading ``model``; embeddings are
     cached in ``out/embeddings`` by content, so a second run (another nbits) reuses them.
@@ -45,13 +65,23 @@ def run_eval(tasks: Sequence[Task], out: str | Path, *, model: str = "multilingu
 
         return load_encoder(model, **dict(encoder_options or {}))
 
+    measured = measurable(metrics, top_k, max(len(t.corpus.ids) for t in tasks))
+    if not measured:
+        raise ValueError(f"none of the metrics {list(metrics)} can be measured at top_k {top_k} (each needs a "
+                         f"cutoff <= top_k); raise --top-k or choose metrics such as nDCG@{min(top_k, 10)}")
+    skipped = [m for m in metrics if m not in measured]
+    if skipped:
+        log.warning("not reporting %s: their cutoff is beyond top_k %d, so the run does not measure them",
+                    skipped, top_k)
+    metrics = measured
     cache = EmbeddingCache(out / "embeddings", model, factory)
     compile_kernels()  # with a progress bar when numba's cache lacks them
     warmup()
     search_settings = dict(search_settings or {})
-    engine_names = ["exact"] + [f"gingham-nbits{nb}" for nb in nbits]
+    engine_names = ["exact"] + [name for nb in nbits for name in (f"gingham-nbits{nb}", f"ceiling-nbits{nb}")]
     results: dict = {"kind": "eval", "name": name or tasks[0].corpus.name, "model": model, "top_k": top_k,
-                     "metrics": list(metrics), "engine_names": engine_names, "nbits": list(nbits),
+                     "metrics": list(metrics), "metrics_not_measured": skipped, "engine_names": engine_names,
+                     "nbits": list(nbits),
                      "search_settings": search_settings, "tasks": {}, "timings": {}, "builds": {}}
     indexes: dict = {}
     corpora: dict = {}
@@ -89,6 +119,11 @@ def run_eval(tasks: Sequence[Task], out: str | Path, *, model: str = "multilingu
             m["recall@10_vs_exact"] = overlap_recall(res.positions, exact.positions, min(10, k))
             m["latency"] = summarize(seconds)
             row["engines"][f"gingham-nbits{nb}"] = m
+            # the codec's ceiling: every document decompressed and scored exactly, no search loss
+            ceiling = ix.search(queries, k, exhaustive=True)
+            c = evaluate(task.qrels, ranked_lists(ceiling, task.query_ids), metrics)
+            c["recall@10_vs_exact"] = overlap_recall(ceiling.positions, exact.positions, min(10, k))
+            row["engines"][f"ceiling-nbits{nb}"] = c
         results["tasks"][task.name] = row
         log.info("%s: %s", task.name, {e: round(v[metrics[0]], 4) for e, v in row["engines"].items()})
     for nb in nbits:

@@ -149,6 +149,11 @@ def plot_frontier(path: Path, r: Mapping) -> None:
         ax.scatter([e["latency"]["p50_ms"]], [e["quality"][f"recall@{k}_vs_exact"]], marker="*", s=140,
                    color=colors[name], edgecolor="k", zorder=5, label=f"{name} default")
     ax.set_xscale("log")
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    # labels at 1, 2 and 5 of each decade: latencies often lie within one decade, where decade ticks give one label
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("single-query latency p50 (ms, log)")
     ax.set_ylabel(f"recall@{k} vs exact MaxSim")
@@ -168,6 +173,11 @@ def plot_latency(path: Path, r: Mapping) -> None:
     ax.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
     ax.set_yticks(range(1, len(names) + 1), names)
     ax.set_xscale("log")
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    # labels at 1, 2 and 5 of each decade: latencies often lie within one decade, where decade ticks give one label
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("single-query latency (ms, log); whiskers p1–p99")
     ax.set_title(f"Latency distribution at default settings — {r['data']['name']}")
@@ -192,8 +202,13 @@ def eval_markdown(r: Mapping) -> str:
     metrics, engines = r["metrics"], r["engine_names"]
     md = [f"# Gingham eval — {r['name']}", "",
           f"Encoder {r['model']}; top_k {r['top_k']}; metrics through ir-measures (trec_eval semantics). "
-          f"`exact` is brute-force MaxSim over the uncompressed vectors of the same encoder; "
-          f"`recall@10 vs exact` is the overlap of Gingham's top 10 with exact's top 10.", ""]
+          f"`exact` is brute-force MaxSim over the uncompressed vectors of the same encoder; `gingham-nbitsN` the "
+          f"index's search; `ceiling-nbitsN` exhaustive MaxSim over the index's decompressed vectors (the codec's "
+          f"loss alone: gingham − ceiling is the search's). "
+          f"`recall@10 vs exact` is the overlap of a top 10 with exact's top 10.", ""]
+    if r.get("metrics_not_measured"):
+        md += [f"Not reported: {', '.join(r['metrics_not_measured'])} (cutoff beyond top_k {r['top_k']}: this run "
+               "does not measure them).", ""]
     md += _env_lines(r["environment"]) + [""]
     for m in metrics:
         header = ["task", "queries"] + engines + [f"Δ {e} − exact" for e in engines if e != "exact"]
@@ -214,30 +229,66 @@ def eval_markdown(r: Mapping) -> str:
 
 
 def plot_heatmap(path: Path, r: Mapping) -> None:
-    """Task × engine per metric. Each panel has its own colour range (its own min to max), so differences of a
-    few thousandths between languages or between exact and compressed stay visible; the numbers are printed."""
+    """Task × engine per metric, coloured by the difference from exact MaxSim (a diverging scale centred on 0, the
+    same for every panel, so the engine-vs-exact differences that are the point show, not language difficulty).
+    The exact column shows exact's values uncoloured; each cell prints its value and its difference."""
     plt = _plt()
     metrics, engines = r["metrics"], r["engine_names"]
+    others = [e for e in engines if e != "exact"]
     tasks = list(r["tasks"])
-    fig, axes = plt.subplots(1, len(metrics), figsize=(1.6 + 1.45 * len(engines) * len(metrics),
-                                                       1.2 + 0.32 * len(tasks)), squeeze=False, sharey=True)
+    deltas = {m: np.array([[r["tasks"][t]["engines"][e][m] - r["tasks"][t]["engines"]["exact"][m] for e in others]
+                           for t in tasks], dtype=float) for m in metrics}
+    span = max([float(np.nanmax(np.abs(d))) for d in deltas.values() if d.size] + [0.005])
+    cmap = plt.get_cmap("RdBu").copy()
+    cmap.set_bad("#eeeeee")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(1.8 + 1.25 * len(engines) * len(metrics),
+                                                       1.6 + 0.34 * len(tasks)), squeeze=False, sharey=True,
+                             layout="constrained")
+    im = None
     for col, (ax, m) in enumerate(zip(axes[0], metrics)):
-        grid = np.array([[r["tasks"][t]["engines"][e][m] for e in engines] for t in tasks], dtype=float)
-        lo, hi = float(np.nanmin(grid)), float(np.nanmax(grid))
-        if hi - lo < 1e-3:
-            lo, hi = lo - 5e-4, hi + 5e-4
-        im = ax.imshow(grid, vmin=lo, vmax=hi, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(engines)), engines, rotation=30, ha="right", fontsize=8)
+        exact = np.array([[r["tasks"][t]["engines"]["exact"][m]] for t in tasks], dtype=float)
+        grid = np.hstack([np.full_like(exact, np.nan), deltas[m]])
+        im = ax.imshow(np.ma.masked_invalid(grid), vmin=-span, vmax=span, cmap=cmap, aspect="auto")
+        ax.set_xticks(range(len(engines)), ["exact"] + others, rotation=35, ha="right", fontsize=8)
         if col == 0:
             ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
         for i in range(len(tasks)):
-            for j in range(len(engines)):
-                dark = (grid[i, j] - lo) / (hi - lo) < 0.55
-                ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", fontsize=7, color="w" if dark else "k")
+            ax.text(0, i, f"{exact[i, 0]:.3f}", ha="center", va="center", fontsize=7, color="k")
+            for j, e in enumerate(others, start=1):
+                d = grid[i, j]
+                strong = abs(d) > 0.6 * span
+                ax.text(j, i, f"{r['tasks'][tasks[i]]['engines'][e][m]:.3f}\n{d:+.3f}", ha="center", va="center",
+                        fontsize=6, color="w" if strong else "k")
         ax.set_title(m, fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02).ax.tick_params(labelsize=7)
-    fig.suptitle(f"{r['name']} — per language (colour range per metric)", fontsize=10)
+    if im is not None:
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, pad=0.01, label="engine − exact").ax.tick_params(
+            labelsize=7)
+    fig.suptitle(f"{r['name']}: each engine against exact MaxSim (colour: difference; text: value and difference)",
+                 fontsize=10)
     fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_recall(path: Path, r: Mapping) -> None:
+    """recall@10 against exact MaxSim's top 10, per task: the search at its settings and the codec's ceiling
+    (exhaustive over the decompressed index), one bar each."""
+    plt = _plt()
+    engines = [e for e in r["engine_names"] if e != "exact"]
+    tasks = list(r["tasks"])
+    fig, ax = plt.subplots(figsize=(7.5, 1.4 + 0.28 * len(tasks) * len(engines) / 2), layout="constrained")
+    height = 0.8 / len(engines)
+    for j, e in enumerate(engines):
+        vals = [r["tasks"][t]["engines"][e]["recall@10_vs_exact"] for t in tasks]
+        ax.barh(np.arange(len(tasks)) + (j - (len(engines) - 1) / 2) * height, vals, height=height, label=e)
+    ax.set_yticks(range(len(tasks)), tasks, fontsize=8)
+    ax.invert_yaxis()
+    lo = min(r["tasks"][t]["engines"][e]["recall@10_vs_exact"] for t in tasks for e in engines)
+    ax.set_xlim(max(0.0, min(0.9, lo - 0.02)), 1.0)
+    ax.set_xlabel("recall@10 vs exact MaxSim's top 10")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"{r['name']}: what the search and the codec keep of exact MaxSim's top 10", fontsize=10)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -247,3 +298,4 @@ def write_eval_report(out: Path, results: Mapping, plots: bool = True) -> None:
     (out / "summary.md").write_text(eval_markdown(results), encoding="utf-8")
     if plots:
         plot_heatmap(out / "heatmap.png", results)
+        plot_recall(out / "recall.png", results)
