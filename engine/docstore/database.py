@@ -23,12 +23,14 @@ does not split into words) but scores every 3-character window, which is a poor 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from gingham.errors import IndexCorruptError
 
@@ -42,6 +44,8 @@ MAX_COLUMNS = 1000
 MAX_INDEXED = 64
 INT64 = (-(2**63), 2**63 - 1)
 FIX = "restore the index from a backup or rebuild it"
+#: Idle extra connections a store keeps for concurrent readers (see :meth:`DocStore.connection`).
+MAX_SPARE = 4
 
 
 def column_names(keys: Iterable[str]) -> list[str]:
@@ -109,12 +113,16 @@ def _populate(conn: sqlite3.Connection, metadata, texts, n_docs: int) -> None:
 
 
 class DocStore:
-    """A segment's database, opened read-only. Thread-safe: calls take a lock (a filter or a BM25 query runs once
-    per search call, not per query vector)."""
+    """A segment's database, opened read-only. Thread-safe: a statement runs on a connection it has to itself
+    (:meth:`connection`; a filter or a BM25 query runs once per search call, not per query vector)."""
 
-    def __init__(self, conn: sqlite3.Connection, where: str, n_docs: int):
+    def __init__(self, conn: sqlite3.Connection, where: str, n_docs: int, path: Path | None = None):
         self.conn, self.where, self.n_docs = conn, where, n_docs
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # held while self.conn runs a statement
+        self._path, self._identity = path, _identity(path) if path is not None else None
+        self._spare: list[sqlite3.Connection] = []
+        self._spare_lock = threading.Lock()
+        self._value_bytes: int | None = None
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             info = conn.execute("PRAGMA table_info(docs)").fetchall()
@@ -134,14 +142,16 @@ class DocStore:
     def open(cls, path: Path, n_docs: int) -> "DocStore":
         """Open the database file at ``path`` read-only (``immutable``: it never changes once committed). The
         file stays open, so a reader keeps it after a writer removes a superseded generation."""
-        uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
+        before = _identity(path)
         try:
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA cell_size_check=ON")
+            conn = _connect(path)
         except sqlite3.Error as exc:
             raise IndexCorruptError(f"index file {path} cannot be opened as a SQLite database ({exc}); {FIX}") \
                 from exc
-        return cls(conn, f"index file {path}", n_docs)
+        store = cls(conn, f"index file {path}", n_docs, path)
+        if store._identity != before:  # replaced while opening (never, in practice): no spares
+            store._identity = None
+        return store
 
     @classmethod
     def in_memory(cls, metadata, texts, n_docs: int, name: str) -> "DocStore":
@@ -152,6 +162,67 @@ class DocStore:
 
     def corrupt(self, what: str) -> IndexCorruptError:
         return IndexCorruptError(f"{self.where} {what}; {FIX}")
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection to this database that no other thread uses meanwhile: the store's own when it is free,
+        else an idle spare, else a new spare opened on the same file, so that a slow filter (up to
+        :data:`gingham.docstore.filters.TIME_LIMIT_S`) holds up no other search. A database built in memory, or
+        one whose file a writer has removed since (a reader keeps what it opened), has only its own connection:
+        then this waits for it."""
+        if self.lock.acquire(blocking=False):
+            try:
+                yield self.conn
+            finally:
+                self.lock.release()
+            return
+        spare = self._take_spare()
+        if spare is None:
+            with self.lock:
+                yield self.conn
+            return
+        try:
+            yield spare
+        finally:
+            with self._spare_lock:
+                if len(self._spare) < MAX_SPARE:
+                    self._spare.append(spare)
+                    spare = None
+            if spare is not None:
+                spare.close()
+
+    def _take_spare(self) -> sqlite3.Connection | None:
+        with self._spare_lock:
+            if self._spare:
+                return self._spare.pop()
+        if self._identity is None:
+            return None
+        try:
+            conn = _connect(self._path)
+        except (sqlite3.Error, OSError):
+            return None
+        try:
+            conn.execute("PRAGMA user_version").fetchone()  # reads the header: the file is open from here on
+        except sqlite3.Error:
+            conn.close()
+            return None
+        # the same file, not another at the same path: this store's connection keeps its file open, so no other
+        # file can have its identity (device, inode) while the store lives
+        if _identity(self._path) != self._identity:
+            conn.close()
+            return None
+        return conn
+
+    def value_bytes(self) -> int:
+        """Bytes of the longest stored metadata object (as JSON): no column value is longer."""
+        if self._value_bytes is None:
+            with self.connection() as conn:
+                try:
+                    top = conn.execute("SELECT max(length(CAST(_metadata AS BLOB))) FROM docs").fetchone()[0]
+                except sqlite3.Error as exc:
+                    raise self.corrupt(f"cannot be read ({exc})") from exc
+            self._value_bytes = int(top or 0)
+        return self._value_bytes
 
     def check(self, metadata_json: Sequence[str | None], has_texts: bool) -> None:
         """For verify: SQLite's own check of every page, then one row per document whose metadata (JSON and
@@ -178,3 +249,23 @@ class DocStore:
                                      for c, v in zip(self.columns, row[2:])):
                 raise self.corrupt(f"holds metadata for document {i} that differs from the segment's")
 
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A read-only, immutable connection to the database file at ``path``."""
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+    try:
+        conn.execute("PRAGMA cell_size_check=ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

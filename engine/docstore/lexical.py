@@ -41,9 +41,9 @@ def search(store: DocStore, query: str | None, k: int, mask: np.ndarray | None) 
     limit = "" if mask is not None else f" LIMIT {int(k)}"
     sql = f"SELECT rowid, bm25(texts) FROM texts WHERE texts MATCH ? ORDER BY rank, rowid{limit}"
     pos, scores = [], []
-    with store.lock:
+    with store.connection() as conn:
         try:
-            cur = store.conn.execute(sql, (query,))
+            cur = conn.execute(sql, (query,))
             while len(pos) < k:
                 rows = cur.fetchmany(max(256, k))
                 if not rows:
