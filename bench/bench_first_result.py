@@ -60,6 +60,48 @@ print(json.dumps({{"import_s": t1 - t0, "open_s": t2 - t1, "first_search_s": t3 
 """
 
 
+NUMBA_FLOOR = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import numba
+import floor_kernel
+x = np.ones(8, dtype=np.float32)
+floor_kernel.total(x)
+t1 = time.perf_counter()
+import json
+print(json.dumps({"in_process_s": t1 - t0}))
+"""
+
+FLOOR_KERNEL = """
+import numba
+
+
+@numba.njit(cache=True)
+def total(x):
+    s = 0.0
+    for v in x:
+        s += v
+    return s
+"""
+
+
+def run_floor(python: str, work: Path, env: dict) -> dict:
+    """The floor any numba program pays: numpy, numba and one cached kernel's first call in a fresh process."""
+    folder = work / "floor"
+    folder.mkdir(exist_ok=True)
+    (folder / "floor_kernel.py").write_text(FLOOR_KERNEL)
+    t = time.perf_counter()
+    proc = subprocess.run([python, "-c", NUMBA_FLOOR], env=dict(env, PYTHONPATH=str(folder)), capture_output=True,
+                          text=True, cwd=folder)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"floor failed:\n{proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["process_s"] = wall
+    return out
+
+
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -187,14 +229,15 @@ def main() -> None:
                      "load_before": loadavg(), "modes": {}}
     modes = ["warm"] + (["cold"] if args.cold else [])
     for mode in modes:
-        rows: dict[str, list[dict]] = {"python": [], "cli": [], "http": []}
+        rows: dict[str, list[dict]] = {"python": [], "cli": [], "http": [], "floor": []}
         for run in range(args.runs):
             run_env = dict(env)
             if mode == "warm":
                 run_env["NUMBA_CACHE_DIR"] = str(warm_dir)
                 if run == 0:
                     subprocess.run([args.gingham, "warmup"], env=run_env, check=True, capture_output=True)
-            for what, fn in (("python", lambda e: run_python(args.python, index, e)),
+            for what, fn in (("floor", lambda e: run_floor(args.python, work, e)),
+                             ("python", lambda e: run_python(args.python, index, e)),
                              ("cli", lambda e: run_cli(args.gingham, index, e)),
                              ("http", lambda e: run_http(args.gingham, index, e, not args.no_ready))):
                 if mode == "cold":
@@ -203,6 +246,8 @@ def main() -> None:
                 rows[what].append(fn(run_env))
                 print(f"{mode} {what} run {run}: {json.dumps(rows[what][-1])}", flush=True)
         results["modes"][mode] = {
+            "numba_floor_in_process_s": summary([r["in_process_s"] for r in rows["floor"]]),
+            "numba_floor_process_s": summary([r["process_s"] for r in rows["floor"]]),
             "python_in_process_s": summary([r["in_process_s"] for r in rows["python"]]),
             "python_process_s": summary([r["process_s"] for r in rows["python"]]),
             "python_parts": rows["python"],
@@ -217,16 +262,17 @@ def main() -> None:
              f"CPU: {results['cpu']} ({results['cores']} cores), Python {results['python']}, load average before "
              f"{results['load_before']}, after {results['load_after']}; {args.runs} fresh processes each "
              "(median [min–max], seconds)", "",
-             "| cache | (a) import+open+first search, in-process | (a) whole process | (b) `gingham search` (2 "
-             "queries) | (c) serve → /ready | (c) first HTTP search after ready | (c) second |",
-             "|---|---|---|---|---|---|---|"]
+             "| cache | numba floor: one cached kernel's first call, whole process | (a) import+open+first search, "
+             "in-process | (a) whole process | (b) `gingham search` (2 queries) | (c) serve → /ready | (c) first HTTP "
+             "search after ready | (c) second |",
+             "|---|---|---|---|---|---|---|---|"]
 
     def cell(s: dict) -> str:
         return f"{s['median']:.2f} [{s['min']:.2f}–{s['max']:.2f}]"
 
     for mode, m in results["modes"].items():
-        lines.append(f"| {mode} | {cell(m['python_in_process_s'])} | {cell(m['python_process_s'])} | "
-                     f"{cell(m['cli_process_s'])} | {cell(m['http_ready_s'])} | {cell(m['http_first_search_s'])} | "
+        lines.append(f"| {mode} | {cell(m['numba_floor_process_s'])} | {cell(m['python_in_process_s'])} | "
+                     f"{cell(m['python_process_s'])} | {cell(m['cli_process_s'])} | {cell(m['http_ready_s'])} | {cell(m['http_first_search_s'])} | "
                      f"{cell(m['http_second_search_s'])} |")
     text = "\n".join(lines)
     print(text)

@@ -31,6 +31,15 @@ def is_cached() -> Optional[bool]:
         return None
 
 
+def _frozen(array: np.ndarray, frozen: bool) -> np.ndarray:
+    """``array``, or a read-only view of it (as a memory-mapped index gives)."""
+    if not frozen:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def warmup(progress: Optional[Callable[[int, int], None]] = None) -> None:
     """Compile (or load from numba's cache) each kernel for the dtypes Gingham uses. ``progress(done, total)`` is
     called after each of the :data:`N_STEPS` steps."""
@@ -72,23 +81,28 @@ def warmup(progress: Optional[Callable[[int, int], None]] = None) -> None:
         cutoffs = np.sort(rng.standard_normal((dim, 2**nbits - 1)).astype(np.float32), axis=1)
         lut = np.zeros((dim * nbits // 8, 256, 8 // nbits), dtype=np.float32)
         for code_dtype in (np.uint8, np.uint16, np.int32):
-            codes = ref_codes.astype(code_dtype)
-            packed = compress_residuals(x, cents, scales, codes, cutoffs, nbits)
-            for norm in (False, True):
-                decompress(codes, packed, cents, scales, lut, norm)
-            refine_codes(x, codes, cents, 1)
-            sum_rows(x, codes, n_c)
-            ivf_docs, ivf_offsets = build_ivf(codes, 0, doc_offsets, n_c)
-            for mask in (np.zeros(0, np.uint8), np.ones(2, np.uint8)):
-                ranked = np.arange(n_c, dtype=np.int64).reshape(1, n_c)
-                cands = ivf_candidates(ranked, ivf_docs, ivf_offsets, mask, 2, 1, 1)
-            for slot in (np.zeros(0, np.int32), np.arange(n_c, dtype=np.int32)):
-                centroid_interaction(cands, doc_offsets, codes, 0, slot, cscores, keep, True)
-            for norm in (False, True):
-                vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm)
-                maxsim_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm, q)
-            qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)
-            lut_maxsim(cands, doc_offsets, codes, packed, cscores, scales, qlut)
+            written = ref_codes.astype(code_dtype)
+            packed_written = compress_residuals(x, cents, scales, written, cutoffs, nbits)
+            refine_codes(x, written, cents, 1)
+            sum_rows(x, written, n_c)
+            # An opened index's codes, residuals and inverted lists are read-only (memory-mapped); numba compiles
+            # read-only arrays apart, so the read side is compiled for both kinds.
+            for frozen in (False, True):
+                codes, packed = _frozen(written, frozen), _frozen(packed_written, frozen)
+                for norm in (False, True):
+                    decompress(codes, packed, cents, scales, lut, norm)
+                ivf_docs, ivf_offsets = build_ivf(codes, 0, doc_offsets, n_c)
+                ivf_docs, ivf_offsets = _frozen(ivf_docs, frozen), _frozen(ivf_offsets, frozen)
+                for mask in (np.zeros(0, np.uint8), np.ones(2, np.uint8)):
+                    ranked = np.arange(n_c, dtype=np.int64).reshape(1, n_c)
+                    cands = ivf_candidates(ranked, ivf_docs, ivf_offsets, mask, 2, 1, 1)
+                for slot in (np.zeros(0, np.int32), np.arange(n_c, dtype=np.int32)):
+                    centroid_interaction(cands, doc_offsets, codes, 0, slot, cscores, keep, True)
+                for norm in (False, True):
+                    vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm)
+                    maxsim_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm, q)
+                qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)
+                lut_maxsim(cands, doc_offsets, codes, packed, cscores, scales, qlut)
             advance()
     scores = np.ascontiguousarray(vecs @ q.T)
     sims = segment_maxsim(scores, seg, np.array([0, 3], dtype=np.int64))
