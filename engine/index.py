@@ -350,19 +350,18 @@ class Index:
         exhaustive search (see :mod:`gingham.search.calibration`); searches use them for settings left unset.
 
         ``queries``: real queries (a list of (n_q, dim) arrays) to tune with; default: pseudo-queries drawn from
-        the index, seeded by ``seed`` (default: the build's). Returns the stored record.
+        the index, seeded by ``seed`` (default: the build's). ``top_ks`` (default (10, 100)) may not exceed the
+        number of live documents, as a search's top_k may not. Returns the stored record.
         """
         from gingham.search import calibration as cal
 
-        opts: dict[str, Any] = {"top_ks": tuple(top_ks or cal.TOP_KS), "target": None if target is None
-                                else float(target), "n_queries": n_queries or cal.N_QUERIES,
-                                "seed": self.build_config.seed if seed is None else seed}
-        if target is not None and not 0 < opts["target"] <= 1:
-            raise ValueError(f"target must be in (0, 1], got {target!r}")
+        self.refresh()
+        opts = cal.options(top_ks, target, n_queries, seed, self.n_docs)
+        if opts["seed"] is None:
+            opts["seed"] = self.build_config.seed
         if queries is not None:
             q_flat, q_offsets, _ = validation.queries(queries, self.dim)
             queries = [q_flat[q_offsets[i]:q_offsets[i + 1]] for i in range(len(q_offsets) - 1)]
-        self.refresh()
         record = cal.calibrate(self, queries, **opts)
         self._store_calibration(record)
         return record

@@ -24,13 +24,14 @@ A filter runs on a connection of its own (:meth:`DocStore.connection`): a slow o
 
 from __future__ import annotations
 
+import numbers
 import sqlite3
 import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from gingham.docstore.database import DocStore, quote
+from gingham.docstore.database import INT64, DocStore, quote
 
 #: Seconds a filter may run (per search call) before it is stopped with a ValueError.
 TIME_LIMIT_S = 30.0
@@ -64,19 +65,35 @@ HOW = ("write a SQL expression over the metadata fields, with values as ? placeh
        "for example where=\"lang = ? AND year >= ?\", params=[\"en\", 2020]")
 
 
-def check_expression(expr: Any, params: Any) -> None:
+def _value(key: int | str, v: Any) -> Any:
+    """Filter parameter ``key`` as SQLite binds it: str, bytes, None, an int in SQLite's 64-bit range (numpy
+    integers and bools as ints) or a float (numpy floats too)."""
+    if v is None or isinstance(v, (str, bytes)):
+        return v
+    if isinstance(v, (bool, np.bool_, numbers.Integral)):
+        v = int(v)
+        if not INT64[0] <= v <= INT64[1]:
+            raise ValueError(f"filter parameter {key!r} is {v}, outside SQLite's 64-bit integer range "
+                             f"[-2**63, 2**63 - 1]; pass it as a float (approximate) or compare it as a string")
+        return v
+    if isinstance(v, numbers.Real):
+        return float(v)
+    raise ValueError(f"filter parameter {key!r} is {v!r}, a {type(v).__name__}; parameters are str, int, float, "
+                     "bytes or None (numpy scalars too)")
+
+
+def check_expression(expr: Any, params: Any) -> list | dict | None:
     """Raise ValueError unless ``expr`` is one SQL expression (see the module's docstring) and ``params`` a
-    list/tuple of values or a dict of named values."""
+    list/tuple of values or a dict of named values; return ``params`` as SQLite binds them (see ``_value``)."""
     if not isinstance(expr, str) or not expr.strip():
         raise ValueError(f"where= must be a SQL expression string or a callable, got {expr!r}; {HOW}")
     if params is not None and not isinstance(params, (list, tuple, Mapping)):
         raise ValueError(f"params must be a list of values (for ?) or a dict (for :name), got "
                          f"{type(params).__name__}; {HOW}")
-    values = params.values() if isinstance(params, Mapping) else (params or ())
-    for v in values:
-        if v is not None and not isinstance(v, (str, int, float, bytes)):
-            raise ValueError(f"filter parameter {v!r} is a {type(v).__name__}; parameters are str, int, float, "
-                             "bytes or None")
+    if isinstance(params, Mapping):
+        params = {k: _value(k, v) for k, v in params.items()}
+    elif params is not None:
+        params = [_value(i, v) for i, v in enumerate(params)]
     depth, i, n = 0, 0, len(expr)
     while i < n:
         c = expr[i]
@@ -99,6 +116,7 @@ def check_expression(expr: Any, params: Any) -> None:
         i += 1
     if depth:
         raise ValueError(f"where= filter {expr!r} leaves {depth} parenthesis open; {HOW}")
+    return params
 
 
 def _authorizer(refused: list[str]):
@@ -137,7 +155,7 @@ def _check_lengths(params, limit: int) -> None:
 def allowed(stores: Sequence[DocStore], masks: Sequence[np.ndarray], expr: str,
             params: Sequence | Mapping | None) -> None:
     """Clear in each segment's uint8 ``masks`` (in place) the documents that ``expr`` does not select."""
-    check_expression(expr, params)
+    params = check_expression(expr, params)
     limit = value_limit(stores)
     _check_lengths(params, limit)
     union: dict[str, str] = {}  # SQLite matches identifiers regardless of ASCII case

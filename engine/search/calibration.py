@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Mapping, Sequence
+import numbers
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -155,6 +156,46 @@ def default_target(n_docs: int, nbits: int = 2) -> float:
     per dimension (see :data:`SMALL_DOCS` and :data:`PRECISE_NBITS`)."""
     target = TARGET_SMALL if n_docs <= SMALL_DOCS else TARGET
     return max(target, TARGET_PRECISE) if nbits >= PRECISE_NBITS else target
+
+
+def options(top_ks: Any, target: Any, n_queries: Any, seed: Any, n_live: int) -> dict[str, Any]:
+    """The options of :meth:`gingham.Index.calibrate` checked, with the defaults of those left None (``seed``
+    excepted: the caller's build seed). Raises ValueError naming the bad value and what is allowed.
+
+    A ``top_k`` above the ``n_live`` live documents is refused, not clamped: a search cannot ask for it (see
+    :func:`gingham.validation.top_k`), so its settings would never apply, and the ladder's exact stage would be
+    sized for it (n_full_scores ``4 * top_k``) on every later search with a smaller top_k."""
+    given = top_ks is not None  # the defaults go past a small index's size: each is then measured at n_live
+    if top_ks is None:
+        top_ks = TOP_KS
+    elif isinstance(top_ks, (str, bytes, Mapping)) or not isinstance(top_ks, Iterable):
+        raise ValueError(f"top_ks must be a list of positive integers such as [10, 100], got {top_ks!r}")
+    top_ks = list(top_ks)
+    if not top_ks:
+        raise ValueError("top_ks is empty; give the top_k values to calibrate, such as [10, 100], or leave it out "
+                         f"for {list(TOP_KS)}")
+    for k in top_ks:
+        if not _is_int(k) or k < 1:
+            raise ValueError(f"top_ks must hold positive integers such as [10, 100]; it holds {k!r}")
+    over = [int(k) for k in top_ks if given and n_live and k > n_live]
+    if over:
+        raise ValueError(f"top_ks holds {over}, more than the index's {n_live} live documents: a search asks for at "
+                         f"most {n_live}; calibrate top_k values up to {n_live}")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, numbers.Real)
+                               or not 0 < target <= 1):
+        raise ValueError(f"target (the recall@k to reach) must be a number in (0, 1], such as 0.95, got {target!r}")
+    if n_queries is not None and (not _is_int(n_queries) or n_queries < 1):
+        raise ValueError(f"n_queries must be a positive integer (pseudo-queries to draw), got {n_queries!r}; leave "
+                         f"it out for {N_QUERIES}")
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return {"top_ks": tuple(int(k) for k in top_ks), "target": None if target is None else float(target),
+            "n_queries": N_QUERIES if n_queries is None else int(n_queries),
+            "seed": None if seed is None else int(seed)}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def calibrate(index, queries: Sequence[np.ndarray] | None = None, *, top_ks: Sequence[int] = TOP_KS,

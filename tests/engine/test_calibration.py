@@ -180,3 +180,39 @@ def test_the_precision_target_stops_short_of_near_exhaustive_settings(hard, tmp_
     explicit = calibration.calibrate(ix, top_ks=(10,), target=1.0)  # a caller's target is not capped
     assert "cost_cap" not in explicit and len(explicit["measured"]["10"]) > len(tried)
     assert explicit["measured"]["10"][:len(tried)] == tried  # same rungs, same recall: one seed, one walk
+
+
+@pytest.mark.parametrize("opts,match", [
+    ({"top_ks": [10**9]}, r"top_ks holds \[1000000000\], more than the index's 300 live documents.*up to 300"),
+    ({"top_ks": [10, 301]}, r"top_ks holds \[301\]"),
+    ({"top_ks": "abc"}, "top_ks must be a list of positive integers"),
+    ({"top_ks": 10}, "top_ks must be a list of positive integers"),
+    ({"top_ks": []}, "top_ks is empty"),
+    ({"top_ks": [0]}, "top_ks must hold positive integers.*0"),
+    ({"top_ks": [10.5]}, "top_ks must hold positive integers.*10.5"),
+    ({"top_ks": [True]}, "top_ks must hold positive integers"),
+    ({"n_queries": 0}, "n_queries must be a positive integer.*got 0"),
+    ({"n_queries": 2.5}, "n_queries must be a positive integer"),
+    ({"seed": "x"}, "seed must be a non-negative integer, got 'x'"),
+    ({"seed": -1}, "seed must be a non-negative integer"),
+    ({"target": "0.9"}, "target .* must be a number in \\(0, 1\\]"),
+    ({"target": 0}, "target"),
+])
+def test_calibrate_refuses_bad_options_before_measuring(hard, tmp_path, monkeypatch, opts, match):
+    """Issue 27.5: each bad option is a ValueError naming it, raised before any search (top_k above the live
+    documents is refused, as search refuses it, rather than stored as n_full_scores 4e9)."""
+    corpus, _ = hard
+    ix = gingham.Index.create(tmp_path / "ix", corpus.docs()[:300], n_centroids=32, calibrate=False)
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: pytest.fail("measured before checking"))
+    with pytest.raises(ValueError, match=match):
+        ix.calibrate(**opts)
+    assert "calibration" not in ix.manifest
+
+
+def test_calibrate_takes_numpy_integers(hard, tmp_path):
+    corpus, _ = hard
+    ix = gingham.Index.create(tmp_path / "ix", corpus.docs()[:100], n_centroids=32, calibrate=False)
+    record = ix.calibrate(top_ks=np.array([5, 100]), n_queries=np.int64(8), seed=np.int32(2), target=np.float32(0.9))
+    assert set(record["settings"]) == {"5", "100"} and record["n_queries"] == 8 and record["seed"] == 2
+    assert isinstance(record["seed"], int)
+    assert ix.calibrate(n_queries=8)["seed"] == ix.build_config.seed  # None: the build's seed

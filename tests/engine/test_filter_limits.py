@@ -1,5 +1,6 @@
 """A SQL filter's deadline holds however costly each row is, no value in a filter outgrows a bound, and a slow
-filter holds up no other search, in the library and over HTTP (issue 27.4)."""
+filter holds up no other search, in the library and over HTTP (issue 27.4); a parameter SQLite cannot bind is a
+ValueError, a 400 over HTTP (27.5)."""
 
 import json
 import sqlite3
@@ -161,3 +162,14 @@ def test_a_slow_filter_over_http_does_not_stall_other_requests(index_path, serve
     status, reply = outcome["reply"][:2]
     assert status == 400 and "ran longer than 6 s" in json.dumps(reply)
     assert outcome["took"] < 6.0 + 3.0
+
+
+def test_a_parameter_sqlite_cannot_bind_is_a_400_over_http(index_path, serve_app):  # noqa: F811
+    """Issue 27.5: params=[2**70] was an OverflowError from sqlite3, a 500."""
+    from gingham.server import create_app
+
+    path, docs = index_path
+    base, _ = serve_app(create_app(path, api_key=KEY, warm_up=False))
+    status, reply = call(base, "/search", {"embeddings": [docs[0].tolist()], "top_k": 3, "filter": "lang = ?",
+                                           "params": [2**70]})
+    assert status == 400 and "outside SQLite's 64-bit integer range" in json.dumps(reply)

@@ -206,6 +206,29 @@ def test_bad_filters_are_clear_value_errors(index, docs, where, params, match):
         index.search(docs[0][:4], top_k=5, where=where, params=params)
 
 
+@pytest.mark.parametrize("params,match", [
+    ([2**70], r"filter parameter 0 is 1180591620717411303424, outside SQLite's 64-bit integer range"),
+    ({"y": -(2**63) - 1}, r"filter parameter 'y' is .*outside SQLite's 64-bit integer range"),
+    ([object()], "parameters are str, int, float, bytes or None"),
+])
+def test_parameters_sqlite_cannot_bind_are_value_errors(index, docs, params, match):
+    """Issue 27.5: an int past 64 bits was an OverflowError from sqlite3 (a 500 over HTTP)."""
+    with pytest.raises(ValueError, match=match):
+        index.search(docs[0][:4], top_k=5, where="year = ?" if isinstance(params, list) else "year = :y",
+                     params=params)
+
+
+def test_numpy_scalars_are_parameters_like_python_numbers(index, docs):
+    q = docs[0][:4]
+    expected = index.search(q, top_k=20, where="year >= ? AND lang = ?", params=[2010, "de"]).positions
+    for year in (np.int64(2010), np.int32(2010), np.uint16(2010), np.float64(2010.0), np.float32(2010.0)):
+        got = index.search(q, top_k=20, where="year >= ? AND lang = ?", params=[year, np.str_("de")]).positions
+        np.testing.assert_array_equal(got, expected, err_msg=type(year).__name__)
+    rare = index.search(q, top_k=20, where="rare = :r", params={"r": np.bool_(True)}).ids[0]
+    assert sorted(i for i in rare.tolist() if i is not None) == [f"d{i}" for i in range(0, 100, 17)]
+    assert index.search(q, top_k=5, where="year = ?", params=[2**63 - 1]).positions.max() == -1  # in range
+
+
 def test_a_format_2_index_is_read_and_migrated_on_its_first_write(index, docs, tmp_path):
     root = tmp_path / "ix"
     index.add(docs[100:110], [f"d{i}" for i in range(100, 110)], texts=["more"] * 10,
