@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from gingham.cli_util import fail, setup_logging
+from gingham.cli_util import USER_ERRORS, fail, setup_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Gingham: compressed late-interaction (ColBERT / PLAID) search.")
@@ -53,10 +53,20 @@ def index(
 ) -> None:
     """Encode a corpus and build a compressed index."""
     setup_logging(quiet)
-    from gingham import Index
+    from gingham import Index, storage
+    from gingham.commits import check_target
+    from gingham.config import BuildConfig
     from gingham.corpus import read_texts
 
     try:
+        # what the build would refuse, refused before the corpus is read and encoded
+        BuildConfig(nbits=nbits, n_centroids=n_centroids, seed=seed)
+        if (index_dir / storage.MANIFEST).exists() and not overwrite:
+            raise FileExistsError(f"an index already exists at {index_dir}; add --overwrite to replace it")
+        check_target(index_dir, overwrite)
+        for flag, value in (("--limit", limit), ("--batch-size", batch_size), ("--document-length", document_length)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be a positive integer, got {value}")
         ids, texts = read_texts(corpus, "corpus")
         if limit is not None:
             ids, texts = ids[:limit], texts[:limit]
@@ -66,7 +76,7 @@ def index(
         ix = Index.from_texts(index_dir, texts, ids, model=model, encoder_options=opts, nbits=nbits,
                               n_centroids=n_centroids, seed=seed, overwrite=overwrite,
                               show_progress=not quiet, pool_factor=pool_factor, pool_renormalize=pool_renormalize)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
+    except USER_ERRORS as exc:
         fail(exc)
     info = ix.info()
     typer.echo(f"indexed {info['n_docs']} documents ({info['n_tokens']} tokens, {info['n_centroids']} centroids, "
@@ -100,9 +110,10 @@ def build(
     """Build an index chunk by chunk in bounded memory; rerun the same command to resume an interrupted build."""
     setup_logging(quiet)
     from gingham import streaming
-    from gingham.errors import IndexLockedError
+    from gingham.config import BuildConfig
 
     try:
+        BuildConfig(nbits=nbits, n_centroids=n_centroids, seed=seed)  # refused before any chunk is read
         is_text = source.suffix in (".jsonl", ".json") or (source / "corpus.jsonl").exists()
         device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
         src = (streaming.TextSource(source, model=model, encoder_options={"allow_hub": allow_hub},
@@ -117,7 +128,7 @@ def build(
             ix = distributed.build(index_dir, src, address=ray_address, **kw)
         else:
             ix = streaming.build(index_dir, src, **kw)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError, IndexLockedError) as exc:
+    except USER_ERRORS as exc:
         fail(exc)
     typer.echo(repr(ix))
 
@@ -174,7 +185,7 @@ def search(
         fused = {"hybrid": hybrid, "alpha": alpha} if hybrid else {}
         res = ix.search_text(qtexts, top_k=min(top_k, ix.n_docs), exhaustive=exhaustive, **filters, **fused,
                              **overrides)
-    except (ValueError, FileNotFoundError, ImportError, KeyError) as exc:
+    except USER_ERRORS as exc:
         fail(exc)
     for qi, (qid, qtext) in enumerate(zip(qids, qtexts)):
         rows = res.rows(qi)
@@ -250,7 +261,7 @@ def add(
         ix = Index.open(index_dir)
         ids, texts = read_texts(corpus, "corpus")
         generation = ix.add_texts(texts, ids, upsert=upsert, show_progress=not quiet)
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as exc:
+    except USER_ERRORS as exc:
         fail(exc)
     typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents (codebook drift {ix.codebook_drift():.2f})")
 
@@ -266,11 +277,18 @@ def delete(
 
     try:
         ix = Index.open(index_dir)
-        keys = [int(i) for i in ids] if ix.manifest["doc_id_kind"] == "int" else ids
+        keys = [_int_id(i) for i in ids] if ix.manifest["doc_id_kind"] == "int" else ids
         generation = ix.delete(keys, missing_ok=missing_ok)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
+    except USER_ERRORS as exc:
         fail(exc)
     typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents")
+
+
+def _int_id(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"document id {text!r} is not an integer, and this index's ids are integers") from None
 
 
 @app.command()
@@ -278,8 +296,11 @@ def compact(index_dir: Path = typer.Argument(..., help="Index directory.")) -> N
     """Merge segments and drop deleted documents."""
     from gingham import Index
 
-    ix = Index.open(index_dir)
-    generation = ix.compact()
+    try:
+        ix = Index.open(index_dir)
+        generation = ix.compact()
+    except USER_ERRORS as exc:
+        fail(exc)
     typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents in 1 segment")
 
 
@@ -314,7 +335,7 @@ def serve(
         _serve(index_dir, host=host, port=port, max_request_bytes=max(1, int(max_request_mb * 2**20)),
                api_key=api_key, allow_unauthenticated_writes=allow_unauthenticated_writes,
                protect_reads=protect_reads, docs=docs, warm_up=warm_up)
-    except (ValueError, FileNotFoundError) as exc:
+    except USER_ERRORS as exc:
         fail(exc)
 
 

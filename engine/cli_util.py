@@ -6,6 +6,13 @@ import logging
 
 import typer
 
+from gingham.errors import GinghamError
+
+#: Errors that mean the user asked for something wrong (a bad value, a missing or existing path, a typed Gingham
+#: error that names the fix, a missing extra): each command reports them with :func:`fail`, never a traceback.
+USER_ERRORS = (GinghamError, ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               ImportError)
+
 
 def setup_logging(quiet: bool) -> None:
     """The CLI (not the library) chooses log levels: gingham at INFO (progress bars on) unless quiet."""
@@ -15,6 +22,7 @@ def setup_logging(quiet: bool) -> None:
 
 def fail(exc: Exception) -> None:
     """Print ``exc`` as a CLI error and exit with status 2."""
-    message = " ".join(str(exc).split())  # one line, whatever the message holds
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # str(KeyError) adds quotes
+    message = " ".join(str(text).split())  # one line, whatever the message holds
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)

@@ -467,6 +467,14 @@ class Index:
 
         texts = _check_texts(texts, "text")
         pooling = pooling_entry(pool_factor, pool_renormalize)
+        # what create() would refuse, refused before the encoder runs (minutes to hours on a large corpus)
+        build = dict(options)
+        config = build.pop("config", None)
+        build.pop("codec", None)
+        resolve_build_config(config, build)
+        DocIds.from_user(doc_ids, len(texts))
+        _check_extras(None, metadata, len(texts))
+        check_target(Path(path), overwrite)
         enc_opts = dict(encoder_options or {})
         encoder = load_encoder(model, **enc_opts)
         embeddings = encoder.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
@@ -487,6 +495,16 @@ class Index:
         from gingham.pooling import pool_as_recorded
 
         texts = _check_texts(texts, "text")
+        # what add()/upsert() would refuse, refused before the encoder runs (commit checks again, under the lock)
+        ids = DocIds.from_user(doc_ids, len(texts))
+        _check_extras(None, metadata, len(texts))
+        self.refresh()
+        if ids.kind != self.manifest["doc_id_kind"]:
+            raise ValueError(f"this index uses {self.manifest['doc_id_kind']} ids; got {ids.kind} ids")
+        existing = self._snap.positions(ids.to_list(), missing_ok=True)
+        if len(existing) and not upsert:
+            raise ValueError(f"document id {self._snap.take(existing[:1])[0]!r} is already in the index; pass "
+                             "upsert=True (gingham add --upsert) to replace it")
         embeddings = pool_as_recorded(self.manifest.get("encoder"),
                                       self.encoder.encode_documents(texts, show_progress=show_progress))
         stored = texts if any(s.texts is not None for s in self._snap.segments) else None

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 import gingham
+from gingham.config import NBITS_ALLOWED
 from gingham.kernels import warmup
 from gingham.search.warm import compile_kernels
 
@@ -106,6 +107,25 @@ def _quality(data: dict, positions: np.ndarray, ids, exact_pos: np.ndarray, top_
     return q
 
 
+def _check_options(n_docs, n_queries, nbits, top_k, target_recall, beir, corpus) -> None:
+    """Refuse bad options before the data is made and the ground truth computed (minutes on a large corpus)."""
+    def positive(name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    if corpus not in CORPORA:
+        raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
+    if beir is None:
+        positive("n_docs (the synthetic corpus's documents)", n_docs)
+        positive("n_queries (the synthetic queries)", n_queries)
+    positive("top_k", top_k)
+    nbits = list(nbits)
+    if not nbits or any(nb not in NBITS_ALLOWED for nb in nbits):
+        raise ValueError(f"nbits must be one or more of {NBITS_ALLOWED}, such as 2,4; got {nbits}")
+    if target_recall is not None and (isinstance(target_recall, bool) or not 0 < target_recall <= 1):
+        raise ValueError(f"target_recall must be in (0, 1], such as 0.95; got {target_recall!r}")
+
+
 def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir: str | Path | None = None,
               model: str = "multilingual-e5-small", encoder_options: Mapping | None = None,
               nbits: Sequence[int] = (2, 4), top_k: int = 10, do_sweep: bool = False,
@@ -124,8 +144,7 @@ def run_bench(out: str | Path, *, n_docs: int = 5000, n_queries: int = 200, beir
     vs exact MaxSim over the uncompressed vectors; with ``do_sweep`` a settings sweep (latency–recall frontier)
     and, with ``target_recall``, the tuned settings. Peers run in their own Python (see :mod:`.peers`).
     """
-    if corpus not in CORPORA:
-        raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
+    _check_options(n_docs, n_queries, nbits, top_k, target_recall, beir, corpus)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     compile_kernels()  # up front, with a progress bar, when numba's cache lacks them (not silently mid-run)

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from gingham.cli_util import fail, setup_logging
+from gingham.cli_util import USER_ERRORS, fail, setup_logging
 
 MODES = ("beir", "x-en", "x-x", "xquad-r")
 
@@ -18,6 +18,17 @@ def _ints(text: str, what: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"{what} must be comma-separated integers such as '2,4', got {text!r}") from None
+
+
+def _nbits(text: str) -> list[int]:
+    """--nbits: comma-separated values, each one the build accepts (checked before any data is read)."""
+    from gingham.config import NBITS_ALLOWED
+
+    values = _ints(text, "--nbits")
+    if not values or any(nb not in NBITS_ALLOWED for nb in values):
+        raise ValueError(f"--nbits must be one or more of {', '.join(map(str, NBITS_ALLOWED))}, comma-separated "
+                         f"(such as 2,4), got {text!r}")
+    return values
 
 
 def _grid(text: Optional[str]) -> Optional[dict]:
@@ -68,6 +79,7 @@ def eval_command(
     try:
         if mode not in MODES:
             raise ValueError(f"--mode must be one of {MODES}, got {mode!r}")
+        nbits_list = _nbits(nbits)
         langs = [x.strip() for x in languages.split(",")] if languages else None
         if mode == "beir":
             tasks = [load_beir(data, limit_queries=limit_queries, limit_docs=limit_docs)]
@@ -77,9 +89,9 @@ def eval_command(
         if batch_size:
             opts["batch_size"] = batch_size
         names = [m.strip() for m in metrics.split(",") if m.strip()]
-        res = run_eval(tasks, out, model=model, nbits=_ints(nbits, "--nbits"), top_k=top_k, metrics=names,
+        res = run_eval(tasks, out, model=model, nbits=nbits_list, top_k=top_k, metrics=names,
                        name=f"{Path(data).name} ({mode})", encoder_options=opts)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except USER_ERRORS as exc:
         fail(exc)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))
     typer.echo(f"wrote {out}/results.json, summary.md, heatmap.png ({len(res['tasks'])} tasks)")
@@ -117,12 +129,12 @@ def bench_command(
 
     try:
         peer_list = [p.strip() for p in peers.split(",") if p.strip()] if peers else []
-        res = run_bench(out, n_docs=n_docs, n_queries=n_queries, beir=beir, model=model, nbits=_ints(nbits, "--nbits"),
+        res = run_bench(out, n_docs=n_docs, n_queries=n_queries, beir=beir, model=model, nbits=_nbits(nbits),
                         top_k=top_k, do_sweep=sweep, grid=_grid(grid), target_recall=target_recall,
                         peers=peer_list, peers_python=peers_python, limit_queries=limit_queries,
                         limit_docs=limit_docs, seed=seed, peer_settings=_settings_list(peer_settings),
                         queries=queries, corpus=corpus)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except USER_ERRORS as exc:
         fail(exc)
     typer.echo((out / "summary.md").read_text(encoding="utf-8"))
     for name, t in res.get("tuning", {}).items():

@@ -1,0 +1,177 @@
+"""The ``gingham`` command line: a user's mistake is one line naming it and the fix, exit status 2, no traceback,
+and it is caught before the expensive work (issue 27.6)."""
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import gingham
+import gingham.encoder
+from gingham.cli import app
+
+runner = CliRunner()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    revision: int = 1
+
+
+class WordEncoder:
+    """A stand-in for the text encoder: one seeded unit vector per lower-cased word; counts what it encodes."""
+
+    dim = 16
+    config = _Config()
+    encoded = 0
+
+    @staticmethod
+    def _vec(word: str) -> np.ndarray:
+        seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8], "little")
+        v = np.random.default_rng(seed).standard_normal(WordEncoder.dim).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+    def _encode(self, texts, **_):
+        WordEncoder.encoded += len(texts)
+        return [np.stack([self._vec(w) for w in (t.lower().split() or ["<empty>"])]) for t in texts]
+
+    encode_queries = _encode
+    encode_documents = _encode
+
+
+@pytest.fixture()
+def encoder(monkeypatch):
+    """``gingham.encoder.load_encoder`` replaced by the word encoder; ``loads`` counts the loads."""
+    loads = []
+
+    def load(model, **options):
+        loads.append(model)
+        return WordEncoder()
+
+    monkeypatch.setattr(gingham.encoder, "load_encoder", load)
+    WordEncoder.encoded = 0
+    return loads
+
+
+TOPICS = ["apple banana cherry", "river mountain lake", "guitar piano violin", "football tennis golf",
+          "python java rust", "paris london berlin", "winter summer autumn", "red green blue"]
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def files(tmp_path, encoder):
+    """Paths the mistakes refer to: a corpus, one with a repeated id, an index built from texts, a folder that is
+    not an index."""
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl",
+                          [{"_id": f"d{i}", "text": f"{t} words about {t.split()[0]}"} for i, t in enumerate(TOPICS)])
+    dup = _write_jsonl(tmp_path / "dup.jsonl", [{"_id": "a", "text": "one"}, {"_id": "b", "text": "two"},
+                                                {"_id": "a", "text": "three"}])
+    index = tmp_path / "index"
+    r = runner.invoke(app, ["index", str(corpus), str(index), "--model", "words", "-q"])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "empty").mkdir()
+    encoder.clear()
+    WordEncoder.encoded = 0
+    return {"corpus": corpus, "dup": dup, "index": index, "not_index": tmp_path / "empty",
+            "missing": tmp_path / "no-such-index", "out": tmp_path / "out"}
+
+
+#: For every subcommand, user mistakes: (arguments with {placeholders} from ``files``, text the error names).
+MISTAKES = {
+    "index": [
+        (["{corpus}", "{out}", "--nbits", "3"], r"nbits must be one of \(1, 2, 4\), got 3"),
+        (["{corpus}", "{index}"], "an index already exists at .*; add --overwrite"),
+        (["{dup}", "{out}"], "duplicate document id 'a' at positions 0 and 2"),
+        (["{missing}", "{out}"], "corpus file .*no-such-index does not exist"),
+        (["{corpus}", "{out}", "--limit", "0"], "--limit must be a positive integer, got 0"),
+    ],
+    "build": [
+        (["{corpus}", "{out}", "--nbits", "3"], r"nbits must be one of \(1, 2, 4\), got 3"),
+        (["{missing}", "{out}"], "no-such-index does not exist"),
+    ],
+    "search": [
+        (["{not_index}", "query"], "is not a Gingham index: it has no manifest.json"),
+        (["{index}", "query", "--param", "3"], "--param gives values for the \\? of --where; add --where"),
+    ],
+    "info": [(["{missing}"], "no index at .*no-such-index: the directory does not exist")],
+    "verify": [(["{not_index}"], "is not a Gingham index")],
+    "add": [
+        (["{index}", "{corpus}"], "document id 'd0' is already in the index; .*--upsert"),
+        (["{not_index}", "{corpus}"], "is not a Gingham index"),
+    ],
+    "delete": [
+        (["{index}", "nope"], "document id 'nope' is not in the index"),
+        (["{missing}", "d1"], "no index at"),
+    ],
+    "compact": [(["{missing}"], "no index at .*no-such-index: the directory does not exist")],
+    "serve": [
+        (["{missing}"], "no index at"),
+        (["{index}", "--max-request-mb", "0"], "--max-request-mb must be positive"),
+    ],
+    "warmup": [(["--bogus"], "No such option: --bogus")],  # no value to get wrong: a usage error
+    "eval": [
+        (["{missing}", "--out", "{out}", "--nbits", "3"], "--nbits must be one or more of 1, 2, 4"),
+        (["{missing}", "--out", "{out}"], "no-such-index is not a folder; pass a BEIR folder"),
+    ],
+    "bench": [
+        (["--out", "{out}", "--nbits", "3"], "--nbits must be one or more of 1, 2, 4"),
+        (["--out", "{out}", "--n-docs", "0"], "n_docs .* must be a positive integer, got 0"),
+        (["--out", "{out}", "--nbits", "2", "--top-k", "0"], "top_k must be a positive integer, got 0"),
+    ],
+}
+
+
+def _commands() -> set[str]:
+    return set(typer.main.get_command(app).commands)
+
+
+def test_every_subcommand_has_its_mistakes_tested():
+    """A new subcommand needs its entry in MISTAKES."""
+    assert set(MISTAKES) == _commands()
+
+
+@pytest.mark.parametrize("command,args,expected", [(c, a, e) for c, cases in MISTAKES.items() for a, e in cases],
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_a_users_mistake_is_one_line_exit_2_before_the_expensive_work(files, encoder, monkeypatch, command, args,
+                                                                      expected):
+    import re
+
+    from gingham.evaluation import bench
+
+    # the expensive work, each a failure if reached: encoding, the bench's data and ground truth
+    monkeypatch.setattr(bench, "synthetic_data", lambda *a, **k: pytest.fail("bench made its data first"))
+    argv = [command] + [a.format(**files) for a in args]
+    if command == "index" and "--model" not in argv:
+        argv += ["--model", "words"]
+    r = runner.invoke(app, argv)
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert "Traceback" not in r.output and not isinstance(r.exception, AssertionError)
+    assert re.search(expected, " ".join(r.output.split())), r.output
+    assert WordEncoder.encoded == 0, "encoded texts before refusing"
+    if command != "warmup":  # click's usage errors have their own layout
+        lines = [line for line in r.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+
+
+def test_the_library_refuses_before_encoding_too(files, encoder, tmp_path):
+    texts = ["one text", "two texts", "three"]
+    for kwargs, match in [({"nbits": 3}, "nbits must be one of"), ({"doc_ids": ["a", "b", "a"]}, "duplicate"),
+                          ({"metadata": [{"k": 1}]}, "metadata"), ({"no_such_option": 1}, "unknown BuildConfig"),
+                          ({"path": files["index"]}, "an index already exists")]:
+        kwargs = {"path": tmp_path / "new", **kwargs}
+        with pytest.raises((ValueError, FileExistsError), match=match):
+            gingham.Index.from_texts(kwargs.pop("path"), texts, model="words", **kwargs)
+    ix = gingham.Index.open(files["index"])
+    for ids, match in [(["x", "x"], "duplicate"), (["d3", "x"], "'d3' is already in the index"),
+                       ([1, 2], "this index uses str ids")]:
+        with pytest.raises(ValueError, match=match):
+            ix.add_texts(texts[:2], ids)
+    assert encoder == [] and WordEncoder.encoded == 0
