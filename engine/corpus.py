@@ -1,4 +1,8 @@
-"""Reading corpora and queries: JSONL, BEIR folders (corpus.jsonl / queries.jsonl / qrels), TSV."""
+"""Reading corpora and queries: JSONL, BEIR folders (corpus.jsonl / queries.jsonl / qrels), TSV.
+
+A JSONL row's metadata (:func:`read_documents`) is every field but its id and its text: the fields of a
+``metadata`` object, and the other top-level fields (``title`` included, which is also prepended to the text).
+"""
 
 from __future__ import annotations
 
@@ -23,22 +27,58 @@ def _jsonl_rows(path: Path) -> Iterator[dict]:
             yield row
 
 
+#: Fields a JSONL row's id and text are read from, the first present of each.
+ID_FIELDS = ("_id", "id", "docid")
+TEXT_FIELDS = ("text", "contents")
+
+
+def _first(row: dict, fields: tuple[str, ...]) -> str | None:
+    return next((f for f in fields if f in row), None)
+
+
 def _record(row: dict, path: Path, lineno: int) -> tuple[str, str]:
-    rid = row.get("_id", row.get("id", row.get("docid")))
-    text = row.get("text", row.get("contents"))
-    if rid is None or text is None:
+    id_field, text_field = _first(row, ID_FIELDS), _first(row, TEXT_FIELDS)
+    if id_field is None or text_field is None or row[id_field] is None or row[text_field] is None:
         raise ValueError(
             f"{path} row {lineno} needs an id field ('_id' or 'id') and a 'text' field; it has {sorted(row)}"
         )
+    text = row[text_field]
     title = row.get("title") or ""
     if title:
         text = f"{title} {text}"
-    return str(rid), str(text)
+    return str(row[id_field]), str(text)
+
+
+def row_metadata(row: dict, path: Path, lineno: int) -> dict:
+    """A JSONL row's metadata: its fields but the id and the text, with the fields of its ``metadata`` object in
+    place of that object (a name in both is an error)."""
+    nested = row.get("metadata")
+    if nested is not None and not isinstance(nested, dict):
+        raise ValueError(f"{path} row {lineno}: 'metadata' must be a JSON object of fields, got "
+                         f"{type(nested).__name__}; put the value in a field of its own")
+    skip = {_first(row, ID_FIELDS), _first(row, TEXT_FIELDS), "metadata"}
+    out = {k: v for k, v in row.items() if k not in skip}
+    clash = sorted(set(out) & set(nested or {}))
+    if clash:
+        raise ValueError(f"{path} row {lineno} has {clash} both as a field and inside 'metadata'; keep one")
+    out.update(nested or {})
+    return out
+
+
+def read_documents(path: str | Path, kind: str = "corpus") -> tuple[list[str], list[str], list[dict] | None]:
+    """(ids, texts, metadata) from a JSONL file, a TSV file (id<TAB>text), or a BEIR folder (``corpus.jsonl`` /
+    ``queries.jsonl``, per ``kind``). BEIR titles are prepended to the text. ``metadata``: per row its fields but
+    the id and the text (the module's docstring), or None when no row has any (and for TSV)."""
+    return _read(path, kind, with_metadata=True)
 
 
 def read_texts(path: str | Path, kind: str = "corpus") -> tuple[list[str], list[str]]:
-    """(ids, texts) from a JSONL file, a TSV file (id<TAB>text), or a BEIR folder (``corpus.jsonl`` /
-    ``queries.jsonl``, per ``kind``). BEIR titles are prepended to the text."""
+    """(ids, texts) as :func:`read_documents` reads them, without metadata (queries, for example)."""
+    ids, texts, _ = _read(path, kind, with_metadata=False)
+    return ids, texts
+
+
+def _read(path: str | Path, kind: str, with_metadata: bool) -> tuple[list[str], list[str], list[dict] | None]:
     path = Path(path)
     if path.is_dir():
         candidate = path / f"{kind}.jsonl"
@@ -49,6 +89,7 @@ def read_texts(path: str | Path, kind: str = "corpus") -> tuple[list[str], list[
         raise FileNotFoundError(f"{kind} file {path} does not exist")
     ids: list[str] = []
     texts: list[str] = []
+    metadata: list[dict] = []
     if path.suffix in (".tsv", ".txt"):
         with open(path, encoding="utf-8", newline="") as f:
             for lineno, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
@@ -63,9 +104,11 @@ def read_texts(path: str | Path, kind: str = "corpus") -> tuple[list[str], list[
             rid, text = _record(row, path, lineno)
             ids.append(rid)
             texts.append(text)
+            if with_metadata:
+                metadata.append(row_metadata(row, path, lineno))
     if not ids:
         raise ValueError(f"{path} holds no {kind} rows")
-    return ids, texts
+    return ids, texts, (metadata if any(metadata) else None)
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:

@@ -175,3 +175,58 @@ def test_the_library_refuses_before_encoding_too(files, encoder, tmp_path):
         with pytest.raises(ValueError, match=match):
             ix.add_texts(texts[:2], ids)
     assert encoder == [] and WordEncoder.encoded == 0
+
+
+# ---------------------------------------------------------------------------------------- metadata (issue 27.7)
+def test_index_and_add_keep_the_jsonl_fields_as_metadata(tmp_path, encoder):
+    rows = [{"_id": f"d{i}", "text": f"{t} words", "title": f"T{i}", "lang": "de" if i % 2 else "en",
+             "metadata": {"year": 2000 + i}} for i, t in enumerate(TOPICS)]
+    corpus = _write_jsonl(tmp_path / "corpus.jsonl", rows)
+    index = tmp_path / "index"
+    assert runner.invoke(app, ["index", str(corpus), str(index), "--model", "words", "-q"]).exit_code == 0
+    assert gingham.Index.open(index).metadata("d3") == {"title": "T3", "lang": "de", "year": 2003}
+
+    def hits(where, *params):
+        argv = ["search", str(index), "paris tennis piano", "--json", "--top-k", "8", "--where", where]
+        r = runner.invoke(app, argv + [a for p in params for a in ("--param", p)])
+        assert r.exit_code == 0, r.output
+        return sorted(json.loads(line)["id"] for line in r.output.splitlines() if line.startswith("{"))
+
+    assert hits("lang = ? AND year >= ?", "de", "2004") == ["d5", "d7"]
+    assert hits("title = ?", "T0") == ["d0"]
+    more = _write_jsonl(tmp_path / "more.jsonl", [{"id": "n1", "contents": "snow ice", "lang": "fi"}])
+    r = runner.invoke(app, ["add", str(index), str(more), "-q"])
+    assert r.exit_code == 0, r.output
+    assert hits("lang = ?", "fi") == ["n1"]
+
+
+def test_the_metadata_rule(tmp_path):
+    from gingham.corpus import read_documents, read_texts
+
+    path = _write_jsonl(tmp_path / "c.jsonl", [
+        {"_id": "a", "text": "x", "id": 7, "metadata": {"k": [1, 2]}},  # '_id' is the id: 'id' is metadata
+        {"docid": "b", "contents": "y"},
+        {"_id": "c", "text": "z", "metadata": {}},
+    ])
+    ids, texts, metas = read_documents(path)
+    assert ids == ["a", "b", "c"] and texts == ["x", "y", "z"]
+    assert metas == [{"id": 7, "k": [1, 2]}, {}, {}]
+    plain = _write_jsonl(tmp_path / "p.jsonl", [{"_id": "a", "text": "x"}, {"_id": "b", "text": "y"}])
+    assert read_documents(plain)[2] is None  # no row has metadata: none at all
+    tsv = tmp_path / "c.tsv"
+    tsv.write_text("a\tx\nb\ty\n", encoding="utf-8")
+    assert read_documents(tsv) == (["a", "b"], ["x", "y"], None)
+    assert read_texts(path)[0] == ["a", "b", "c"]
+    for row, match in [({"_id": "a", "text": "x", "lang": "en", "metadata": {"lang": "de"}}, r"\['lang'\] both"),
+                       ({"_id": "a", "text": "x", "metadata": "en"}, "'metadata' must be a JSON object")]:
+        with pytest.raises(ValueError, match=match):
+            read_documents(_write_jsonl(tmp_path / "bad.jsonl", [row]))
+    # queries are read without metadata: a queries file with odd fields still reads
+    assert read_texts(_write_jsonl(tmp_path / "q.jsonl", [{"_id": "q", "text": "t", "metadata": "x"}])) == (
+        ["q"], ["t"])
+
+
+def test_index_help_documents_the_metadata_rule():
+    r = runner.invoke(app, ["index", "--help"], terminal_width=200)
+    text = " ".join(r.output.replace("│", " ").split())
+    assert "every other field is metadata" in text and "'metadata' object" in text
