@@ -66,8 +66,8 @@ class EncoderConfig:
             )
         if self.layout not in LAYOUTS:
             raise ValueError(f"EncoderConfig.layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
+        if self.dtype not in ("float32", "bfloat16", "float16", "int8"):
+            raise ValueError(f"dtype must be 'float32', 'bfloat16', 'float16' or 'int8', got {self.dtype!r}")
         if self.do_query_expansion and self.expansion_token_id is None:
             raise ValueError(
                 "do_query_expansion=True needs an expansion token, but the tokenizer has neither a mask nor a "

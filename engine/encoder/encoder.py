@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from .backbones import Backbone, load_backbone, load_state_dict
+from .capability import cpu_capability, resolve_dtype
 from .config import PUNCTUATION, EncoderConfig
 from .resolve import CheckpointSpec, read_checkpoint, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-           "float16": "float16", "fp16": "float16"}
 
 
 def _torch():
@@ -250,7 +249,7 @@ def load_encoder(
     name_or_path: str | Path,
     *,
     device: str = "cpu",
-    dtype: str = "float32",
+    dtype: str = "auto",
     allow_hub: bool = False,
     query_length: int | None = None,
     document_length: int | None = None,
@@ -269,14 +268,31 @@ def load_encoder(
     ``bert.*``, ``artifact.metadata``) or a plain transformers encoder (token states, no projection).
     Keyword arguments override what the checkpoint records; ``skiplist=[]`` keeps every token.
     Remote code is never executed.
+
+    ``dtype``: ``"auto"`` (default) picks by what this machine computes natively (see
+    :func:`gingham.encoder.capability.resolve_dtype`): bfloat16 on a CPU with AMX or AVX-512 BF16 and on a GPU
+    with bf16, else float32. ``"float32"`` is the reference (PyLate's vectors); ``"bfloat16"`` / ``"float16"`` run
+    the whole model in that type; ``"int8"`` (CPU only) runs the backbone's linear layers in int8 with per-token
+    activation scales (:mod:`gingham.encoder.quantize`), the rest in float32.
     """
     torch = _torch()
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(set(_DTYPES))}, got {dtype!r}")
-    dtype = _DTYPES[dtype]
     device = str(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but torch sees no CUDA GPU; pass device='cpu' or install a CUDA torch")
+    requested = dtype
+    dtype = resolve_dtype(dtype, device)
+    if dtype == "int8":
+        if not device.startswith("cpu"):
+            raise ValueError(f"dtype='int8' is a CPU path; on device={device!r} use dtype='bfloat16' or 'auto'")
+        from .quantize import int8_supported
+
+        why = int8_supported()
+        if why:
+            raise ValueError(why)
+    elif dtype == "bfloat16" and device.startswith("cpu") and not cpu_capability().native_bf16:
+        logger.warning("dtype=%r: this CPU (%s) has no native bf16 (AMX / AVX-512 BF16); bf16 is emulated and "
+                       "usually slower than float32 here; dtype='auto' would pick float32",
+                       requested, cpu_capability().describe())
     if threads is not None and int(threads) < 1:
         raise ValueError(f"threads must be >= 1 or None, got {threads!r}")
     if batch_size < 1:
@@ -288,10 +304,15 @@ def load_encoder(
 
     transformers = require("transformers", "encoder")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(spec.backbone), trust_remote_code=False)
-    torch_dtype = getattr(torch, dtype)
+    torch_dtype = torch.float32 if dtype == "int8" else getattr(torch, dtype)
     with torch_threads(threads):
         backbone = load_backbone(spec, dtype=torch_dtype, device=device)
         projection, dim = _build_projection(spec, backbone.hidden_size, torch_dtype, device)
+        if dtype == "int8":
+            from .quantize import quantize_linears
+
+            n = quantize_linears(backbone.model)
+            logger.info("int8: %d linear layers of the backbone quantised", n)
 
     s = spec.settings
     over = dict(query_length=query_length, document_length=document_length, query_prefix=query_prefix,

