@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 
+from gingham.encoder.batcher import BatchingConfig, QueryBatcher
 from gingham.errors import require
 from gingham.search.warm import warm
 
@@ -232,7 +233,8 @@ async def _reply(scope, receive, send, status: int, detail: Optional[str]) -> No
 
 def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *,
                api_key: Optional[str] = None, allow_unauthenticated_writes: bool = False,
-               protect_reads: bool = False, docs: bool = False, warm_up: bool = True):
+               protect_reads: bool = False, docs: bool = False, warm_up: bool = True,
+               batching: Optional[BatchingConfig] = BatchingConfig()):
     """The FastAPI application serving the index at ``index_path``.
 
     Writes (add, delete, compact) need ``api_key``, sent as ``Authorization: Bearer <key>`` or ``X-API-Key``; with
@@ -243,6 +245,11 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
     ``warm_up``: when the server starts, a background thread loads the kernels and the encoder (:func:`warm`);
     ``GET /ready`` answers 503 until it is done and 200 after, while ``GET /health`` (liveness) answers at once.
     Without it, ``/ready`` is 200 from the start and the first requests pay for the warm-up.
+
+    ``batching``: concurrent text searches' query encodes are micro-batched (one worker collects the queued queries
+    for at most ``max_wait_ms`` or ``max_batch`` texts, then one ``encode_queries`` call) and repeated queries'
+    vectors are cached (:class:`gingham.encoder.batcher.QueryBatcher`); ``None`` encodes each request's queries
+    in its own call.
     """
     if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
         raise ValueError("api_key must be a non-empty string; leave it None to run without one")
@@ -252,6 +259,8 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         raise ValueError("protect_reads needs an api_key (--api-key or GINGHAM_API_KEY)")
     if isinstance(max_request_bytes, bool) or not isinstance(max_request_bytes, int) or max_request_bytes < 1:
         raise ValueError(f"max_request_bytes must be a positive int, got {max_request_bytes!r}")
+    if batching is not None and not isinstance(batching, BatchingConfig):
+        raise ValueError(f"batching must be a BatchingConfig or None, got {type(batching).__name__}")
     fastapi = require("fastapi", "server")
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
@@ -273,11 +282,27 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         readiness["ready"] = True
         log.info("ready: kernels and encoder warm in %.1f s", time.perf_counter() - t)
 
+    batcher: dict = {"batcher": None}
+    batcher_lock = threading.Lock()
+
+    def query_encoder(ix: Index):
+        """The micro-batching front of the index's encoder (made on first use), or None when batching is off."""
+        if batching is None:
+            return None
+        if batcher["batcher"] is None:
+            encoder = ix.encoder  # loads it; raises ValueError for an index built from embeddings
+            with batcher_lock:
+                if batcher["batcher"] is None:
+                    batcher["batcher"] = app.state.query_batcher = QueryBatcher(encoder, batching)
+        return batcher["batcher"]
+
     @asynccontextmanager
     async def lifespan(_app):
         if warm_up:
             threading.Thread(target=warm_in_background, name="gingham-warm-up", daemon=True).start()
         yield
+        if batcher["batcher"] is not None:
+            batcher["batcher"].close()
 
     app = FastAPI(title="Gingham", version=index.manifest["engine_version"], lifespan=lifespan,
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
@@ -362,8 +387,8 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         try:
             if req.queries is not None:
                 hybrid = {"hybrid": req.hybrid, "alpha": req.alpha} if req.hybrid else {}
-                res = ix.search_text(req.queries, top_k, subset=req.subset, where=where, params=req.params,
-                                     exhaustive=req.exhaustive, **hybrid, **overrides)
+                res = ix.search_text(req.queries, top_k, encoder=query_encoder(ix), subset=req.subset, where=where,
+                                     params=req.params, exhaustive=req.exhaustive, **hybrid, **overrides)
             else:
                 qs = [as_vectors(q, f"embeddings[{i}]") for i, q in enumerate(req.embeddings)]
                 res = ix.search(qs, top_k, subset=req.subset, where=where, params=req.params,
@@ -427,11 +452,12 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
 def serve(index_path: str | Path, host: str = "127.0.0.1", port: int = 8765,
           max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *, api_key: Optional[str] = None,
           allow_unauthenticated_writes: bool = False, protect_reads: bool = False,
-          docs: bool = False, warm_up: bool = True) -> None:  # pragma: no cover - runs forever
+          docs: bool = False, warm_up: bool = True,
+          batching: Optional[BatchingConfig] = BatchingConfig()) -> None:  # pragma: no cover - runs forever
     """Run :func:`create_app` under uvicorn (its arguments as there)."""
     uvicorn = require("uvicorn", "server")
     app = create_app(index_path, max_request_bytes, api_key=api_key, protect_reads=protect_reads, docs=docs,
-                     allow_unauthenticated_writes=allow_unauthenticated_writes, warm_up=warm_up)
+                     allow_unauthenticated_writes=allow_unauthenticated_writes, warm_up=warm_up, batching=batching)
     if host not in ("127.0.0.1", "localhost", "::1") and not protect_reads:
         log.warning("serving on %s: searches are open to anyone who can reach it (--protect-reads needs the key)",
                     host)
