@@ -51,6 +51,11 @@ MODERNBERT_BASE_CONFIG = dict(
     sep_token_id=50282,
 )
 
+#: A few-MB LFM2 with the same layer kinds, for dry runs (bench/gpu_check.sh --dry-run) and CI.
+LFM2_TINY_CONFIG = dict(LFM2_CONFIG, vocab_size=2000, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                        num_attention_heads=4, num_key_value_heads=2, block_auto_adjust_ff_dim=False,
+                        layer_types=["conv", "full_attention", "conv", "full_attention"], max_position_embeddings=2048)
+
 ARCHITECTURES: dict[str, dict] = {
     "lfm2-colbert-350m": {
         "kind": "lfm2", "config": LFM2_CONFIG, "bidirectional": False, "dense": (1024, 128),
@@ -66,6 +71,11 @@ ARCHITECTURES: dict[str, dict] = {
         "kind": "modernbert", "config": MODERNBERT_BASE_CONFIG, "bidirectional": True, "dense": (768, 128),
         "parameters": 149_015_808, "non_embedding": 110_331_648,
         "settings": {"query_length": 32, "document_length": 300},
+    },
+    "lfm2-colbert-tiny": {
+        "kind": "lfm2", "config": LFM2_TINY_CONFIG, "bidirectional": False, "dense": (64, 128),
+        "parameters": 284_672, "non_embedding": 156_672,
+        "settings": {"query_length": 32, "document_length": 256},
     },
 }
 
@@ -130,7 +140,7 @@ def _tokenizer(kind: str, vocab_size: int):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(extra), special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_training_texts(), trainer)
+    tok.train_from_iterator(_training_texts(6_000_000 if vocab_size > 10_000 else 300_000), trainer)
     if kind == "lfm2":
         bos = tok.token_to_id("<|startoftext|>")
         tok.post_processor = processors.TemplateProcessing(single="<|startoftext|> $A",
