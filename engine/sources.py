@@ -255,7 +255,8 @@ class ParquetSource(Source):
 
 
 class TextSource(Source):
-    """A JSONL / BEIR corpus (``{"_id"|"id", "text"[, "title"]}`` per line) encoded in chunks of ``encode_docs``
+    """A JSONL / BEIR corpus (``{"_id"|"id", "text"[, "title"]}`` per line, the other fields metadata as for
+    ``gingham index``; the Ray build keeps no metadata yet) encoded in chunks of ``encode_docs``
     documents by a late-interaction ``model`` (``gingham.encoder.load_encoder``; needs ``gingham[encoder]``).
 
     Documents before the resume point are read (ids) but not encoded.
@@ -318,33 +319,39 @@ class TextSource(Source):
             out["pooling"] = dict(self._pooling)
         return out
 
-    def _groups(self, start: int) -> Iterator[tuple[list, list[str], bool]]:
-        """(ids, texts, encode?) per group of ``encode_docs`` documents; groups before ``start`` are not encoded."""
-        from gingham.corpus import _jsonl_rows, _record
+    def _groups(self, start: int) -> Iterator[tuple[list, list[str], list[dict] | None, bool]]:
+        """(ids, texts, metadata, encode?) per group of ``encode_docs`` documents; groups before ``start`` are not
+        encoded. Metadata follows ``gingham index``'s rule (:func:`gingham.corpus.row_metadata`: a line's fields but
+        the id and the text); None for a group none of whose lines has any."""
+        from gingham.corpus import _jsonl_rows, _record, row_metadata
 
-        rows = (_record(row, self.path, n) for n, row in enumerate(_jsonl_rows(self.path), start=1))
+        rows = ((*_record(row, self.path, n), row_metadata(row, self.path, n))
+                for n, row in enumerate(_jsonl_rows(self.path), start=1))
         done = 0
         while group := list(itertools.islice(rows, self._encode_docs)):
             done += len(group)
-            yield [r for r, _ in group], [t for _, t in group], done > start
+            metadata = [m for _, _, m in group]
+            yield [r for r, _, _ in group], [t for _, t, _ in group], metadata if any(metadata) else None, \
+                done > start
 
-    def _batch(self, ids: list, texts: list[str], embs: Sequence[np.ndarray]) -> Batch:
+    def _batch(self, ids: list, texts: list[str], metadata: list[dict] | None, embs: Sequence[np.ndarray]) -> Batch:
         if self._pooling:
             from gingham.pooling import pool_as_recorded
 
             embs = pool_as_recorded({"pooling": self._pooling}, embs)
         lengths = np.array([e.shape[0] for e in embs], dtype=np.int64)
-        return Batch(ids, np.concatenate(embs).astype(np.float32), lengths, texts if self._store_texts else None)
+        return Batch(ids, np.concatenate(embs).astype(np.float32), lengths, texts if self._store_texts else None,
+                     metadata)
 
     def batches(self, start: int = 0) -> Iterator[Batch]:
         if self._workers > 1:
             yield from self._batches_in_workers(start)
             return
-        for ids, texts, encode in self._groups(start):
+        for ids, texts, metadata, encode in self._groups(start):
             if not encode:
                 yield Batch(ids, None, None)
                 continue
-            yield self._batch(ids, texts, self.encoder_model.encode_documents(texts, show_progress=False))
+            yield self._batch(ids, texts, metadata, self.encoder_model.encode_documents(texts, show_progress=False))
 
     def _batches_in_workers(self, start: int) -> Iterator[Batch]:
         import multiprocessing as mp
@@ -357,15 +364,16 @@ class TextSource(Source):
         threads = max(1, (os.cpu_count() or 1) // self._workers)
         pending: deque = deque()
         with ctx.Pool(self._workers, _encoder_worker_init, (self._model, self._opts, devices, threads)) as pool:
-            for ids, texts, encode in self._groups(start):
-                pending.append((ids, texts, pool.apply_async(_encoder_worker_encode, (texts,)) if encode else None))
-                while len(pending) > 2 * self._workers or (pending and pending[0][2] is None):
+            for ids, texts, metadata, encode in self._groups(start):
+                pending.append((ids, texts, metadata,
+                                pool.apply_async(_encoder_worker_encode, (texts,)) if encode else None))
+                while len(pending) > 2 * self._workers or (pending and pending[0][3] is None):
                     yield self._collect(*pending.popleft())
             while pending:
                 yield self._collect(*pending.popleft())
 
-    def _collect(self, ids: list, texts: list[str], job) -> Batch:
-        return Batch(ids, None, None) if job is None else self._batch(ids, texts, job.get())
+    def _collect(self, ids: list, texts: list[str], metadata: list[dict] | None, job) -> Batch:
+        return Batch(ids, None, None) if job is None else self._batch(ids, texts, metadata, job.get())
 
 
 _WORKER_ENCODER: list = []

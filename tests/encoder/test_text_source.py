@@ -59,3 +59,19 @@ def test_workers_need_a_model_name_not_an_object(bert_pylate, corpus_file):
         TextSource(corpus_file[0], encoder=load_encoder(bert_pylate), workers=2)
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         TextSource(corpus_file[0], model=str(bert_pylate), workers=0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_streaming_build_keeps_the_lines_metadata(bert_pylate, tmp_path, workers):
+    """A JSONL line's fields but the id and the text are its metadata, as for `gingham index` (issue 27.7): the
+    streaming build keeps them, in this process and in workers, and where= finds them."""
+    rows = [{"_id": f"p{i}", "text": f"document number {i} about topic {i % 3}", "topic": i % 3,
+             **({"metadata": {"lang": "de" if i % 2 else "en"}} if i < 20 else {})} for i in range(30)]
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    src = TextSource(path, model=str(bert_pylate), encode_docs=8, workers=workers)
+    index = build(tmp_path / "ix", src, n_centroids=16, chunk_tokens=200, show_progress=False)
+    assert index.metadata("p3") == {"topic": 0, "lang": "de"} and index.metadata("p25") == {"topic": 1}
+    q = load_encoder(bert_pylate).encode_queries(["topic"])[0]
+    hits = index.search(q, 30, where="topic = ? AND lang = ?", params=[2, "en"])
+    assert sorted(d for d, _ in hits.rows(0)) == sorted(f"p{i}" for i in range(20) if i % 3 == 2 and i % 2 == 0)
