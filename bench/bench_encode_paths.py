@@ -7,8 +7,8 @@ model and each encoding path (dtype / backend), every path against the float32 t
 
 ``--model``: a name of ``bench/colbert_architectures.py`` (built on demand with random weights: speed does not
 depend on the weights' values), ``multilingual-e5-small``, or a model folder. ``--paths``: ``float32``,
-``bfloat16``, ``float16``, ``int8`` (Gingham's dtypes) and ``onnx-float32`` / ``onnx-int8`` (ONNX Runtime, when
-``gingham.encoder.onnx`` is present and onnxruntime installed).
+``bfloat16``, ``float16``, ``int8`` (Gingham's dtypes) and ``onnx-float32`` / ``onnx-int8`` (ONNX Runtime,
+``backend="onnxruntime"``; needs the ``onnx`` extra; the first load exports the graph, cached).
 
 What is timed (``--what``, comma-separated):
 
@@ -108,9 +108,7 @@ def load_path(model: str, path: str, threads: int | None):
     from gingham.encoder import load_encoder
 
     if path.startswith("onnx-"):
-        from gingham.encoder.onnx import load_onnx_encoder
-
-        return load_onnx_encoder(model, quantize=path.removeprefix("onnx-"), threads=threads)
+        return load_encoder(model, dtype=path.removeprefix("onnx-"), backend="onnxruntime", threads=threads)
     return load_encoder(model, dtype=path, threads=threads)
 
 

@@ -44,7 +44,10 @@ def machine() -> dict:
     cap = cpu_capability()
     info = {"lscpu": lscpu(), "gingham_capability": cap.describe(), "torch": torch.__version__,
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "loadavg": loadavg()}
+            "python": platform.python_version(), "loadavg": loadavg(),
+            # set to emulate a smaller instruction set (e.g. an AVX2-only CPU) for oneDNN, ATen and MKL kernels
+            "isa_limits": {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
+                                                      "MKL_ENABLE_INSTRUCTIONS") if k in os.environ}}
     try:
         import transformers
 
@@ -60,4 +63,5 @@ def header(info: dict) -> str:
     ls = info["lscpu"]
     return (f"CPU: {ls.get('model_name')} ({ls.get('cpus')} CPUs; flags of interest: "
             f"{', '.join(ls['flags_of_interest']) or 'none'}); torch {info['torch']} "
-            f"({info['torch_cpu_capability']}, {info['torch_threads']} threads); load average {info['loadavg']}")
+            f"({info['torch_cpu_capability']}, {info['torch_threads']} threads); load average {info['loadavg']}"
+            + (f"; kernels limited to {info['isa_limits']}" if info.get("isa_limits") else ""))

@@ -117,9 +117,9 @@ def lfm2_forward(model, input_ids, attention_mask, *, bidirectional: bool = True
         allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=hidden.device).tril()
     # a row with no allowed key at all (never the case with right padding: the first token is real) would
     # give NaN; only such a row sees itself. Rows with real keys see exactly those, as in the original.
+    # (no data-dependent branch: the graph stays exportable, e.g. to ONNX; without empty rows this changes nothing)
     empty = ~allowed.any(dim=-1, keepdim=True)
-    if bool(empty.any()):
-        allowed = allowed | (empty & torch.eye(length, dtype=torch.bool, device=hidden.device))
+    allowed = allowed | (empty & torch.eye(length, dtype=torch.bool, device=hidden.device))
     neg = torch.finfo(dtype).min
     attn_mask = torch.zeros(allowed.shape, dtype=dtype, device=hidden.device).masked_fill(~allowed, neg)
     position_ids = torch.arange(length, device=hidden.device)[None, :]

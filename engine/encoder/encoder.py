@@ -126,6 +126,7 @@ class Encoder:
         self.projection = projection
         self.batch_size = batch_size
         self.threads = threads
+        self.backend = "torch"
         self._skip = np.asarray(config.skiplist_ids, dtype=np.int64)
         # PyLate pads document batches with its expansion token too (mask, else EOS, else pad); with the
         # attention and sequence masks below the choice changes no kept vector, but it keeps us on PyLate's inputs
@@ -260,6 +261,7 @@ def load_encoder(
     skiplist: Sequence[str] | None = None,
     threads: int | None = None,
     batch_size: int = 32,
+    backend: str = "torch",
 ) -> Encoder:
     """Load a late-interaction encoder from a model folder, the bundled e5 alias, or the Hugging Face cache.
 
@@ -274,13 +276,26 @@ def load_encoder(
     with bf16, else float32. ``"float32"`` is the reference (PyLate's vectors); ``"bfloat16"`` / ``"float16"`` run
     the whole model in that type; ``"int8"`` (CPU only) runs the backbone's linear layers in int8 with per-token
     activation scales (:mod:`gingham.encoder.quantize`), the rest in float32.
+
+    ``backend``: ``"torch"`` (default) or ``"onnxruntime"`` (CPU; dtype ``"float32"`` or ``"int8"``, ``"auto"``
+    meaning float32): the forward exported once to ONNX and run by ONNX Runtime (:mod:`gingham.encoder.onnx`,
+    the ``onnx`` extra).
     """
     torch = _torch()
     device = str(device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but torch sees no CUDA GPU; pass device='cpu' or install a CUDA torch")
+    if backend not in ("torch", "onnxruntime"):
+        raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
     requested = dtype
     dtype = resolve_dtype(dtype, device)
+    if backend == "onnxruntime":
+        if not device.startswith("cpu"):
+            raise ValueError(f"backend='onnxruntime' runs on the CPU; for device={device!r} use backend='torch'")
+        onnx_dtype = "float32" if requested == "auto" else dtype
+        if onnx_dtype not in ("float32", "int8"):
+            raise ValueError(f"backend='onnxruntime' runs dtype 'float32' or 'int8', got {requested!r}")
+        dtype = "float32"  # the torch model that is exported
     if dtype == "int8":
         if not device.startswith("cpu"):
             raise ValueError(f"dtype='int8' is a CPU path; on device={device!r} use dtype='bfloat16' or 'auto'")
@@ -387,7 +402,12 @@ def load_encoder(
         device=device,
     )
     logger.info("loaded %s encoder from %s (layout %s, dim %d)", config.model_type, root, config.layout, dim)
-    return Encoder(config, tokenizer, backbone, projection, batch_size=batch_size, threads=threads)
+    encoder = Encoder(config, tokenizer, backbone, projection, batch_size=batch_size, threads=threads)
+    if backend == "onnxruntime":
+        from .onnx import to_onnx
+
+        encoder = to_onnx(encoder, root, quantize=onnx_dtype, threads=threads)
+    return encoder
 
 
 __all__ = ["Encoder", "expansion_token_id", "load_encoder", "torch_threads"]
