@@ -3,6 +3,8 @@ float32 one, nDCG@10 and recall@10 on XQuAD X->en and MS MARCO 5k, plus the vect
 
     python bench/fidelity_fast_paths.py --paths float32,int8,bfloat16 --xquad-limit 300 --out bench/out/fidelity
 
+Paths: Gingham's dtypes (``float32``, ``int8``, ``bfloat16``) and ``onnx-float32`` / ``onnx-int8`` (ONNX Runtime).
+
 For each path: the documents and the queries are encoded with that path, an index is built from the documents
 (the same build settings and seed for every path) and searched with its default settings and exhaustively
 (exact MaxSim over every document: the encoder's effect alone, without the index's approximation). The bar
@@ -59,7 +61,8 @@ def run(paths: list[str], model: str, task_sets: dict, out: Path, threads: int |
         results[set_name] = {}
         for path in paths:
             t0 = time.perf_counter()
-            enc = load_encoder(model, dtype=path, threads=threads)
+            backend = "onnxruntime" if path.startswith("onnx-") else "torch"
+            enc = load_encoder(model, dtype=path.removeprefix("onnx-"), backend=backend, threads=threads)
             docs = enc.encode_documents(corpus.texts, batch_size=32, show_progress=False)
             t_docs = time.perf_counter() - t0
             index = Index.create(out / f"{set_name}-{path}", docs, corpus.ids, overwrite=True, show_progress=False,

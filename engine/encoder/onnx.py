@@ -59,7 +59,7 @@ def _graph_module(encoder):
     return Graph().eval()
 
 
-def cache_key(root: Path, encoder, quantize: str) -> str:
+def cache_key(root: Path, encoder) -> str:
     """What the exported graph depends on: the folder's files (names, sizes, times), the settings, the versions."""
     import torch
     import transformers
@@ -69,7 +69,7 @@ def cache_key(root: Path, encoder, quantize: str) -> str:
     for f in sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")):
         st = f.stat()
         h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update(json.dumps([repr(encoder.config), quantize, torch.__version__, transformers.__version__,
+    h.update(json.dumps([repr(encoder.config), torch.__version__, transformers.__version__,
                          ort.__version__]).encode())
     return h.hexdigest()[:24]
 
@@ -144,7 +144,7 @@ def to_onnx(encoder, root: Path, *, quantize: str = "float32", threads: int | No
 
     if quantize not in ("float32", "int8"):
         raise ValueError(f"the onnxruntime backend runs dtype 'float32' or 'int8', got {quantize!r}")
-    folder = Path(cache_dir or DEFAULT_CACHE) / cache_key(root, encoder, quantize)
+    folder = Path(cache_dir or DEFAULT_CACHE) / cache_key(root, encoder)  # float32 and int8 graphs side by side
     fp32 = folder / "model.onnx"
     if not (folder / "fp32.complete").exists():
         logger.info("exporting %s to ONNX in %s (once)", root, folder)
