@@ -226,3 +226,13 @@ def test_kernels_cache_for_a_read_only_site_packages(tmp_path):
     finally:
         for path, mode in modes.items():
             path.chmod(mode)
+
+
+def test_test_files_have_unique_basenames():
+    """The tests are not packages (pytest's rootdir-relative imports): two test files of the same name in two
+    folders make the whole run stop at collection ("import file mismatch")."""
+    names: dict[str, list[str]] = {}
+    for path in (ROOT / "tests").rglob("*.py"):
+        if path.name != "conftest.py" and path.name != "__init__.py":
+            names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert not {n: p for n, p in names.items() if len(p) > 1}
