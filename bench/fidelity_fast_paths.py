@@ -1,5 +1,6 @@
 """Fidelity of the encoder's fast paths on real weights (multilingual-e5-small): each path's index against the
-float32 one, nDCG@10 and recall@10 on XQuAD X->en and MS MARCO 5k, plus the vectors' distance to float32's.
+float32 one, nDCG@10 and recall@10 on XQuAD X->en, MS MARCO 5k and DBpedia-Entity 5k, plus the vectors' distance
+to float32's.
 
     python bench/fidelity_fast_paths.py --paths float32,int8,bfloat16 --xquad-limit 300 --out bench/out/fidelity
 
@@ -36,9 +37,10 @@ def tasks(xquad_limit: int | None, languages: list[str] | None):
     xq = DATA / "xquad-retrieval"
     if xq.exists():
         out["xquad-x-en"] = load_xquad(xq, "x-en", languages, limit_queries=xquad_limit)
-    ms = DATA / "agentset-subsets" / "msmarco"
-    if ms.exists():
-        out["msmarco-5k"] = [load_beir(ms)]
+    for name in ("msmarco", "dbpedia"):
+        folder = DATA / "agentset-subsets" / name
+        if folder.exists():
+            out[f"{name}-5k"] = [load_beir(folder)]
     return out
 
 

@@ -25,7 +25,7 @@ MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx_parity")
-    return {name: rebuild_checkpoint(name, root / name) for name in ("lfm2_causal128", "bert128")}
+    return {name: rebuild_checkpoint(name, root / name) for name in ("lfm2_causal128", "bert128", "modernbert96")}
 
 
 @pytest.fixture()
@@ -44,7 +44,7 @@ def _worst(a, b) -> float:
     return worst
 
 
-@pytest.mark.parametrize("name", ["lfm2_causal128", "bert128"])
+@pytest.mark.parametrize("name", ["lfm2_causal128", "bert128", "modernbert96"])
 def test_onnx_float32_equals_torch(folders, onnx_cache, name):
     ref = load_encoder(folders[name], dtype="float32")
     enc = load_encoder(folders[name], dtype="float32", backend="onnxruntime")
