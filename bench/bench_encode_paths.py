@@ -233,9 +233,9 @@ def bench_sweep(encoders: dict, args) -> dict:
         for b in args.sweep_batches:
             t, _ = _timed(lambda: enc.encode_queries(qs[:b], batch_size=b))
             row["queries_per_s"][str(b)] = b / t
-            nb = max(1, min(b, args.sweep_max_docs))
-            t, _ = _timed(lambda: enc.encode_documents(docs[:nb], batch_size=nb))
-            row["documents_per_s"][str(b)] = nb / t
+            if b <= args.sweep_max_docs:
+                t, _ = _timed(lambda: enc.encode_documents(docs[:b], batch_size=b))
+                row["documents_per_s"][str(b)] = b / t
         out[p] = row
     return out
 
@@ -317,7 +317,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     model = resolve_model(args.model)
     t0 = time.perf_counter()
-    results = {"model": args.model, "folder": model, "paths": paths, "machine": machine_info.machine(),
+    info = machine_info.machine()
+    if args.threads:
+        info["torch_threads"] = args.threads  # what the encoders run with (load_encoder(threads=...))
+    results = {"model": args.model, "folder": model, "paths": paths, "machine": info,
                "args": {k: v if not isinstance(v, Path) else str(v) for k, v in vars(args).items()}}
     encoders = {p: load_path(model, p, args.threads) for p in paths}
     results["resolved_dtypes"] = {p: getattr(e.config, "dtype", p) for p, e in encoders.items()}

@@ -20,13 +20,16 @@ def main() -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     header = ""
     for f in files:
         r = json.loads(f.read_text())
         ls = r["machine"]["lscpu"]
-        header = f"{ls.get('model_name')} ({ls.get('cpus')} CPUs; {', '.join(ls['flags_of_interest'])})"
+        threads = r["args"].get("threads") or r["machine"].get("torch_threads")
+        header = (f"{ls.get('model_name')} ({ls.get('cpus')} CPUs; {', '.join(ls['flags_of_interest'])}), "
+                  f"{threads} thread(s), load {r['machine']['loadavg'][0]:.1f}")
         for path, row in r["sweep"].items():
             style = "-" if "float32" not in path else ":"
             label = f"{r['model']} {path}"
@@ -40,6 +43,7 @@ def main() -> None:
           title=f"documents ({doc_len} tokens)")
     for ax in (a, b):
         ax.grid(alpha=0.3, which="both")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     a.legend(fontsize=7)
     fig.suptitle(f"LFM2-ColBERT-350M size vs GTE-ModernColBERT-v1 size, CPU: {header}", fontsize=9)
     fig.tight_layout()

@@ -362,6 +362,8 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
     def info() -> dict:
         out = fresh().info()
         out["encoder"] = index.manifest.get("encoder")
+        if batcher["batcher"] is not None:  # text queries so far: encode calls, texts per call, cache hits
+            out["query_batching"] = dict(batcher["batcher"].stats)
         return out
 
     @app.post("/search")

@@ -81,6 +81,9 @@ def test_concurrent_text_searches(text_index, batching):
         assert stats["max_batch"] > 1
         _search(base, QUERIES[0])  # a repeated query: from the cache
         assert app.state.query_batcher.stats["cache_hits"] == 1
+        with urllib.request.urlopen(base + "/info", timeout=60) as resp:
+            info = json.loads(resp.read())
+        assert info["query_batching"]["cache_hits"] == 1 and info["query_batching"]["queries"] == len(QUERIES) + 1
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
