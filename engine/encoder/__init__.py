@@ -5,9 +5,12 @@ Needs the ``encoder`` extra (torch, transformers); importing this package does n
 
 from __future__ import annotations
 
+from .batcher import BatchingConfig, QueryBatcher
+from .capability import cpu_capability, resolve_dtype
 from .config import EncoderConfig
 
-__all__ = ["Encoder", "EncoderConfig", "load_encoder", "ensure_multilingual_e5"]
+__all__ = ["BatchingConfig", "Encoder", "EncoderConfig", "QueryBatcher", "cpu_capability", "ensure_multilingual_e5",
+           "load_encoder", "resolve_dtype"]
 
 
 def __getattr__(name: str):
