@@ -176,10 +176,9 @@ def search(
     from gingham.search.sharded import SHARDS_FILE
     from gingham.search.warm import compile_kernels
 
-    compile_kernels(show_progress=True)
-
     try:
         ix = ShardedIndex.open(index_dir) if (index_dir / SHARDS_FILE).is_file() else Index.open(index_dir)
+        compile_kernels(show_progress=True, indexes=[ix])  # what searching this index runs, when not cached
         if queries_file is not None:
             qids, qtexts = read_texts(queries_file, "queries")
         elif queries:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-#: warmup's steps, for a progress bar: one per residual width and code dtype, and the width-free kernels
-N_STEPS = 3 * 3 + 1
+#: What a full warm-up covers: every residual width, every code dtype an index may store, and arrays both
+#: writable (built in memory) and read-only (memory-mapped from an opened index).
+ALL_NBITS = (1, 2, 4)
+ALL_CODE_DTYPES = ("uint8", "uint16", "int32")
+BOTH_KINDS = (False, True)
+
+
+def n_steps(nbits=ALL_NBITS, code_dtypes=ALL_CODE_DTYPES) -> int:
+    """warmup's steps, for a progress bar: one per residual width and code dtype, and the width-free kernels."""
+    return len(nbits) * len(code_dtypes) + 1
+
+
+N_STEPS = n_steps()
 
 
 def dispatchers() -> list:
@@ -40,9 +51,17 @@ def _frozen(array: np.ndarray, frozen: bool) -> np.ndarray:
     return view
 
 
-def warmup(progress: Optional[Callable[[int, int], None]] = None) -> None:
+def warmup(progress: Optional[Callable[[int, int], None]] = None, *, nbits: Sequence[int] = ALL_NBITS,
+           code_dtypes: Sequence[str] = ALL_CODE_DTYPES, read_only: Sequence[bool] = BOTH_KINDS,
+           build: bool = True) -> None:
     """Compile (or load from numba's cache) each kernel for the dtypes Gingham uses. ``progress(done, total)`` is
-    called after each of the :data:`N_STEPS` steps."""
+    called after each of the :func:`n_steps` steps.
+
+    By default everything (``gingham warmup``); a process about to search one index can ask for what that search
+    runs alone: its ``nbits`` and ``code_dtypes``, ``read_only=(True,)`` for memory-mapped arrays, and
+    ``build=False`` to leave out the kernels that only write an index (compressing residuals, refining codes,
+    summing rows). That is a few seconds instead of a minute on a cold cache."""
+    total = n_steps(nbits, code_dtypes)
     from gingham.kernels.codec import compress_residuals, decompress, refine_codes, sum_rows
     from gingham.kernels.ivf import build_ivf
     from gingham.kernels.scoring import (
@@ -75,19 +94,22 @@ def warmup(progress: Optional[Callable[[int, int], None]] = None) -> None:
         nonlocal step
         step += 1
         if progress is not None:
-            progress(step, N_STEPS)
+            progress(step, total)
 
-    for nbits in (1, 2, 4):
-        cutoffs = np.sort(rng.standard_normal((dim, 2**nbits - 1)).astype(np.float32), axis=1)
-        lut = np.zeros((dim * nbits // 8, 256, 8 // nbits), dtype=np.float32)
-        for code_dtype in (np.uint8, np.uint16, np.int32):
-            written = ref_codes.astype(code_dtype)
-            packed_written = compress_residuals(x, cents, scales, written, cutoffs, nbits)
-            refine_codes(x, written, cents, 1)
-            sum_rows(x, written, n_c)
+    for width in nbits:
+        cutoffs = np.sort(rng.standard_normal((dim, 2**width - 1)).astype(np.float32), axis=1)
+        lut = np.zeros((dim * width // 8, 256, 8 // width), dtype=np.float32)
+        for code_dtype in code_dtypes:
+            written = ref_codes.astype(np.dtype(code_dtype))
+            if build:
+                packed_written = compress_residuals(x, cents, scales, written, cutoffs, width)
+                refine_codes(x, written, cents, 1)
+                sum_rows(x, written, n_c)
+            else:  # residuals as a search reads them, without compiling the compressor
+                packed_written = rng.integers(0, 256, (len(x), dim * width // 8), dtype=np.uint8)
             # An opened index's codes, residuals and inverted lists are read-only (memory-mapped); numba compiles
             # read-only arrays apart, so the read side is compiled for both kinds.
-            for frozen in (False, True):
+            for frozen in read_only:
                 codes, packed = _frozen(written, frozen), _frozen(packed_written, frozen)
                 for norm in (False, True):
                     decompress(codes, packed, cents, scales, lut, norm)

@@ -14,20 +14,38 @@ from gingham.progress import bar
 log = logging.getLogger(__name__)
 
 
-def compile_kernels(show_progress: bool | None = None) -> bool:
+def compile_kernels(show_progress: bool | None = None, indexes=None) -> bool:
     """Compile the kernels now, with a progress bar, when numba's cache lacks them (a new install, another numba,
     a changed source); otherwise do nothing, and the first search loads them from the cache. Returns whether it
-    compiled. Without this, the first query of such a process silently spends minutes compiling."""
-    from gingham.kernels.warmup import N_STEPS, is_cached, warmup
+    compiled. Without this, the first query of such a process silently spends minutes compiling.
+
+    With ``indexes`` (opened indexes, or shard sets, about to be searched), only what searching them runs is
+    compiled: their residual widths and code dtypes, for memory-mapped arrays; seconds instead of the minute that
+    everything (``gingham warmup``) takes. Other kernels compile when first used."""
+    from gingham.kernels.warmup import is_cached, n_steps, warmup
 
     if is_cached() is not False:
         return False
-    log.warning("compiling Gingham's kernels (once: numba caches them for later processes)")
+    only = search_signatures(indexes) if indexes is not None else {}
+    log.warning("compiling Gingham's kernels%s (once: numba caches them for later processes)",
+                " for this index" if only else "")
     t = time.perf_counter()
-    with bar(N_STEPS, "compile kernels", show_progress, unit="step") as progress:
-        warmup(lambda done, total: progress.update(1))
+    steps = n_steps(only["nbits"], only["code_dtypes"]) if only else n_steps()
+    with bar(steps, "compile kernels", show_progress, unit="step") as progress:
+        warmup(lambda done, total: progress.update(1), **only)
     log.info("kernels compiled in %.0f s", time.perf_counter() - t)
     return True
+
+
+def search_signatures(indexes) -> dict:
+    """The :func:`gingham.kernels.warmup.warmup` arguments that cover searching ``indexes`` (each an
+    :class:`~gingham.Index` or anything with ``.shards`` of them): their widths and code dtypes, read-only."""
+    flat = []
+    for ix in indexes:
+        flat.extend(getattr(ix, "shards", None) or [ix])
+    nbits = sorted({int(ix.nbits) for ix in flat})
+    code_dtypes = sorted({str(ix.manifest["codes_dtype"]) for ix in flat})
+    return {"nbits": tuple(nbits), "code_dtypes": tuple(code_dtypes), "read_only": (True,), "build": False}
 
 
 def warm(index, show_progress: bool | None = None) -> dict:
@@ -36,7 +54,7 @@ def warm(index, show_progress: bool | None = None) -> dict:
     with one encoded query when the index has one. Returns the seconds each step took."""
     took = {}
     t = time.perf_counter()
-    compile_kernels(show_progress)
+    compile_kernels(show_progress, [index])
     if len(index):
         rng = np.random.default_rng(0)
         query = rng.standard_normal((32, index.dim)).astype(np.float32)
