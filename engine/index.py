@@ -70,6 +70,7 @@ class Index:
         self.path = path
         self._snap = snapshot
         self._encoder = None
+        self._query_encoder = None
         self._encoder_lock = threading.Lock()
         self._write_mutex = threading.Lock()
 
@@ -464,6 +465,7 @@ class Index:
         overwrite: bool = False,
         pool_factor: int = 1,
         pool_renormalize: bool = False,
+        query_pack: bool = True,
         **options: Any,
     ) -> "Index":
         """Encode ``texts`` with a late-interaction ``model`` (a folder, a cached hub name, or the offline
@@ -471,7 +473,12 @@ class Index:
 
         ``pool_factor`` > 1 pools each document's tokens (first token kept) to about 1/pool_factor of them, and
         texts added later are pooled the same way (see :mod:`gingham.pooling`; ``pool_renormalize`` rescales
-        each pooled vector to unit length)."""
+        each pooled vector to unit length).
+
+        ``query_pack`` (default on): where ONNX Runtime and the exporter are installed (the ``encoder`` extra) and
+        the encoder runs float32 on the CPU, also write the model's query pack once per machine (an ONNX export,
+        tens of seconds for a small model), so that later processes encode text queries without importing torch
+        (:attr:`query_encoder`, :mod:`gingham.encoder.light`)."""
         from gingham.encoder import load_encoder
         from gingham.pooling import pool_as_recorded, pooling_entry
 
@@ -497,6 +504,8 @@ class Index:
             texts=texts if store_texts else None, metadata=metadata, encoder=info, **options,
         )
         index._encoder = encoder
+        if query_pack:
+            _write_query_pack(encoder, info)
         return index
 
     def add_texts(self, texts: Sequence[str], doc_ids: Sequence, *, metadata=None, upsert: bool = False,
@@ -540,6 +549,23 @@ class Index:
         return self._encoder
 
     @property
+    def query_encoder(self):
+        """What encodes text queries: this machine's query pack for the index's model and settings (ONNX Runtime
+        and ``tokenizers``, no torch or transformers: seconds less for a new process's first query; see
+        :mod:`gingham.encoder.light`) when there is one and it applies, else :attr:`encoder`."""
+        if self._query_encoder is None:
+            info = self.manifest.get("encoder")
+            from gingham.encoder.light import load_pack, pack_applies
+
+            pack = None
+            if pack_applies(info):
+                pack = load_pack(info["model"], info["config"], threads=(info.get("options") or {}).get("threads"))
+            if pack is None:
+                return self.encoder
+            self._query_encoder = pack
+        return self._query_encoder
+
+    @property
     def encoder_revision_note(self) -> str | None:
         """Why text queries encoded now may not match the index's documents (encoder revision), or None."""
         from gingham.encoder.config import revision_mismatch
@@ -566,7 +592,7 @@ class Index:
         texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")
         if hybrid is not None:
             _check_hybrid(hybrid, alpha)  # before encoding
-        enc = encoder if encoder is not None else self.encoder
+        enc = encoder if encoder is not None else self.query_encoder
         if enc.dim != self.dim:
             raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the index holds {self.dim}-dim ones")
         embeddings = enc.encode_queries(texts)
@@ -936,6 +962,24 @@ def _calibration_summary(record: Mapping[str, Any] | None) -> dict[str, Any] | N
                          **({"capped": True} if k in record.get("capped", ()) else {})}
                      for k, v in record.get("settings", {}).items()}
     return out
+
+
+def _write_query_pack(encoder, info: Mapping[str, Any]) -> None:
+    """Write the query pack for an index's encoder when it applies and can be written; never fails the build."""
+    from gingham.encoder.light import can_write_packs, pack_applies, write_pack
+
+    if not (pack_applies(info) and can_write_packs()):
+        return
+    try:
+        if encoder.config.dtype != "float32" or getattr(encoder, "backend", "torch") != "torch":
+            from gingham.encoder import load_encoder  # the pack is the float32 forward (dtype "auto" may be bf16)
+
+            encoder = load_encoder(info["model"], **{**(info.get("options") or {}), "dtype": "float32",
+                                                     "backend": "torch"})
+        write_pack(encoder, info["model"], info["config"])
+    except Exception as exc:  # noqa: BLE001 - the index is built; text queries still work through torch
+        log.warning("could not write the query pack for %s (%s: %s); text queries are encoded with torch",
+                    info["model"], type(exc).__name__, exc)
 
 
 def _config_for_codec(cfg: BuildConfig, codec: ResidualCodec, nbits_given: bool) -> BuildConfig:

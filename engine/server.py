@@ -290,7 +290,7 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         if batching is None:
             return None
         if batcher["batcher"] is None:
-            encoder = ix.encoder  # loads it; raises ValueError for an index built from embeddings
+            encoder = ix.query_encoder  # loads it; raises ValueError for an index built from embeddings
             with batcher_lock:
                 if batcher["batcher"] is None:
                     batcher["batcher"] = app.state.query_batcher = QueryBatcher(encoder, batching)

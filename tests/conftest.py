@@ -1,4 +1,5 @@
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -28,6 +29,23 @@ def _restore_gingham_log_level():
     level = logger.level
     yield
     logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _query_packs_only_where_asked(tmp_path_factory):
+    """Query packs (gingham.encoder.light: an ONNX export per model and settings, seconds each) are written and
+    used only by the tests about them (tests/encoder/test_query_pack.py turns them on), and only in the session's
+    temp dir, never the user's cache; every other test encodes its text queries with torch, as before packs."""
+    names = ("GINGHAM_QUERY_PACK", "GINGHAM_ONNX_CACHE")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["GINGHAM_QUERY_PACK"] = "0"
+    os.environ["GINGHAM_ONNX_CACHE"] = str(tmp_path_factory.mktemp("onnx-cache"))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -187,10 +187,9 @@ class Encoder:
         out: list[np.ndarray | None] = [None] * len(ids)
         from tqdm.auto import tqdm
 
-        torch = _torch()
         bar = tqdm(total=len(ids), desc="encode queries" if is_query else "encode documents", unit="text",
                    disable=not _progress_enabled(show_progress))
-        with torch_threads(self.threads), torch.inference_mode(), bar:
+        with self._context(), bar:
             for start in range(0, len(order), batch_size):
                 chunk = order[start:start + batch_size]
                 for i, vectors in zip(chunk, self._encode_batch([ids[i] for i in chunk], is_query)):
@@ -198,8 +197,25 @@ class Encoder:
                 bar.update(len(chunk))
         return out  # type: ignore[return-value]
 
-    def _encode_batch(self, batch: list[list[int]], is_query: bool) -> list[np.ndarray]:
+    def _context(self) -> contextlib.AbstractContextManager:
+        """What encoding runs inside: torch's thread count and inference mode."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch_threads(self.threads))
+        stack.enter_context(_torch().inference_mode())
+        return stack
+
+    def _forward(self, input_ids: np.ndarray, attention: np.ndarray, sequence: np.ndarray) -> np.ndarray:
+        """The (batch, length, dim) float32 vectors of a padded batch: backbone, projection, normalisation."""
         torch = _torch()
+        device = self.config.device
+        hidden = self.backbone(torch.from_numpy(input_ids).to(device), torch.from_numpy(attention).to(device),
+                               torch.from_numpy(sequence).to(device))
+        vectors = self.projection(hidden).float()
+        if self.config.normalize:
+            vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
+        return vectors.cpu().numpy()
+
+    def _encode_batch(self, batch: list[list[int]], is_query: bool) -> list[np.ndarray]:
         c = self.config
         expand = is_query and c.do_query_expansion
         width = c.query_length if expand else max(len(seq) for seq in batch)
@@ -213,14 +229,7 @@ class Encoder:
         sequence = np.ones_like(attention) if expand else attention
         if expand and c.attend_to_expansion_tokens:
             attention[:] = 1
-        device = c.device
-        hidden = self.backbone(torch.from_numpy(input_ids).to(device), torch.from_numpy(attention).to(device),
-                               torch.from_numpy(sequence).to(device))
-        vectors = self.projection(hidden)
-        vectors = vectors.float()
-        if c.normalize:
-            vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1)
-        vectors = vectors.cpu().numpy()
+        vectors = self._forward(input_ids, attention, sequence)
         keep = attention.astype(bool)
         if expand:
             keep[:] = True

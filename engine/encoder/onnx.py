@@ -89,10 +89,18 @@ def export(encoder, path: Path) -> Path:
     mask = (ids != 0).long()
     batch, length = Dim("batch", min=1, max=4096), Dim("length", min=2, max=8192)
     shapes = {name: {0: batch, 1: length} for name in INPUTS}
-    with torch.inference_mode(False), torch.no_grad():
+    import warnings
+
+    quiet = logging.getLogger("torch.onnx._internal.exporter._registration")  # "torchvision is not installed"
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the exporter's notes on merged dynamic axes
+        warnings.simplefilter("ignore", FutureWarning)  # and on torch's own deprecations
         # two distinct mask tensors: the exporter would merge one object passed twice into one graph input
         torch.onnx.export(graph, (ids, mask, mask.clone()), str(path), input_names=list(INPUTS), output_names=["vectors"],
                           dynamic_shapes=shapes, dynamo=True, external_data=True, verbose=False)
+    quiet.setLevel(level)
     return path
 
 

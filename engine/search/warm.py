@@ -65,7 +65,7 @@ def warm(index, show_progress: bool | None = None) -> dict:
     took["kernels_s"] = time.perf_counter() - t
     if index.manifest.get("encoder") is not None:
         t = time.perf_counter()
-        index.encoder.encode_queries(["warm up"])
+        index.query_encoder.encode_queries(["warm up"])
         if len(index):
             index.search_text("warm up", min(10, len(index)))
         took["encoder_s"] = time.perf_counter() - t
