@@ -29,6 +29,7 @@ if __name__ != "gingham.kernels":  # pragma: no cover - exercised in a subproces
 else:
     from gingham.kernels.codec import compress_residuals, decompress, refine_codes, sum_rows
     from gingham.kernels.ivf import build_ivf
+    from gingham.kernels.packed import maxsim_packed, maxsim_packed_int8, packed_query_table, quantize_table
     from gingham.kernels.scoring import (
         centroid_interaction,
         dot_rows,
@@ -54,6 +55,10 @@ else:
         "ivf_candidates",
         "lut_maxsim",
         "maxsim_decompress",
+        "maxsim_packed",
+        "maxsim_packed_int8",
+        "packed_query_table",
+        "quantize_table",
         "rank_centroids",
         "refine_codes",
         "sum_rows",
