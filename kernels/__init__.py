@@ -29,7 +29,13 @@ if __name__ != "gingham.kernels":  # pragma: no cover - exercised in a subproces
 else:
     from gingham.kernels.codec import compress_residuals, decompress, refine_codes, sum_rows
     from gingham.kernels.ivf import build_ivf
-    from gingham.kernels.packed import maxsim_packed, maxsim_packed_int8, packed_query_table, quantize_table
+    from gingham.kernels.packed import (
+        maxsim_packed,
+        maxsim_packed_int8,
+        packed_query_table,
+        quantize_table,
+        token_inv_norms,
+    )
     from gingham.kernels.scoring import (
         centroid_interaction,
         dot_rows,
@@ -65,6 +71,7 @@ else:
         "segment_maxsim",
         "segment_maxsim_parallel",
         "topk",
+        "token_inv_norms",
         "topk_rows",
         "warmup",
     ]

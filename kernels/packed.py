@@ -11,13 +11,23 @@ scoring about 256 tokens) turns each token's ``dim x n_q`` multiply-adds into ``
 values: 16 rows at dim 128 / nbits 1, 32 at nbits 2, 64 at nbits 4. The centroid term ``cscores`` is what candidate
 generation already computed (a row per code, or a ``slot`` per code into shared rows, as
 :func:`gingham.kernels.centroid_interaction` reads them). At nbits 1 a byte is eight one-bit buckets (the bucket
-grid: sign-like bits) or one of 256 product codewords; the kernel reads both the same way, and never materialises
-a token as floats.
+grid: sign-like bits) or one of 256 product codewords; the kernel reads both the same way, and materialises no
+token as floats (but one decoded row for a norm it is not given, below).
 
-Unit-length indexes (``normalize``) rescale each token by 1 / ||x||, which no table gives: the kernels compute
-||x||^2 from the token's bytes (``dim`` multiply-adds, no stores; the decoder's ``dim x n_q`` product is what the
-table saves), so the scores equal decompress-then-score (:func:`gingham.kernels.maxsim_decompress`) up to float
-rounding.
+Unit-length indexes (``normalize``) rescale each token by 1 / ||x||, which no table gives. Given per-token inverse
+norms (``inv_norms``, :func:`token_inv_norms`) the kernels read one float a token; without them they decode the
+token into one row in L1 for its norm (:func:`gingham.kernels.codec.decompress_row`, as decompress-then-score
+does), and save only the product with the query. That decode is the larger share of decompress-then-score's time
+(docs/benchmarks/exact-stage-decode: 14.4 ms of decode against 8.2 ms of product), so a stored inverse norm per
+token (2 bytes as float16: 16 residual bytes + 2 code bytes + 2 at nbits 1, dim 128) is what lets the packed
+scorers skip it; no index stores one yet. A first look on this machine, taken while it was loaded (load average
+about 9 on 2 cores: ratios within one process only, not figures; 4,096 synthetic tokens, dim 128, 32 query
+tokens, one thread), time per token relative to decompress-then-score at the same nbits, float32 / int8 table:
+nbits 1 0.81 / 0.71 decoding for the norm, 0.39 / 0.31 with norms given; nbits 2 1.38 / 0.93 and 0.81 / 0.50;
+nbits 4 2.37 / 1.60 and 1.80 / 1.04 (the float32 table spills to L3). Against decompress at nbits 2 (the issue's
+bar of 3x), nbits 1 with norms given came to 2.7x (float32) and 3.4x (int8), without them 1.3x / 1.5x.
+bench/bench_packed_scoring.py takes the figures on a quiet machine. Either way the scores equal
+decompress-then-score (:func:`gingham.kernels.maxsim_decompress`) up to float rounding (int8: within its bound).
 
 Why the first table kernel (:func:`gingham.kernels.lut_maxsim`) was not faster, read from its code and from the
 arithmetic at the issue's shapes (query 32 x 128, ~100 tokens per candidate; this machine: AMD EPYC, 32 KiB L1d
@@ -39,9 +49,10 @@ and 1 MiB L2 per core), and from the one measurement on record (docs/benchmarks/
 4. Its centroid term read ``cscores[code]``, a row per code, while a search holds a row per centroid (or a slot
    into shared rows at large codebooks), so the search's own scores could not be passed in.
 
-The kernels here fix 1, 2 and 4: the norm comes from the bytes with per-dimension lane accumulators (``dim``
-multiply-adds, nothing stored), every row read goes into a register block (:data:`LANES` query tokens in local
-accumulators, one store per token), and the centroid term is read through ``slot``. Point 3 stays for the float32
+The kernels here fix 2 and 4, and 1 as far as the index allows (see above: given norms, or a decode per token);
+the rows of a block of tokens are summed byte position by byte position
+(:func:`_sum_rows`: vector adds into the rows of an L1-resident block, which do not wait on each other), and the
+centroid term is read through ``slot``. Point 3 stays for the float32
 table at nbits 2 and 4 (the same size); :func:`maxsim_packed_int8` answers it with an int8 table (per query token
 scale, exact int16 sums): a quarter of the bytes (512 KiB at nbits 4, dim 128, 32 tokens: L2 instead of L3) and
 half the vector lanes, for an error bounded by ``n_bytes / 2`` quantisation steps per token score. These causes are
@@ -58,10 +69,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from gingham.kernels.codec import lut_by_row
+from gingham.kernels.codec import decompress_row, inv_norm, lut_by_row
 
-#: Query tokens scored per pass over a token's bytes: sixteen accumulators in registers (two AVX2 or one AVX-512
-#: float32 vector; one AVX2 vector of int16). Tables are padded with zero columns to a multiple of it.
+#: Tables are padded with zero columns to a multiple of this many query tokens (one AVX-512 float32 vector, one
+#: AVX2 vector of int16), so that the row sums have no scalar remainder.
 LANES = 16
 
 #: Freedoms of the packed scorers: reassociation and contraction vectorise the sums and fuse multiply-adds; "no
@@ -127,152 +138,50 @@ def quantize_table(table, n_bytes):
     return out, scales
 
 
-@njit(cache=True, nogil=True, fastmath=PACKED_FASTMATH, inline="always")
-def _norm_sq(packed, t, cen, s, lut_rows, n_bytes, per_byte):
-    """||cen + s * residual(t)||^2 from token t's bytes, without writing the token anywhere: per-dimension lane
-    accumulators for the common widths (eight, four and two dimensions a byte), so that LLVM keeps them in a
-    register and sums them once."""
-    n0 = n1 = n2 = n3 = n4 = n5 = n6 = n7 = np.float32(0.0)
-    if per_byte == 8:
-        for p in range(n_bytes):
-            r = p * 256 + packed[t, p]
-            b = p * 8
-            o0 = cen[b] + s * lut_rows[r, 0]
-            o1 = cen[b + 1] + s * lut_rows[r, 1]
-            o2 = cen[b + 2] + s * lut_rows[r, 2]
-            o3 = cen[b + 3] + s * lut_rows[r, 3]
-            o4 = cen[b + 4] + s * lut_rows[r, 4]
-            o5 = cen[b + 5] + s * lut_rows[r, 5]
-            o6 = cen[b + 6] + s * lut_rows[r, 6]
-            o7 = cen[b + 7] + s * lut_rows[r, 7]
-            n0 += o0 * o0
-            n1 += o1 * o1
-            n2 += o2 * o2
-            n3 += o3 * o3
-            n4 += o4 * o4
-            n5 += o5 * o5
-            n6 += o6 * o6
-            n7 += o7 * o7
-    elif per_byte == 4:
-        for p in range(n_bytes):
-            r = p * 256 + packed[t, p]
-            b = p * 4
-            o0 = cen[b] + s * lut_rows[r, 0]
-            o1 = cen[b + 1] + s * lut_rows[r, 1]
-            o2 = cen[b + 2] + s * lut_rows[r, 2]
-            o3 = cen[b + 3] + s * lut_rows[r, 3]
-            n0 += o0 * o0
-            n1 += o1 * o1
-            n2 += o2 * o2
-            n3 += o3 * o3
-    elif per_byte == 2:
-        p = 0
-        while p + 4 <= n_bytes:  # four bytes (eight dimensions) a step
-            b = p * 2
-            r0 = p * 256 + packed[t, p]
-            r1 = (p + 1) * 256 + packed[t, p + 1]
-            r2 = (p + 2) * 256 + packed[t, p + 2]
-            r3 = (p + 3) * 256 + packed[t, p + 3]
-            o0 = cen[b] + s * lut_rows[r0, 0]
-            o1 = cen[b + 1] + s * lut_rows[r0, 1]
-            o2 = cen[b + 2] + s * lut_rows[r1, 0]
-            o3 = cen[b + 3] + s * lut_rows[r1, 1]
-            o4 = cen[b + 4] + s * lut_rows[r2, 0]
-            o5 = cen[b + 5] + s * lut_rows[r2, 1]
-            o6 = cen[b + 6] + s * lut_rows[r3, 0]
-            o7 = cen[b + 7] + s * lut_rows[r3, 1]
-            n0 += o0 * o0
-            n1 += o1 * o1
-            n2 += o2 * o2
-            n3 += o3 * o3
-            n4 += o4 * o4
-            n5 += o5 * o5
-            n6 += o6 * o6
-            n7 += o7 * o7
-            p += 4
-        for pp in range(p, n_bytes):
-            r = pp * 256 + packed[t, pp]
-            o0 = cen[pp * 2] + s * lut_rows[r, 0]
-            o1 = cen[pp * 2 + 1] + s * lut_rows[r, 1]
-            n0 += o0 * o0
-            n1 += o1 * o1
-    else:
-        for p in range(n_bytes):
-            r = p * 256 + packed[t, p]
-            for k in range(per_byte):
-                o = cen[p * per_byte + k] + s * lut_rows[r, k]
-                n0 += o * o
-    return ((n0 + n1) + (n2 + n3)) + ((n4 + n5) + (n6 + n7))
+@njit(cache=True, nogil=True)
+def token_inv_norms(codes, packed, fine, scales, lut):
+    """Each token's 1 / ||x|| (1 for a zero token) in float32, decoded once (:func:`maxsim_packed`'s
+    ``inv_norms``: what an index would store per token for the packed scorers to skip the decode)."""
+    n = codes.shape[0]
+    out = np.empty(n, dtype=np.float32)
+    xrow = np.empty((1, fine.shape[1]), dtype=np.float32)
+    lut_rows = lut_by_row(lut)
+    for t in range(n):
+        decompress_row(xrow, 0, t, codes, packed, fine, scales, lut_rows, False)
+        out[t] = inv_norm(xrow[0])
+    return out
+
+
+#: Tokens whose table rows are summed together, byte position by byte position: each token's sums are a row of a
+#: small block in L1, so consecutive additions go to different rows and never wait on each other.
+BLOCK = 32
 
 
 @njit(cache=True, nogil=True, fastmath=PACKED_FASTMATH, inline="always")
-def _inv_norm_packed(packed, t, cen, s, lut_rows, n_bytes, per_byte):
-    """1 / ||x|| of token t (1 for a zero token), as :func:`gingham.kernels.codec.inv_norm` of its decoded row."""
-    n = _norm_sq(packed, t, cen, s, lut_rows, n_bytes, per_byte)
-    return np.float32(1.0) / np.sqrt(n) if n > 0 else np.float32(1.0)
-
-
-@njit(cache=True, nogil=True, fastmath=PACKED_FASTMATH, inline="always")
-def _sum_rows16(table, packed, t, n_bytes, n_vals, jc, acc):
-    """``acc[jc:jc + 16] = sum_p table[p * n_vals + packed[t, p], jc:jc + 16]``: sixteen local accumulators, which
-    LLVM keeps in vector registers across the byte loop (one store at the end, not one per byte)."""
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.float32(0.0)
-    a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.float32(0.0)
+def _sum_rows(table, packed, t0, nb, n_bytes, n_vals, blk):
+    """``blk[r] = sum_p table[p * n_vals + packed[t0 + r, p]]`` for the ``nb`` tokens from ``t0``: byte position
+    outside, tokens inside, each addition a run of ``width`` contiguous floats (vector instructions). Summing one
+    token's bytes into sixteen scalar accumulators instead gave scalar adds (16 per row read: LLVM does not
+    vectorise accumulators carried around a loop), and runs of a constant 16 were unrolled into scalar adds too
+    (the table and the block may alias, as far as LLVM knows); this loop gets a run-time alias check and vector
+    adds (read in this machine's assembly, not timed: at 32 columns, 8 floats or 16 int16 an instruction; from 64
+    columns, AVX-512's 16 floats or 32 int16)."""
+    width = blk.shape[1]
+    for r in range(nb):
+        for j in range(width):
+            blk[r, j] = 0
     for p in range(n_bytes):
-        row = table[p * n_vals + packed[t, p]]
-        a0 += row[jc]
-        a1 += row[jc + 1]
-        a2 += row[jc + 2]
-        a3 += row[jc + 3]
-        a4 += row[jc + 4]
-        a5 += row[jc + 5]
-        a6 += row[jc + 6]
-        a7 += row[jc + 7]
-        a8 += row[jc + 8]
-        a9 += row[jc + 9]
-        a10 += row[jc + 10]
-        a11 += row[jc + 11]
-        a12 += row[jc + 12]
-        a13 += row[jc + 13]
-        a14 += row[jc + 14]
-        a15 += row[jc + 15]
-    acc[jc], acc[jc + 1], acc[jc + 2], acc[jc + 3] = a0, a1, a2, a3
-    acc[jc + 4], acc[jc + 5], acc[jc + 6], acc[jc + 7] = a4, a5, a6, a7
-    acc[jc + 8], acc[jc + 9], acc[jc + 10], acc[jc + 11] = a8, a9, a10, a11
-    acc[jc + 12], acc[jc + 13], acc[jc + 14], acc[jc + 15] = a12, a13, a14, a15
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _sum_rows16_int(table, packed, t, n_bytes, n_vals, jc, acc):
-    """:func:`_sum_rows16` over an int8 table into int16 lanes (exact: :func:`quantize_table` bounds the sum)."""
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = np.int16(0)
-    a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = np.int16(0)
-    for p in range(n_bytes):
-        row = table[p * n_vals + packed[t, p]]
-        a0 = np.int16(a0 + row[jc])
-        a1 = np.int16(a1 + row[jc + 1])
-        a2 = np.int16(a2 + row[jc + 2])
-        a3 = np.int16(a3 + row[jc + 3])
-        a4 = np.int16(a4 + row[jc + 4])
-        a5 = np.int16(a5 + row[jc + 5])
-        a6 = np.int16(a6 + row[jc + 6])
-        a7 = np.int16(a7 + row[jc + 7])
-        a8 = np.int16(a8 + row[jc + 8])
-        a9 = np.int16(a9 + row[jc + 9])
-        a10 = np.int16(a10 + row[jc + 10])
-        a11 = np.int16(a11 + row[jc + 11])
-        a12 = np.int16(a12 + row[jc + 12])
-        a13 = np.int16(a13 + row[jc + 13])
-        a14 = np.int16(a14 + row[jc + 14])
-        a15 = np.int16(a15 + row[jc + 15])
-    acc[jc], acc[jc + 1], acc[jc + 2], acc[jc + 3] = a0, a1, a2, a3
-    acc[jc + 4], acc[jc + 5], acc[jc + 6], acc[jc + 7] = a4, a5, a6, a7
-    acc[jc + 8], acc[jc + 9], acc[jc + 10], acc[jc + 11] = a8, a9, a10, a11
-    acc[jc + 12], acc[jc + 13], acc[jc + 14], acc[jc + 15] = a12, a13, a14, a15
+        base = p * n_vals
+        for r in range(nb):
+            src = table[base + packed[t0 + r, p]]
+            dst = blk[r]
+            for j in range(width):
+                dst[j] += src[j]
 
 
 @njit(cache=True, nogil=True, fastmath=PACKED_FASTMATH)
-def maxsim_packed(docs, doc_offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, table, n_q):
+def maxsim_packed(docs, doc_offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, inv_norms, table,
+                  n_q):
     """Exact MaxSim of one query (``n_q`` tokens) against each of ``docs`` from their packed residuals, equal to
     :func:`gingham.kernels.maxsim_decompress` up to float rounding. Returns float32 (len(docs),); an empty document
     scores 0.
@@ -280,17 +189,21 @@ def maxsim_packed(docs, doc_offsets, codes, packed, cscores, slot, fine, scales,
     cscores: (n_rows, >= n_q) float32, row-major: each code's (sub-)centroid ``fine[c]`` scored against the query
     tokens, row ``slot[c]`` (int32), or row ``c`` when ``slot`` is empty; every code of ``docs`` must have its exact
     row. fine, scales, lut: as :func:`maxsim_decompress` takes them (read only for the norms when ``normalize``).
+    inv_norms: float32 (n_tokens,), each token's 1 / ||x|| when the caller has them (:func:`token_inv_norms`), or
+    empty: then each token is decoded for its norm, which costs about what decompress-then-score spends decoding
+    it (the larger share of that scorer's time at nbits 1 and 2), so only the product is saved.
     table: :func:`packed_query_table` (lut, q). Serial and GIL-free: a search splits one query's candidates over
     threads (:mod:`gingham.search.parallel`).
     """
     n_bytes = packed.shape[1]
     n_vals = lut.shape[1]
     per_byte = lut.shape[2]
-    width = table.shape[1]
     lut_rows = lut_by_row(lut)
     use_slot = slot.shape[0] > 0
-    acc = np.zeros(width, dtype=np.float32)
-    best = np.empty(width, dtype=np.float32)
+    use_norms = inv_norms.shape[0] > 0
+    blk = np.zeros((BLOCK, table.shape[1]), dtype=np.float32)
+    xrow = np.empty((1, fine.shape[1]), dtype=np.float32)  # a token decoded for its norm
+    best = np.empty(table.shape[1], dtype=np.float32)
     out = np.empty(docs.shape[0], dtype=np.float32)
     for i in range(docs.shape[0]):
         d = docs[i]
@@ -299,16 +212,24 @@ def maxsim_packed(docs, doc_offsets, codes, packed, cscores, slot, fine, scales,
             out[i] = 0.0
             continue
         best[:] = -np.inf
-        for t in range(lo, hi):
-            c = np.int64(codes[t])
-            row = cscores[np.int64(slot[c]) if use_slot else c]
-            s = scales[c]
-            inv = _inv_norm_packed(packed, t, fine[c], s, lut_rows, n_bytes, per_byte) if normalize \
-                else np.float32(1.0)
-            for jc in range(0, width, LANES):
-                _sum_rows16(table, packed, t, n_bytes, n_vals, jc, acc)
-            for j in range(n_q):
-                best[j] = max(best[j], (row[j] + s * acc[j]) * inv)
+        for t0 in range(lo, hi, BLOCK):
+            nb = min(BLOCK, hi - t0)
+            _sum_rows(table, packed, t0, nb, n_bytes, n_vals, blk)
+            for r in range(nb):
+                t = t0 + r
+                c = np.int64(codes[t])
+                row = cscores[np.int64(slot[c]) if use_slot else c]
+                s = scales[c]
+                inv = np.float32(1.0)
+                if normalize:
+                    if use_norms:
+                        inv = inv_norms[t]
+                    else:  # the token decoded into one row in L1, as decompress-then-score decodes it
+                        decompress_row(xrow, 0, t, codes, packed, fine, scales, lut_rows, False)
+                        inv = inv_norm(xrow[0])
+                acc = blk[r]
+                for j in range(n_q):
+                    best[j] = max(best[j], (row[j] + s * acc[j]) * inv)
         total = np.float32(0.0)
         for j in range(n_q):
             total += best[j]
@@ -316,9 +237,25 @@ def maxsim_packed(docs, doc_offsets, codes, packed, cscores, slot, fine, scales,
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sum_rows_int(table, packed, t0, nb, n_bytes, n_vals, blk):
+    """:func:`_sum_rows` over an int8 table into int16 rows (exact: :func:`quantize_table` bounds the sums)."""
+    width = blk.shape[1]
+    for r in range(nb):
+        for j in range(width):
+            blk[r, j] = 0
+    for p in range(n_bytes):
+        base = p * n_vals
+        for r in range(nb):
+            src = table[base + packed[t0 + r, p]]
+            dst = blk[r]
+            for j in range(width):
+                dst[j] = np.int16(dst[j] + src[j])
+
+
 @njit(cache=True, nogil=True, fastmath=PACKED_FASTMATH)
-def maxsim_packed_int8(docs, doc_offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, table8,
-                       table_scales, n_q):
+def maxsim_packed_int8(docs, doc_offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, inv_norms,
+                       table8, table_scales, n_q):
     """:func:`maxsim_packed` over an int8 table (:func:`quantize_table`): a token's residual term against query
     token j is ``table_scales[j] * (exact int16 sum of its bytes' entries)``. Each entry is within half a step of
     the float table, so a token's score is within ``s_c * inv * n_bytes * table_scales[j] / 2`` of the float
@@ -326,11 +263,12 @@ def maxsim_packed_int8(docs, doc_offsets, codes, packed, cscores, slot, fine, sc
     n_bytes = packed.shape[1]
     n_vals = lut.shape[1]
     per_byte = lut.shape[2]
-    width = table8.shape[1]
     lut_rows = lut_by_row(lut)
     use_slot = slot.shape[0] > 0
-    acc = np.zeros(width, dtype=np.int16)
-    best = np.empty(width, dtype=np.float32)
+    use_norms = inv_norms.shape[0] > 0
+    blk = np.zeros((BLOCK, table8.shape[1]), dtype=np.int16)
+    xrow = np.empty((1, fine.shape[1]), dtype=np.float32)  # a token decoded for its norm
+    best = np.empty(table8.shape[1], dtype=np.float32)
     out = np.empty(docs.shape[0], dtype=np.float32)
     for i in range(docs.shape[0]):
         d = docs[i]
@@ -339,16 +277,24 @@ def maxsim_packed_int8(docs, doc_offsets, codes, packed, cscores, slot, fine, sc
             out[i] = 0.0
             continue
         best[:] = -np.inf
-        for t in range(lo, hi):
-            c = np.int64(codes[t])
-            row = cscores[np.int64(slot[c]) if use_slot else c]
-            s = scales[c]
-            inv = _inv_norm_packed(packed, t, fine[c], s, lut_rows, n_bytes, per_byte) if normalize \
-                else np.float32(1.0)
-            for jc in range(0, width, LANES):
-                _sum_rows16_int(table8, packed, t, n_bytes, n_vals, jc, acc)
-            for j in range(n_q):
-                best[j] = max(best[j], (row[j] + s * (table_scales[j] * np.float32(acc[j]))) * inv)
+        for t0 in range(lo, hi, BLOCK):
+            nb = min(BLOCK, hi - t0)
+            _sum_rows_int(table8, packed, t0, nb, n_bytes, n_vals, blk)
+            for r in range(nb):
+                t = t0 + r
+                c = np.int64(codes[t])
+                row = cscores[np.int64(slot[c]) if use_slot else c]
+                s = scales[c]
+                inv = np.float32(1.0)
+                if normalize:
+                    if use_norms:
+                        inv = inv_norms[t]
+                    else:  # the token decoded into one row in L1, as decompress-then-score decodes it
+                        decompress_row(xrow, 0, t, codes, packed, fine, scales, lut_rows, False)
+                        inv = inv_norm(xrow[0])
+                acc = blk[r]
+                for j in range(n_q):
+                    best[j] = max(best[j], (row[j] + s * (table_scales[j] * np.float32(acc[j]))) * inv)
         total = np.float32(0.0)
         for j in range(n_q):
             total += best[j]

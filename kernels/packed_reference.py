@@ -29,8 +29,18 @@ def quantize_table(table, n_bytes):
     return q, scales
 
 
-def _token_terms(t, codes, packed, cscores, slot, fine, scales, lut, normalize, n_q):
-    """(centroid scores (n_q,), residual scale, 1 / norm) of token t, in float64 from its decoded vector."""
+def token_inv_norms(codes, packed, fine, scales, lut):
+    x = np.concatenate([fine[int(c)].astype(np.float64)[None] for c in codes] or [np.zeros((0, fine.shape[1]))])
+    if len(codes):
+        x = x + scales[codes.astype(np.int64)].astype(np.float64)[:, None] * np.concatenate(
+            [lut[p, packed[:, p]].astype(np.float64) for p in range(packed.shape[1])], axis=1)
+    norms = np.linalg.norm(x, axis=1)
+    return np.where(norms > 0, 1.0 / np.maximum(norms, 1e-300), 1.0).astype(np.float32)
+
+
+def _token_terms(t, codes, packed, cscores, slot, fine, scales, lut, normalize, n_q, inv_norms=()):
+    """(centroid scores (n_q,), residual scale, 1 / norm) of token t, in float64 from its decoded vector (or
+    ``inv_norms[t]`` when given)."""
     n_bytes, _, per_byte = lut.shape
     c = int(codes[t])
     row = int(slot[c]) if len(slot) else c
@@ -38,10 +48,13 @@ def _token_terms(t, codes, packed, cscores, slot, fine, scales, lut, normalize, 
         [lut[p, packed[t, p]].astype(np.float64) for p in range(n_bytes)])
     norm = np.linalg.norm(x)
     inv = 1.0 / norm if (normalize and norm > 0) else 1.0
+    if normalize and len(inv_norms):
+        inv = float(inv_norms[t])
     return cscores[row, :n_q].astype(np.float64), float(scales[c]), inv
 
 
-def maxsim_packed(docs, doc_offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, table, n_q):
+def maxsim_packed(docs, doc_offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, inv_norms, table,
+                  n_q):
     """Per document: the sum over query tokens of the best ``(cscores[row] + s * sum_p table[p * 256 + v_p]) / norm``
     over its tokens (float64)."""
     n_bytes = packed.shape[1]
@@ -49,7 +62,7 @@ def maxsim_packed(docs, doc_offsets, codes, packed, cscores, slot, fine, scales,
     for i, d in enumerate(docs):
         scores = []
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            cs, s, inv = _token_terms(t, codes, packed, cscores, slot, fine, scales, lut, normalize, n_q)
+            cs, s, inv = _token_terms(t, codes, packed, cscores, slot, fine, scales, lut, normalize, n_q, inv_norms)
             rows = np.arange(n_bytes) * 256 + packed[t].astype(np.int64)
             resid = table[rows, :n_q].astype(np.float64).sum(axis=0)
             scores.append((cs + s * resid) * inv)
@@ -58,15 +71,15 @@ def maxsim_packed(docs, doc_offsets, codes, packed, cscores, slot, fine, scales,
     return out
 
 
-def maxsim_packed_int8(docs, doc_offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, table8,
-                       table_scales, n_q):
+def maxsim_packed_int8(docs, doc_offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, inv_norms,
+                       table8, table_scales, n_q):
     """:func:`maxsim_packed` with the residual term ``table_scales[j] * (integer sum of the int8 entries)``."""
     n_bytes = packed.shape[1]
     out = np.zeros(len(docs), dtype=np.float32)
     for i, d in enumerate(docs):
         scores = []
         for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            cs, s, inv = _token_terms(t, codes, packed, cscores, slot, fine, scales, lut, normalize, n_q)
+            cs, s, inv = _token_terms(t, codes, packed, cscores, slot, fine, scales, lut, normalize, n_q, inv_norms)
             rows = np.arange(n_bytes) * 256 + packed[t].astype(np.int64)
             isum = table8[rows, :n_q].astype(np.int64).sum(axis=0)
             scores.append((cs + s * table_scales[:n_q].astype(np.float64) * isum) * inv)

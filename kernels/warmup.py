@@ -64,7 +64,13 @@ def warmup(progress: Optional[Callable[[int, int], None]] = None, *, nbits: Sequ
     total = n_steps(nbits, code_dtypes)
     from gingham.kernels.codec import compress_residuals, decompress, refine_codes, sum_rows
     from gingham.kernels.ivf import build_ivf
-    from gingham.kernels.packed import maxsim_packed, maxsim_packed_int8, packed_query_table, quantize_table
+    from gingham.kernels.packed import (
+        maxsim_packed,
+        maxsim_packed_int8,
+        packed_query_table,
+        quantize_table,
+        token_inv_norms,
+    )
     from gingham.kernels.scoring import (
         centroid_interaction,
         dot_rows,
@@ -123,15 +129,17 @@ def warmup(progress: Optional[Callable[[int, int], None]] = None, *, nbits: Sequ
                 for slot in (np.zeros(0, np.int32), np.arange(n_c, dtype=np.int32)):
                     centroid_interaction(cands, doc_offsets, codes, 0, slot, cscores, keep, True)
                 table8, table_scales = quantize_table(table, packed.shape[1])
+                norms = token_inv_norms(codes, packed, cents, scales, lut)
                 for norm in (False, True):
                     vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm)
                     maxsim_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm, q)
                     # the exact stage without decompressing (gingham.search.scorer): a row per code or a slot
                     for slot in (np.zeros(0, np.int32), np.arange(n_c, dtype=np.int32)):
-                        maxsim_packed(cands, doc_offsets, codes, packed, cscores, slot, cents, scales, lut, norm,
-                                      table, 3)
-                        maxsim_packed_int8(cands, doc_offsets, codes, packed, cscores, slot, cents, scales, lut,
-                                           norm, table8, table_scales, 3)
+                        for inv in (norms[:0], norms):  # norms decoded per token, or given
+                            maxsim_packed(cands, doc_offsets, codes, packed, cscores, slot, cents, scales, lut, norm,
+                                          inv, table, 3)
+                            maxsim_packed_int8(cands, doc_offsets, codes, packed, cscores, slot, cents, scales, lut,
+                                               norm, inv, table8, table_scales, 3)
                 if build:  # search does not run it (only benches do): with everything, not for one index
                     qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)
                     lut_maxsim(cands, doc_offsets, codes, packed, cscores, scales, qlut)

@@ -13,6 +13,7 @@ from gingham.kernels import reference as ref
 from gingham.kernels import scoring as ks
 
 SETTINGS = settings(max_examples=40, deadline=None)
+NO_NORMS = np.zeros(0, np.float32)  # the kernels decode each token for its norm
 
 
 def _frozen(a):
@@ -70,17 +71,21 @@ def test_query_table(nbits, dim, nq, product, seed):
 @SETTINGS
 @given(n_docs=st.integers(0, 25), max_len=st.integers(1, 9), nbits=st.sampled_from([1, 2, 4]),
        dim=st.sampled_from([8, 16, 64, 128]), nq=st.integers(1, 36), normalize=st.booleans(), product=st.booleans(),
-       use_slot=st.booleans(), code_dtype=st.sampled_from([np.uint8, np.uint16, np.int32]), seed=st.integers(0, 2**16))
-def test_maxsim_packed(n_docs, max_len, nbits, dim, nq, normalize, product, use_slot, code_dtype, seed):
+       use_slot=st.booleans(), code_dtype=st.sampled_from([np.uint8, np.uint16, np.int32]), stored=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_maxsim_packed(n_docs, max_len, nbits, dim, nq, normalize, product, use_slot, code_dtype, stored, seed):
     """Equal to its reference and to MaxSim over the decompressed tokens (compiled and reference), within float
-    rounding: every nbits, grid and product codes, a row per code or a slot, empty and one-token documents."""
+    rounding: every nbits, grid and product codes, a row per code or a slot, empty and one-token documents, norms
+    decoded per token or given (``stored``)."""
     rng = np.random.default_rng(seed)
     docs, offsets, codes, packed, cscores, slot, fine, scales, lut, q = _case(
         rng, n_docs, max_len, nbits, dim, nq, product=product, code_dtype=code_dtype, use_slot=use_slot)
     table = kp.packed_query_table(lut, q)
-    got = kp.maxsim_packed(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, table, nq)
+    norms = kp.token_inv_norms(codes, packed, fine, scales, lut) if stored else NO_NORMS
+    got = kp.maxsim_packed(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, norms, table, nq)
     assert got.dtype == np.float32 and got.shape == (len(docs),)
-    want = pref.maxsim_packed(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, table, nq)
+    want = pref.maxsim_packed(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, norms, table,
+                              nq)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     decoded = ref.maxsim_decompress(docs, offsets, codes, packed, fine, scales, lut, normalize, q)
     np.testing.assert_allclose(got, decoded, rtol=1e-4, atol=1e-4)
@@ -103,7 +108,7 @@ def test_maxsim_packed_int8(n_docs, max_len, nbits, dim, nq, normalize, product,
     table = kp.packed_query_table(lut, q)
     n_bytes = packed.shape[1]
     t8, ts = kp.quantize_table(table, n_bytes)
-    args = (docs, offsets, codes, packed, cscores, slot, fine, scales, lut, normalize)
+    args = (docs, offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, NO_NORMS)
     got = kp.maxsim_packed_int8(*args, t8, ts, nq)
     assert got.dtype == np.float32 and got.shape == (len(docs),)
     np.testing.assert_allclose(got, pref.maxsim_packed_int8(*args, t8, ts, nq), rtol=1e-5, atol=1e-5)
@@ -114,6 +119,29 @@ def test_maxsim_packed_int8(n_docs, max_len, nbits, dim, nq, normalize, product,
         worst = float(np.max(scales[codes.astype(np.int64)] * inv))
         bound = worst * n_bytes * 0.5 * float(ts[:nq].sum()) + 1e-4 * (1 + np.abs(exact))
         assert np.all(np.abs(got - exact) <= bound)
+
+
+@SETTINGS
+@given(n=st.integers(0, 60), nbits=st.sampled_from([1, 2, 4]), dim=st.sampled_from([8, 64, 128]),
+       product=st.booleans(), seed=st.integers(0, 2**16))
+def test_token_inv_norms(n, nbits, dim, product, seed):
+    """Each token's inverse norm, as decompress-then-score rescales it (a zero token: 1)."""
+    rng = np.random.default_rng(seed)
+    _, _, codes, packed, _, _, fine, scales, lut, _ = _case(rng, 1, 1, nbits, dim, 1, product=product)
+    codes = rng.integers(0, len(fine), n).astype(np.uint16)
+    packed = rng.integers(0, 256, (n, packed.shape[1])).astype(np.uint8)
+    if n:
+        fine[codes[0]] = 0  # with a zero residual at byte value 0: a zero token
+        lut[:, 0] = 0
+        packed[0] = 0
+        packed[1:, 0] |= 1  # and no other
+    got = kp.token_inv_norms(codes, packed, fine, scales, lut)
+    assert got.dtype == np.float32 and got.shape == (n,)
+    np.testing.assert_allclose(got, pref.token_inv_norms(codes, packed, fine, scales, lut), rtol=1e-5)
+    if n:
+        assert got[0] == 1
+        x = ref.decompress(codes, packed, fine, scales, lut)
+        np.testing.assert_allclose(got[1:] * np.linalg.norm(x[1:], axis=1), 1, rtol=1e-5)
 
 
 @SETTINGS
@@ -151,7 +179,7 @@ def test_int16_sums_do_not_wrap_at_the_widest_tokens():
         packed = np.full((1, n_bytes), 7, dtype=np.uint8)
         args = (np.array([0], np.int64), np.array([0, 1], np.int64), np.zeros(1, np.uint8), packed,
                 np.zeros((1, 1), np.float32), np.zeros(0, np.int32), np.zeros((1, 2 * n_bytes), np.float32),
-                np.ones(1, np.float32), lut, False)
+                np.ones(1, np.float32), lut, False, NO_NORMS)
         got = kp.maxsim_packed_int8(*args, t8, ts, 1)
         np.testing.assert_allclose(got, [n_bytes], rtol=1e-6)
         np.testing.assert_allclose(kp.maxsim_packed(*args, table, 1), [n_bytes], rtol=1e-6)
@@ -163,15 +191,18 @@ def test_read_only_index_arrays(nbits):
     rng = np.random.default_rng(nbits)
     docs, offsets, codes, packed, cscores, slot, fine, scales, lut, q = _case(rng, 12, 6, nbits, 32, 5)
     table = kp.packed_query_table(lut, q)
-    want = kp.maxsim_packed(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, True, table, 5)
+    want = kp.maxsim_packed(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, True, NO_NORMS, table, 5)
     got = kp.maxsim_packed(docs, offsets, _frozen(codes), _frozen(packed), cscores, slot, fine, scales, lut, True,
-                           table, 5)
+                           NO_NORMS, table, 5)
     np.testing.assert_array_equal(got, want)
     t8, ts = kp.quantize_table(table, packed.shape[1])
     np.testing.assert_array_equal(
         kp.maxsim_packed_int8(docs, offsets, _frozen(codes), _frozen(packed), cscores, slot, fine, scales, lut, True,
-                              t8, ts, 5),
-        kp.maxsim_packed_int8(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, True, t8, ts, 5))
+                              NO_NORMS, t8, ts, 5),
+        kp.maxsim_packed_int8(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, True, NO_NORMS, t8, ts,
+                              5))
+    norms = kp.token_inv_norms(_frozen(codes), _frozen(packed), fine, scales, lut)
+    np.testing.assert_array_equal(norms, kp.token_inv_norms(codes, packed, fine, scales, lut))
 
 
 @pytest.mark.parametrize("product", [True, False])
@@ -181,12 +212,12 @@ def test_agrees_with_decompress_on_a_real_codec(product):
     within a small share of them."""
     from gingham.codec import ResidualCodec, train_centroids
 
+    from tests.conftest import anisotropic
+
     rng = np.random.default_rng(5)
     dim, n_docs, doc_len = 64, 200, 12
-    centres = rng.standard_normal((8, dim))
-    x = centres[rng.integers(0, 8, n_docs * doc_len)] + 0.5 * rng.standard_normal((n_docs * doc_len, dim))
-    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    codec = ResidualCodec.fit(train_centroids(x, 16, 4, 0), x, 1, normalize=True, product=product)
+    x = anisotropic(rng, n_docs * doc_len, dim)
+    codec = ResidualCodec.fit(train_centroids(x, 16, 4, 0), x, 1, normalize=True, product=product, min_gain=0.0)
     assert (codec.codewords is not None) == product
     codes, packed = codec.compress(x)
     assert packed.shape == (len(x), dim // 8)
@@ -197,7 +228,7 @@ def test_agrees_with_decompress_on_a_real_codec(product):
     lut = codec.lut()
     cscores = np.ascontiguousarray(codec.fine @ q.T)
     table = kp.packed_query_table(lut, q)
-    args = (docs, offsets, codes, packed, cscores, np.zeros(0, np.int32), codec.fine, codec.scales, lut, True)
+    args = (docs, offsets, codes, packed, cscores, np.zeros(0, np.int32), codec.fine, codec.scales, lut, True, NO_NORMS)
     fl = kp.maxsim_packed(*args, table, len(q))
     dec = ks.maxsim_decompress(docs, offsets, codes, packed, codec.fine, codec.scales, lut, True, q)
     np.testing.assert_allclose(fl, dec, rtol=1e-5, atol=1e-5)
