@@ -14,13 +14,13 @@ from gingham.config import SearchConfig
 from gingham.kernels.scoring import (
     centroid_interaction,
     ivf_candidates,
-    maxsim_decompress,
     segment_maxsim_parallel,
     topk,
     topk_rows,
 )
 from gingham.search.centroids import CentroidScorer, CentroidScores, token_centroids, with_exact_rows
 from gingham.search.parallel import MIN_RUN_TOKENS, map_runs, runs
+from gingham.search.scorer import pick, scorer_for
 
 #: Document tokens scored per block by exhaustive and brute-force search (bounds scratch memory).
 EXACT_BLOCK_TOKENS = 65_536
@@ -44,23 +44,23 @@ class IndexArrays(NamedTuple):
     shift: int = 0  # a token's centroid is codes >> shift (the low bits name its sub-centroid)
 
 
-def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray, n_threads: int = 1) -> np.ndarray:
+def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray, n_threads: int = 1,
+                     cs: CentroidScores | None = None) -> np.ndarray:
     """MaxSim of one query against the decompressed tokens of ``docs`` (sorted int64), over up to ``n_threads``
     threads (:mod:`gingham.search.parallel`).
 
-    One kernel decodes each token and scores it against the query while it is in cache
-    (:func:`gingham.kernels.maxsim_decompress`): no decoded candidate goes through memory. Measured
-    (docs/benchmarks/intra-query-threads): XQuAD-R's nbits-4 default query 27.4 -> 14.9 ms p50 on two threads
-    against the previous decode-into-a-buffer plus BLAS product.
+    The scorer is decompress-then-score (:func:`gingham.kernels.maxsim_decompress`: each token decoded and scored
+    while it is in cache) or scoring from the packed residuals (:func:`gingham.kernels.maxsim_packed`), whichever
+    :mod:`gingham.search.scorer` measured faster on this CPU for this shape; both give the same scores up to float
+    rounding. ``cs``: the query's centroid scores when they hold an exact row for every code of ``docs`` (the
+    packed scorer's centroid term), else None. Measured (docs/benchmarks/intra-query-threads): XQuAD-R's nbits-4
+    default query 27.4 -> 14.9 ms p50 on two threads against the previous decode-into-a-buffer plus BLAS product.
     """
     if len(docs) == 0:
         return np.empty(0, dtype=np.float32)
     q = np.ascontiguousarray(q, dtype=np.float32)
-
-    def score(part: np.ndarray) -> np.ndarray:
-        return maxsim_decompress(part, ix.doc_offsets, ix.codes, ix.residuals, ix.fine, ix.scales, ix.lut,
-                                 ix.normalize, q)
-
+    n_tokens = int((ix.doc_offsets[docs + 1] - ix.doc_offsets[docs]).sum())
+    score = scorer_for(ix, q, docs, pick(ix, len(q), n_tokens, cs), cs)
     return map_runs(score, docs, runs(docs, ix.doc_offsets, n_threads))
 
 
@@ -109,6 +109,7 @@ def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np
     if cs is None:
         cs = score_centroids(ix, q, cfg, n_threads)
     cscores, slot, ranked = cs.scores, cs.slot, cs.ranked
+    exact_rows = slot.size == 0  # every candidate's centroids scored exactly (the packed exact stage reads them)
     n_docs = len(ix.doc_offsets) - 1
     n_allowed = n_docs if len(doc_mask) == 0 else int(doc_mask.sum())
     # never probe for more candidates than there are documents to find
@@ -122,10 +123,10 @@ def plaid_search(ix: IndexArrays, q: np.ndarray, cfg: SearchConfig, doc_mask: np
         # the survivors' centroids scored exactly where only their group was (a coarse-level scoring)
         if slot.size:
             cs = with_exact_rows(cs, ix.centroids, q, token_centroids(cands, ix.doc_offsets, ix.codes, ix.shift))
-            cscores, slot = cs.scores, cs.slot
+            cscores, slot, exact_rows = cs.scores, cs.slot, True
         approx = interaction_scores(ix, cands, slot, cscores, np.zeros(0, np.bool_), False, n_threads)
         cands = np.sort(cands[topk(approx, cfg.n_exact)])
-    return _rank(cands, exact_scores_for(ix, q, cands, n_threads), cfg.top_k)
+    return _rank(cands, exact_scores_for(ix, q, cands, n_threads, cs if exact_rows else None), cfg.top_k)
 
 
 def rerank(ix: IndexArrays, q: np.ndarray, docs: np.ndarray, k: int, n_threads: int = 1):
