@@ -120,15 +120,24 @@ def _synthetic(nbits: int, dim: int, n_q: int, code_dtype, n_tokens: int):
     )
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def measure(nbits: int, dim: int, n_q: int, code_dtype, timer: Callable[[], float] = time.perf_counter,
-            n_tokens: int = CALIBRATION_TOKENS, rounds: int = CALIBRATION_ROUNDS) -> Costs:
+            n_tokens: int = CALIBRATION_TOKENS, rounds: int = CALIBRATION_ROUNDS, read_only: bool = False) -> Costs:
     """Per-token and per-query seconds of every scorer on ``n_tokens`` synthetic tokens of this shape (unit-length
     tokens, random bytes: every row of the table equally likely, as product codes make them). Each scorer runs
     once untimed (numba's cache loads it), then ``rounds`` times interleaved with the others; the fastest round
-    counts."""
+    counts. ``read_only``: codes and residuals as an opened index's memory maps are (numba compiles them apart:
+    timing the other kind would compile what the search's warm-up left out)."""
     s = _synthetic(nbits, dim, n_q, code_dtype, n_tokens)
     docs, offsets, codes, packed, fine, scales, lut, q = (s[k] for k in ("docs", "doc_offsets", "codes", "packed",
                                                                            "fine", "scales", "lut", "q"))
+    if read_only:
+        codes, packed = _read_only(codes), _read_only(packed)
     cscores = np.ascontiguousarray(fine @ q.T)
     n_bytes = packed.shape[1]
     table = packed_query_table(lut, q)
@@ -155,16 +164,17 @@ def measure(nbits: int, dim: int, n_q: int, code_dtype, timer: Callable[[], floa
                  per_query={"decompress": 0.0, "packed": best["table"], "packed-int8": best["table-int8"]})
 
 
-def costs(nbits: int, dim: int, n_q: int, code_dtype, timer: Callable[[], float] = time.perf_counter) -> Costs:
+def costs(nbits: int, dim: int, n_q: int, code_dtype, timer: Callable[[], float] = time.perf_counter,
+          read_only: bool = False) -> Costs:
     """:func:`measure`'s costs for this shape, measured once per process (query lengths that share a table width
-    share them)."""
+    share them; ``read_only`` only says which arrays to time them on)."""
     key = (int(nbits), int(dim), table_width(n_q), np.dtype(code_dtype).str)
     found = _costs.get(key)
     if found is None:
         with _lock:  # one measurement at a time: concurrent ones would time each other
             found = _costs.get(key)
             if found is None:
-                found = _costs[key] = measure(nbits, dim, n_q, code_dtype, timer)
+                found = _costs[key] = measure(nbits, dim, n_q, code_dtype, timer, read_only=read_only)
     return found
 
 
@@ -189,7 +199,7 @@ def pick(ix, n_q: int, n_tokens: int, cs=None) -> str:
     if name != "auto":
         return name
     nbits = ix.residuals.shape[1] * 8 // ix.fine.shape[1]
-    c = costs(nbits, ix.fine.shape[1], n_q, ix.codes.dtype)
+    c = costs(nbits, ix.fine.shape[1], n_q, ix.codes.dtype, read_only=not ix.codes.flags.writeable)
     if not _rows_given(ix, n_q, cs):
         rows = min(n_tokens, len(ix.fine)) * c.per_token["decompress"]
         c = Costs(c.per_token, {k: v + (rows if k != "decompress" else 0.0) for k, v in c.per_query.items()})

@@ -69,7 +69,7 @@ def test_measure_times_every_scorer_and_the_table_with_the_timer_given():
 def test_costs_are_measured_once_per_shape_and_process(monkeypatch):
     calls = []
 
-    def fake(nbits, dim, n_q, code_dtype, timer):
+    def fake(nbits, dim, n_q, code_dtype, timer, read_only=False):
         calls.append((nbits, dim, n_q, np.dtype(code_dtype).str))
         return scorer.Costs({"decompress": 1.0, "packed": 2.0, "packed-int8": 0.1}, {})
 
@@ -89,8 +89,8 @@ def test_costs_are_measured_once_per_shape_and_process(monkeypatch):
 def test_pick_reads_the_shape_from_the_index_arrays(monkeypatch):
     seen = []
 
-    def fake(nbits, dim, n_q, code_dtype, timer=None):
-        seen.append((nbits, dim, n_q, np.dtype(code_dtype)))
+    def fake(nbits, dim, n_q, code_dtype, timer=None, read_only=False):
+        seen.append((nbits, dim, n_q, np.dtype(code_dtype), read_only))
         return scorer.Costs({"decompress": 2.0, "packed": 1.0, "packed-int8": 0.1}, {"packed": 5.0})
 
     monkeypatch.setattr(scorer, "costs", fake)
@@ -100,11 +100,15 @@ def test_pick_reads_the_shape_from_the_index_arrays(monkeypatch):
         q = rng.standard_normal((7, 64)).astype(np.float32)
         cs = CentroidScorer(ix.centroids)(q, 2)
         assert scorer.pick(ix, 7, 4, cs) == "decompress" and scorer.pick(ix, 7, 6, cs) == "packed"
-        assert seen[-1] == (nbits, 64, 7, np.dtype(np.uint8))
+        assert seen[-1] == (nbits, 64, 7, np.dtype(np.uint8), False)
         # without usable centroid scores, the codes' rows (at most 12 here) are charged to the packed scorer
         assert scorer.pick(ix, 7, 100) == "packed"  # 200 against 100 + 5 + 12 * 2
         assert scorer.pick(ix, 7, 8) == "decompress"  # 16 against 8 + 5 + 8 * 2
         assert scorer.pick(ix._replace(shift=1), 7, 8, cs) == "decompress"  # sub-centroid codes: rows not given
+        codes = ix.codes.view()
+        codes.flags.writeable = False  # an opened index's memory map: timed on read-only arrays, as warmed up
+        scorer.pick(ix._replace(codes=codes), 7, 8, cs)
+        assert seen[-1][-1] is True
 
 
 def test_forced_and_environment(monkeypatch):
