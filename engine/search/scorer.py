@@ -13,7 +13,8 @@ as much as on nbits and the query's length, so it is measured, not assumed: the 
 (nbits, dim, query width, code type) in a process times both scorers on a few thousand synthetic tokens of that
 shape (about 5 ms, :func:`measure`) and keeps the per-token and per-query costs (:func:`costs`). Each call then
 takes the scorer with the lower estimate for its own number of candidate tokens (:func:`choose`): the table's
-fixed cost is only repaid over enough tokens.
+fixed cost is only repaid over enough tokens, and the packed scorer must be estimated at :data:`MARGIN` of
+decompress-then-score's time or less, so that processes on one machine do not flip between them on a close call.
 
 ``"packed-int8"`` (:func:`gingham.kernels.maxsim_packed_int8`, an int8 table) is within a bounded quantisation
 error of the others, not equal to them, so it is never chosen automatically; ``GINGHAM_EXACT_SCORER`` (or
@@ -43,6 +44,11 @@ from gingham.search.centroids import NO_SLOT, score_rows, token_centroids
 SCORERS = ("decompress", "packed", "packed-int8")
 #: Scorers the automatic choice picks from: those that give decompress-then-score's scores up to rounding.
 AUTO_SCORERS = ("decompress", "packed")
+#: How much faster than decompress-then-score the packed scorer must be estimated to be chosen. The two give the
+#: same scores only up to float rounding, so a choice that flips with the machine's load would let two processes
+#: (Ray shards, a restarted server) return scores that differ in the last bits; a clear margin keeps the choice
+#: where the timing is not close, and where it is close, little is lost by keeping the default.
+MARGIN = 0.8
 #: Environment variable naming a scorer for every exact stage of the process ("auto": measured per shape).
 ENV = "GINGHAM_EXACT_SCORER"
 #: Synthetic candidate tokens each scorer is timed on (32-token documents), and the timing rounds (the fastest
@@ -91,12 +97,15 @@ def requested() -> str:
     return _check(os.environ.get(ENV, "auto").strip() or "auto", ENV)
 
 
-def choose(costs: Costs, n_tokens: int, allowed=AUTO_SCORERS) -> str:
+def choose(costs: Costs, n_tokens: int, allowed=AUTO_SCORERS, margin: float = MARGIN) -> str:
     """The scorer of ``allowed`` with the least estimated time for ``n_tokens`` candidate tokens (per-query cost
-    plus per-token cost times tokens); ties go to the earlier one in ``allowed``."""
+    plus per-token cost times tokens), where every scorer but the first (the default) must also beat the first's
+    estimate times ``margin``; ties go to the earlier one in ``allowed``."""
     best, best_time = None, np.inf
-    for name in allowed:
+    for i, name in enumerate(allowed):
         est = costs.per_query.get(name, 0.0) + n_tokens * costs.per_token[name]
+        if i > 0:
+            est /= margin
         if est < best_time:
             best, best_time = name, est
     return best

@@ -46,12 +46,17 @@ def _want(ix, q, docs):
 def test_choose_weighs_the_table_against_the_tokens():
     costs = scorer.Costs(per_token={"decompress": 3.0, "packed": 1.0, "packed-int8": 0.5},
                          per_query={"decompress": 0.0, "packed": 100.0, "packed-int8": 150.0})
-    assert scorer.choose(costs, 10) == "decompress"  # 30 against 110: the table is not repaid
-    assert scorer.choose(costs, 50) == "decompress"  # 150 = 150: a tie keeps the first
-    assert scorer.choose(costs, 51) == "packed"
+    assert scorer.choose(costs, 10, margin=1.0) == "decompress"  # 30 against 110: the table is not repaid
+    assert scorer.choose(costs, 50, margin=1.0) == "decompress"  # 150 = 150: a tie keeps the first
+    assert scorer.choose(costs, 51, margin=1.0) == "packed"
     assert scorer.choose(costs, 10_000) == "packed"  # int8 is never chosen unless allowed
     assert scorer.choose(costs, 10_000, allowed=scorer.SCORERS) == "packed-int8"
-    assert scorer.choose(costs, 0, allowed=("packed", "decompress")) == "decompress"
+    # the default margin: packed must take at most 0.8 of decompress's time (a close call keeps decompress)
+    assert scorer.MARGIN == 0.8
+    assert scorer.choose(costs, 80) == "packed"  # 180 against 240: 0.75
+    assert scorer.choose(costs, 62) == "decompress"  # 162 against 186: 0.87
+    close = scorer.Costs({"decompress": 1.0, "packed": 0.85}, {})
+    assert scorer.choose(close, 1000) == "decompress" and scorer.choose(close, 1000, margin=0.9) == "packed"
 
 
 def test_measure_times_every_scorer_and_the_table_with_the_timer_given():
@@ -99,12 +104,13 @@ def test_pick_reads_the_shape_from_the_index_arrays(monkeypatch):
         ix = _arrays(rng, dim=64, nbits=nbits, code_dtype=np.uint8)
         q = rng.standard_normal((7, 64)).astype(np.float32)
         cs = CentroidScorer(ix.centroids)(q, 2)
-        assert scorer.pick(ix, 7, 4, cs) == "decompress" and scorer.pick(ix, 7, 6, cs) == "packed"
+        # with the margin: packed at (5 + n) / 0.8 against decompress at 2 n
+        assert scorer.pick(ix, 7, 6, cs) == "decompress" and scorer.pick(ix, 7, 10, cs) == "packed"
         assert seen[-1] == (nbits, 64, 7, np.dtype(np.uint8), False)
         # without usable centroid scores, the codes' rows (at most 12 here) are charged to the packed scorer
-        assert scorer.pick(ix, 7, 100) == "packed"  # 200 against 100 + 5 + 12 * 2
-        assert scorer.pick(ix, 7, 8) == "decompress"  # 16 against 8 + 5 + 8 * 2
-        assert scorer.pick(ix._replace(shift=1), 7, 8, cs) == "decompress"  # sub-centroid codes: rows not given
+        assert scorer.pick(ix, 7, 100) == "packed"  # 200 against (100 + 5 + 12 * 2) / 0.8
+        assert scorer.pick(ix, 7, 8) == "decompress"  # 16 against (8 + 5 + 8 * 2) / 0.8
+        assert scorer.pick(ix._replace(shift=1), 7, 10, cs) == "decompress"  # sub-centroid codes: rows not given
         codes = ix.codes.view()
         codes.flags.writeable = False  # an opened index's memory map: timed on read-only arrays, as warmed up
         scorer.pick(ix._replace(codes=codes), 7, 8, cs)
