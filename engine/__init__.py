@@ -8,6 +8,7 @@
 from gingham._version import __version__
 from gingham.config import BuildConfig, SearchConfig
 from gingham.errors import (
+    DocumentNotFoundError,
     GinghamError,
     IndexCorruptError,
     IndexFormatError,
@@ -20,6 +21,7 @@ from gingham.search.sharded import ShardedIndex
 
 __all__ = [
     "BuildConfig",
+    "DocumentNotFoundError",
     "GinghamError",
     "Index",
     "IndexCorruptError",

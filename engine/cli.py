@@ -280,19 +280,51 @@ def add(
 @app.command()
 def delete(
     index_dir: Path = typer.Argument(..., help="Index directory."),
-    ids: list[str] = typer.Argument(..., help="Document ids to delete."),
+    ids: Optional[list[str]] = typer.Argument(None, help="Document ids to delete (or --where)."),
     missing_ok: bool = typer.Option(False, help="Ignore ids that are not in the index."),
+    where: Optional[str] = typer.Option(None, help="Delete every document whose metadata satisfies this SQL "
+                                        "expression (as `gingham search --where`), with one --param per ?."),
+    param: list[str] = typer.Option(None, help="A value for a ? of --where (as for `gingham search`)."),
 ) -> None:
-    """Delete documents by id (one atomic commit)."""
+    """Delete documents by id, or every document a --where filter matches (one atomic commit)."""
+    from gingham import Index
+
+    try:
+        if bool(ids) == (where is not None):
+            raise ValueError("give document ids or --where (a SQL filter over metadata fields), not both or neither")
+        if param and where is None:
+            raise ValueError("--param gives values for the ? of --where; add --where")
+        ix = Index.open(index_dir)
+        if where is not None:
+            deleted = ix.delete_where(where, [_param(p) for p in param] if param else None)
+            typer.echo(f"{index_dir}: {deleted} documents deleted, generation {ix.generation}, {len(ix)} documents")
+            return
+        generation = ix.delete(_keys(ix, ids), missing_ok=missing_ok)
+    except USER_ERRORS as exc:
+        fail(exc)
+    typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents")
+
+
+@app.command()
+def get(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    ids: list[str] = typer.Argument(..., help="Document ids."),
+) -> None:
+    """Print documents by id as JSON lines ({"id", "text", "metadata"}); an id not in the index is an error."""
     from gingham import Index
 
     try:
         ix = Index.open(index_dir)
-        keys = [_int_id(i) for i in ids] if ix.manifest["doc_id_kind"] == "int" else ids
-        generation = ix.delete(keys, missing_ok=missing_ok)
+        found = ix.documents(_keys(ix, ids))
     except USER_ERRORS as exc:
         fail(exc)
-    typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents")
+    for doc in found:
+        typer.echo(json.dumps(doc, ensure_ascii=False))
+
+
+def _keys(ix, ids: list[str]) -> list:
+    """Command-line ids as the index's ids (integers for an index with integer ids)."""
+    return [_int_id(i) for i in ids] if ix.manifest["doc_id_kind"] == "int" else list(ids)
 
 
 def _int_id(text: str) -> int:

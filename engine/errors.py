@@ -19,6 +19,24 @@ class IndexLockedError(GinghamError):
     """Another writer holds the index's write lock."""
 
 
+class DocumentNotFoundError(GinghamError, KeyError):
+    """Documents asked for by id are not in the index (never added, or deleted). ``ids`` lists them.
+
+    A ``KeyError`` too, as a missing key of a mapping is, so code catching ``KeyError`` keeps working."""
+
+    def __init__(self, ids, consequence: str = "") -> None:
+        self.ids = list(ids)
+        shown = ", ".join(repr(i) for i in self.ids[:5]) + (f" and {len(self.ids) - 5} more" if len(self.ids) > 5
+                                                          else "")
+        what = "document id" if len(self.ids) == 1 else f"{len(self.ids)} document ids"
+        super().__init__(f"{what} {shown} {'is' if len(self.ids) == 1 else 'are'} not in the index"
+                         + (f"; {consequence}" if consequence else "")
+                         + "; check the ids (index.ids() lists them), or pass missing_ok=True where offered")
+
+    def __str__(self) -> str:  # KeyError's str() would quote the message
+        return str(self.args[0])
+
+
 class MissingDependencyError(ImportError, GinghamError):
     """An optional part of Gingham was used without its extra installed."""
 

@@ -307,6 +307,38 @@ class Index:
 
         return self._write(change)
 
+    def delete_where(self, where: str, params: Sequence | Mapping | None = None) -> int:
+        """Delete every live document whose metadata satisfies ``where``, a SQL expression over metadata fields
+        with ``params`` (as :meth:`search`'s ``where=``: same checks, same deadline), in one atomic commit; the
+        filter is evaluated on the newest committed state under the write lock. Returns how many documents were
+        deleted (0: the filter matched none, and nothing was committed)."""
+        from gingham.docstore.documents import DeleteWhere, Unchanged
+
+        change = DeleteWhere(where, params)
+        with contextlib.suppress(Unchanged):
+            self._write(change)
+        return change.deleted
+
+    def update(self, doc_ids: Iterable, *, metadata: Sequence[Mapping | None] | None = None,
+               texts: Sequence[str | None] | None = None, mode: str = "merge") -> int:
+        """Update documents' metadata (and / or stored texts) in place, without re-embedding, in one atomic commit.
+
+        ``metadata``: one dict per id (None leaves that document's as it is). ``mode="merge"`` (the default): its
+        keys replace the stored object's top-level keys of the same name and the other keys stay (a value of None
+        is stored as null, not removed); ``mode="replace"``: it replaces the stored object. ``texts``: one str per
+        id (None: unchanged), the new stored text (results, BM25); the vectors are not re-encoded, so MaxSim still
+        scores the text that was embedded: to change what a document means, :meth:`upsert` it. Filters, BM25 and
+        reads see the update at once (other readers after :meth:`refresh`); it survives reopening and compaction.
+        An id that is not in the index raises :class:`gingham.DocumentNotFoundError` and updates nothing. Cost: the
+        affected segments' metadata and texts are rewritten (see :mod:`gingham.docstore.documents`). Returns the
+        generation."""
+        from gingham.docstore.documents import Unchanged, Update
+
+        change = Update(self.manifest["doc_id_kind"], doc_ids, metadata, texts, mode)
+        with contextlib.suppress(Unchanged):
+            self._write(change)
+        return self.generation
+
     def compact(self, show_progress: bool | None = None) -> int:
         """Rewrite the live documents into one segment (same codebook), dropping deleted ones. Readers keep
         searching the old generation until they refresh. Returns the generation."""
@@ -618,7 +650,8 @@ class Index:
         if n_candidates is not None and (isinstance(n_candidates, bool) or not isinstance(n_candidates, int)
                                          or n_candidates < 1):
             raise ValueError(f"n_candidates must be a positive integer, got {n_candidates!r}")
-        filters = {key: kwargs[key] for key in ("subset", "where", "params") if key in kwargs}
+        filters = {key: kwargs[key] for key in ("subset", "where", "params", "include_text", "include_metadata")
+                   if key in kwargs}
         for _ in range(3):  # both rankings must number documents in one generation
             depth = max(k, n_candidates or HYBRID_CANDIDATES)
             depth = max(1, min(depth, self.n_docs))
@@ -632,6 +665,9 @@ class Index:
         out_ids = np.full((len(texts), k), -1, dtype=np.int64) if dense.ids.dtype != object \
             else np.full((len(texts), k), None, dtype=object)
         out_scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
+        # the hits' documents, when asked for, from the two rankings (one generation)
+        extras = {name: np.full((len(texts), k), None, dtype=object) for name in ("texts", "metadata")
+                  if getattr(dense, name) is not None}
         weights = (alpha, 1.0 - alpha)
         for i in range(len(texts)):
             if mode == "rrf":
@@ -644,7 +680,12 @@ class Index:
             out_pos[i, :len(pos)] = pos
             out_scores[i, :len(sc)] = sc
             out_ids[i, :len(pos)] = [id_of[p] for p in pos.tolist()]
-        return SearchResults(positions=out_pos, scores=out_scores, ids=out_ids, generation=dense.generation)
+            for name, out in extras.items():
+                found = dict(zip(dense.positions[i].tolist(), getattr(dense, name)[i].tolist()))
+                found.update(zip(lexical.positions[i].tolist(), getattr(lexical, name)[i].tolist()))
+                out[i, :len(pos)] = [found[p] for p in pos.tolist()]
+        return SearchResults(positions=out_pos, scores=out_scores, ids=out_ids, generation=dense.generation,
+                             **extras)
 
     def text(self, doc: Any) -> str | None:
         """The stored text of the document with caller id ``doc`` (None if texts were not stored)."""
@@ -655,6 +696,22 @@ class Index:
         """The metadata dict of the document with caller id ``doc`` (None if none was stored)."""
         seg, local = self._snap.locate(int(self._snap.positions([self._id(doc)])[0]))
         return seg.metadata(local)
+
+    def document(self, doc: Any, *, include_text: bool = True, include_metadata: bool = True) -> dict:
+        """The document with caller id ``doc`` as ``{"id", "text", "metadata"}`` (text None when the index stores
+        no texts, metadata None when the document has none); :class:`gingham.DocumentNotFoundError` if it is not
+        in the index."""
+        return self.documents([doc], include_text=include_text, include_metadata=include_metadata)[0]
+
+    def documents(self, doc_ids: Iterable, *, include_text: bool = True, include_metadata: bool = True,
+                  missing_ok: bool = False) -> list[dict | None]:
+        """The documents with caller ids ``doc_ids``, in that order, each as :meth:`document` gives it, read from
+        one generation. An id not in the index raises :class:`gingham.DocumentNotFoundError` naming every such
+        id; with ``missing_ok`` its entry is None instead."""
+        from gingham.docstore import documents
+
+        return documents.fetch(self._snap, doc_ids, self.manifest["doc_id_kind"], include_text=include_text,
+                               include_metadata=include_metadata, missing_ok=missing_ok)
 
     # ---------------------------------------------------------------------------------------------- search
     def search_config(self, top_k: int | None = None, **overrides: Any) -> SearchConfig:
@@ -709,6 +766,8 @@ class Index:
         params: Sequence | Mapping | None = None,
         n_threads: int | None = None,
         show_progress: bool | None = None,
+        include_text: bool = False,
+        include_metadata: bool = False,
         **overrides: Any,
     ) -> SearchResults:
         """Search with one query (a 2-D array) or a batch (a list of 2-D arrays or a 3-D array).
@@ -720,9 +779,18 @@ class Index:
         the metadata dict. Candidate generation counts only allowed documents, so selective filters probe further
         instead of losing recall. ``n_threads`` (default: numba's thread count): a batch spreads its queries over
         that many threads, a query searched alone its candidates (the results are the same either way). Returns
-        :class:`SearchResults` with one row per query.
+        :class:`SearchResults` with one row per query; ``include_text`` / ``include_metadata`` add the hits' stored
+        texts / metadata (``results.texts``, ``results.metadata``, ``results.hits(q)``) from the same generation.
         """
+        from gingham.docstore.documents import attach, check_flags
+
+        check_flags(include_text=include_text, include_metadata=include_metadata)
         snap = self._snap
+        res = self._search(snap, queries, top_k, subset, where, params, n_threads, show_progress, overrides)
+        return attach(snap, res, include_text, include_metadata)
+
+    def _search(self, snap: Snapshot, queries, top_k, subset, where, params, n_threads, show_progress,
+                overrides) -> SearchResults:
         cfg = self._config(top_k, overrides, snap.n_live)
         q_flat, q_offsets, _ = validation.queries(queries, self.dim)
         masks = self._masks(snap, subset, where, params)
@@ -815,12 +883,15 @@ class Index:
                            show_progress=show_progress)
 
     def search_bm25(self, queries: str | Sequence[str], top_k: int | None = None, *, subset=None, where=None,
-                    params=None) -> SearchResults:
+                    params=None, include_text: bool = False, include_metadata: bool = False) -> SearchResults:
         """BM25 over the stored texts (SQLite FTS5, :mod:`gingham.docstore.lexical`): documents holding any word
-        of each text query, best first; ``subset`` / ``where`` / ``params`` filter as in :meth:`search`.
+        of each text query, best first; ``subset`` / ``where`` / ``params`` filter and ``include_text`` /
+        ``include_metadata`` add the hits' documents as in :meth:`search`.
         Scores are BM25's (higher is better); rows have fewer than ``top_k`` results when fewer documents match."""
         from gingham.docstore import lexical
+        from gingham.docstore.documents import attach, check_flags
 
+        check_flags(include_text=include_text, include_metadata=include_metadata)
         texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")
         snap = self._snap
         if any(seg.texts is None for seg in snap.segments):
@@ -840,7 +911,7 @@ class Index:
             pos, sc = lexical.merge(parts, k)
             out_pos[i, :len(pos)] = pos
             out_scores[i, :len(sc)] = sc
-        return _results(snap, out_pos, out_scores)
+        return attach(snap, _results(snap, out_pos, out_scores), include_text, include_metadata)
 
     def rerank(self, queries, candidates: Sequence[Iterable], top_k: int | None = None) -> SearchResults:
         """Exact MaxSim over the decompressed tokens of each query's given candidate ids (caller ids)."""

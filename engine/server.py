@@ -3,7 +3,8 @@
 Endpoints: ``GET /health`` (liveness), ``GET /ready`` (readiness: 503 until the kernels and the encoder are warm),
 ``GET /info``, ``POST /search`` (text or vectors), ``POST /explain`` (which query
 token matched which document token), ``POST /documents`` (add or upsert, text or vectors, with metadata),
-``POST /documents/delete``, ``POST /compact``. Requests larger than ``max_request_bytes`` are refused with 413 as
+``POST /documents/delete`` (by ids, or by a SQL ``filter``), ``POST /documents/get`` (stored text and metadata by
+id), ``POST /documents/update`` (metadata or stored text, without re-embedding), ``POST /compact``. Requests larger than ``max_request_bytes`` are refused with 413 as
 soon as that many bytes have arrived (chunked uploads too); malformed ones get a 4xx naming the problem. Writes
 need the API key (see :func:`create_app`). Each request first picks up commits made by other processes (a cheap
 manifest read), so several servers or writers can share an index.
@@ -35,8 +36,8 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, 
                       StrictInt, StrictStr)
 
 _MAX_INT = 2**31 - 1  # bounds the numeric settings, so a huge JSON integer is a 422, not an overflow (500)
-_WRITE_PATHS = frozenset({"/documents", "/documents/delete", "/compact"})
-_READ_PATHS = frozenset({"/search", "/info", "/explain"})
+_WRITE_PATHS = frozenset({"/documents", "/documents/delete", "/documents/update", "/compact"})
+_READ_PATHS = frozenset({"/search", "/info", "/explain", "/documents/get"})
 _OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 
 
@@ -110,6 +111,8 @@ class SearchRequest(Strict):
     n_full_scores: Optional[Count] = None
     n_coarse_probe: Optional[Annotated[StrictInt, Field(ge=0)]] = None
     exhaustive: StrictBool = False
+    include_text: StrictBool = Field(False, description="Give each hit its stored 'text' (null if none).")
+    include_metadata: StrictBool = Field(False, description="Give each hit its 'metadata' (null if none).")
 
 
 class ExplainRequest(Strict):
@@ -131,8 +134,30 @@ class AddRequest(Strict):
 
 
 class DeleteRequest(Strict):
-    ids: list[DocId] = Field(..., min_length=1)
+    ids: Optional[list[DocId]] = Field(None, min_length=1, description="Delete these documents...")
     missing_ok: StrictBool = False
+    filter: Optional[Text] = Field(None, description="... or every document whose metadata satisfies this SQL "
+                                   "expression (as /search's 'filter'), with 'params'.")
+    params: Optional[Union[list[Optional[Union[StrictStr, StrictInt, StrictFloat]]],
+                           dict[str, Optional[Union[StrictStr, StrictInt, StrictFloat]]]]] = None
+
+
+class GetRequest(Strict):
+    ids: list[DocId] = Field(..., min_length=1)
+    include_text: StrictBool = True
+    include_metadata: StrictBool = True
+
+
+class DocumentUpdate(Strict):
+    id: DocId
+    metadata: Optional[JsonObject] = Field(None, description="Merged into (or, with mode 'replace', replacing) "
+                                           "the stored metadata.")
+    text: Optional[Text] = Field(None, description="The new stored text (BM25, results); not re-embedded.")
+
+
+class UpdateRequest(Strict):
+    documents: list[DocumentUpdate] = Field(..., min_length=1)
+    mode: Literal["merge", "replace"] = "merge"
 
 
 class _Guard:
@@ -237,7 +262,7 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
                batching: Optional[BatchingConfig] = BatchingConfig()):
     """The FastAPI application serving the index at ``index_path``.
 
-    Writes (add, delete, compact) need ``api_key``, sent as ``Authorization: Bearer <key>`` or ``X-API-Key``; with
+    Writes (add, delete, update, compact) need ``api_key``, sent as ``Authorization: Bearer <key>`` or ``X-API-Key``; with
     no key configured they are refused (403) unless ``allow_unauthenticated_writes``. ``protect_reads`` makes search
     and info need the key too (``/health`` then answers only its status). ``docs`` serves the interactive docs at
     ``/docs`` and ``/redoc``, whose JavaScript comes from a CDN; ``/openapi.json`` is always served.
@@ -309,7 +334,7 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
     app.add_middleware(_Guard, max_request_bytes=max_request_bytes, api_key=api_key,
                        allow_unauthenticated_writes=allow_unauthenticated_writes, protect_reads=protect_reads)
     if api_key is None and allow_unauthenticated_writes:
-        log.warning("writes (add, delete, compact) are open to anyone who can reach this server")
+        log.warning("writes (add, delete, update, compact) are open to anyone who can reach this server")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -386,19 +411,19 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         if req.hybrid is not None and req.queries is None:
             raise HTTPException(400, "'hybrid' fuses BM25 over texts with MaxSim: give text 'queries'")
         top_k = min(req.top_k, max(1, len(ix)))
+        docs = {"include_text": req.include_text, "include_metadata": req.include_metadata}
         try:
             if req.queries is not None:
                 hybrid = {"hybrid": req.hybrid, "alpha": req.alpha} if req.hybrid else {}
                 res = ix.search_text(req.queries, top_k, encoder=query_encoder(ix), subset=req.subset, where=where,
-                                     params=req.params, exhaustive=req.exhaustive, **hybrid, **overrides)
+                                     params=req.params, exhaustive=req.exhaustive, **hybrid, **overrides, **docs)
             else:
                 qs = [as_vectors(q, f"embeddings[{i}]") for i, q in enumerate(req.embeddings)]
                 res = ix.search(qs, top_k, subset=req.subset, where=where, params=req.params,
-                                exhaustive=req.exhaustive, **overrides)
+                                exhaustive=req.exhaustive, **overrides, **docs)
         except (ValueError, KeyError, ImportError) as exc:
             raise bad_request(exc) from exc
-        return {"generation": res.generation,
-                "results": [[{"id": i, "score": s} for i, s in res.rows(q)] for q in range(len(res))]}
+        return {"generation": res.generation, "results": [res.hits(q) for q in range(len(res))]}
 
     @app.post("/explain")
     def explain(req: ExplainRequest) -> dict:
@@ -435,9 +460,53 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
 
     @app.post("/documents/delete")
     def delete(req: DeleteRequest) -> dict:
+        """By ``ids``, or every document matching a SQL ``filter`` (then ``deleted`` says how many: 0 commits
+        nothing)."""
+        ix = fresh()
+        if (req.ids is None) == (req.filter is None):
+            raise HTTPException(400, "give exactly one of 'ids' (documents to delete) or 'filter' (a SQL expression "
+                                     "over metadata fields, with 'params')")
+        if req.filter is None and req.params is not None:
+            raise HTTPException(400, "'params' binds the placeholders of a SQL 'filter'; give one, or leave 'params' "
+                                     "out")
+        if req.filter is not None and req.missing_ok:
+            raise HTTPException(400, "'missing_ok' is for 'ids'; a 'filter' that matches nothing deletes nothing")
+        try:
+            if req.filter is not None:
+                deleted = ix.delete_where(req.filter, req.params)
+                return {"generation": ix.generation, "n_docs": len(ix), "deleted": deleted}
+            generation = ix.delete(req.ids, missing_ok=req.missing_ok)
+        except (ValueError, KeyError) as exc:
+            raise bad_request(exc) from exc
+        return {"generation": generation, "n_docs": len(ix)}
+
+    @app.post("/documents/get")
+    def get_documents(req: GetRequest) -> dict:
+        """Stored text and metadata by id, from one generation: found ones in request order under ``documents``,
+        the ids not in the index under ``missing``."""
         ix = fresh()
         try:
-            generation = ix.delete(req.ids, missing_ok=req.missing_ok)
+            found = ix.documents(req.ids, include_text=req.include_text, include_metadata=req.include_metadata,
+                                 missing_ok=True)
+        except (ValueError, KeyError) as exc:
+            raise bad_request(exc) from exc
+        return {"generation": ix.generation, "documents": [d for d in found if d is not None],
+                "missing": [i for i, d in zip(req.ids, found) if d is None]}
+
+    @app.post("/documents/update")
+    def update(req: UpdateRequest) -> dict:
+        """Metadata (merged, or replaced with ``mode: "replace"``) and / or stored text, without re-embedding, in
+        one atomic commit; an unknown id is a 404 and updates nothing."""
+        ix = fresh()
+        docs = req.documents
+        for i, d in enumerate(docs):
+            if d.metadata is None and d.text is None:
+                raise HTTPException(400, f"documents[{i}] (id {d.id!r}) gives neither 'metadata' nor 'text': "
+                                         "nothing to update")
+        metadata = [d.metadata for d in docs] if any(d.metadata is not None for d in docs) else None
+        texts = [d.text for d in docs] if any(d.text is not None for d in docs) else None
+        try:
+            generation = ix.update([d.id for d in docs], metadata=metadata, texts=texts, mode=req.mode)
         except (ValueError, KeyError) as exc:
             raise bad_request(exc) from exc
         return {"generation": generation, "n_docs": len(ix)}

@@ -110,6 +110,14 @@ MISTAKES = {
     "delete": [
         (["{index}", "nope"], "document id 'nope' is not in the index"),
         (["{missing}", "d1"], "no index at"),
+        (["{index}"], "give document ids or --where"),
+        (["{index}", "d1", "--where", "n = 1"], "not both or neither"),
+        (["{index}", "--param", "1"], "give document ids or --where"),
+        (["{index}", "--where", "nosuch = ?", "--param", "1"], "its fields are"),
+    ],
+    "get": [
+        (["{index}", "d1", "nope"], "document id 'nope' is not in the index"),
+        (["{missing}", "d1"], "no index at"),
     ],
     "compact": [(["{missing}"], "no index at .*no-such-index: the directory does not exist")],
     "serve": [
