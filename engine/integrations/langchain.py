@@ -153,9 +153,43 @@ class GinghamVectorStore(VectorStore):
 
     def _similarity_search_with_relevance_scores(self, query: str, k: int = 4,
                                                  **kwargs: Any) -> list[tuple[Document, float]]:
-        """Relevance in [0, 1]: the MaxSim score averaged over the query's tokens, mapped from [-1, 1]."""
+        """Relevance in [0, 1] on a scale where a threshold means the same for every query
+        (:mod:`gingham.search.relevance`): the hit's MaxSim per query token, in standard deviations above what the
+        query scores against a fixed sample of the index's documents, through a logistic curve fitted on real judged
+        queries; 0.5: a hit as likely relevant as not. Increasing in MaxSim for a given query. LangChain's
+        ``score_threshold`` (``similarity_search_with_relevance_scores``, ``search_type=
+        "similarity_score_threshold"``) applies to it."""
+        from gingham.search import relevance
+
         filter = kwargs.pop("filter", None)
-        return [(doc, (score / n + 1.0) / 2.0) for doc, score, n in self._search(query, k, filter, kwargs)]
+        if self.index is None or len(self.index) == 0:
+            return []
+        q = self._query(query)
+        hits = self._search(q, k, filter, kwargs)
+        if not hits:
+            return []
+        background = self._background(q)
+        rel = relevance.relevance([score for _, score, _ in hits], len(q), background)
+        return [(doc, float(r)) for (doc, _, _), r in zip(hits, rel)]
+
+    def _query(self, query) -> np.ndarray:
+        """A text query encoded with the index's encoder, or token vectors as given."""
+        return self.index.encoder.encode_queries([query])[0] if isinstance(query, str) else query
+
+    def _background(self, q: np.ndarray) -> np.ndarray | None:
+        """The query's MaxSim against the index's background sample (:func:`gingham.search.relevance.
+        background_ids`, drawn once per generation), or None on an index too small for one."""
+        from gingham.search import relevance
+
+        index = self.index
+        cached = getattr(self, "_background_sample", None)
+        if cached is None or cached[0] != index.generation:
+            cached = (index.generation, relevance.background_ids(index.ids()))
+            self._background_sample = cached
+        ids = cached[1]
+        if len(ids) < relevance.MIN_BACKGROUND:
+            return None
+        return index.rerank(q, [ids], top_k=len(ids)).scores[0]
 
     def similarity_search_by_vector(self, embedding: Any, k: int = 4, filter: Any = None,
                                     **kwargs: Any) -> list[Document]:
@@ -202,7 +236,7 @@ class GinghamVectorStore(VectorStore):
         if index is None or len(index) == 0:
             return []
         index.refresh()  # writes by other processes
-        q = index.encoder.encode_queries([query])[0] if isinstance(query, str) else query
+        q = self._query(query)
         if q.ndim != 2 or q.shape[1] != index.dim:
             raise ValueError(f"the query's token vectors have shape {q.shape}; this index needs (n_tokens, "
                              f"{index.dim})")
