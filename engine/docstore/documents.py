@@ -186,8 +186,7 @@ def splice(stored: tuple[np.ndarray, np.ndarray] | None, n_docs: int,
     if stored is None:
         sizes = np.full(n_docs, len(_NULL), dtype=np.int64)
     else:
-        utf8, offsets = stored[0], np.asarray(stored[1], dtype=np.int64)
-        sizes = np.diff(offsets)
+        sizes = np.diff(np.asarray(stored[1], dtype=np.int64))
     pieces, prev = [], 0
     for local in sorted(replaced):
         pieces.append(_run(stored, prev, local))

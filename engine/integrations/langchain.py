@@ -140,7 +140,9 @@ class GinghamVectorStore(VectorStore):
         """The documents with these ids, in that order; ids not in the store are left out."""
         if self.index is None:
             return []
-        return [self._document(k) for k in self._keys(ids) if k in self.index]
+        found = self.index.documents(self._keys(ids), missing_ok=True)  # one generation
+        return [Document(id=str(d["id"]), page_content=d["text"] or "", metadata=d["metadata"] or {})
+                for d in found if d is not None]
 
     def similarity_search(self, query: str, k: int = 4, filter: Any = None, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
@@ -174,7 +176,7 @@ class GinghamVectorStore(VectorStore):
 
     def _query(self, query) -> np.ndarray:
         """A text query encoded with the index's encoder, or token vectors as given."""
-        return self.index.encoder.encode_queries([query])[0] if isinstance(query, str) else query
+        return self.index.query_encoder.encode_queries([query])[0] if isinstance(query, str) else query
 
     def _background(self, q: np.ndarray) -> np.ndarray | None:
         """The query's MaxSim against the index's background sample (:func:`gingham.search.relevance.
@@ -240,12 +242,10 @@ class GinghamVectorStore(VectorStore):
         if q.ndim != 2 or q.shape[1] != index.dim:
             raise ValueError(f"the query's token vectors have shape {q.shape}; this index needs (n_tokens, "
                              f"{index.dim})")
-        res = index.search(q, min(k, len(index)), where=_where(filter), show_progress=False,
-                           **{**self.search_options, **overrides})
-        return [(self._document(doc), score, len(q)) for doc, score in res.rows(0)]
-
-    def _document(self, key) -> Document:
-        return Document(id=str(key), page_content=self.index.text(key) or "", metadata=self.index.metadata(key) or {})
+        res = index.search(q, min(k, len(index)), where=_where(filter), show_progress=False, include_text=True,
+                           include_metadata=True, **{**self.search_options, **overrides})
+        return [(Document(id=str(h["id"]), page_content=h["text"] or "", metadata=h["metadata"] or {}), h["score"],
+                 len(q)) for h in res.hits(0)]
 
     def _keys(self, ids: Iterable) -> list:
         """LangChain's string ids as the index's ids (ints for an index with integer ids)."""
