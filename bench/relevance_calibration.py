@@ -30,7 +30,7 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def _qrels(path: Path, header: bool) -> dict[str, dict[str, int]]:
