@@ -10,9 +10,11 @@ relevant and non-relevant hits and precision / recall at thresholds 0.3, 0.5, 0.
 sets pooled, each set weighted equally and relevant and non-relevant hits balanced within it (logistic regression
 of the label on z): so 0.5 is where a relevant and a non-relevant hit are equally likely at equal priors.
 
-    python bench/relevance_calibration.py --out /tmp/relcal            # ~6 min on 2 cores (encoding, cached)
+    python bench/relevance_calibration.py --out /tmp/relcal --langs en,de,zh --beir-queries 6 --beir-extra 150
 
-Encodings are cached under --out; a second run only searches.
+(the run behind docs/relevance.md: about 9 minutes on 2 cores, nearly all of it encoding). Encodings are cached
+under --out, so a second run only searches; each set's hits (m, z, label, and the background's mean, std, query
+length and query number) are written to ``hits-<set>.npz`` there for other mappings to be tried.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def main() -> None:
         sample = relevance.background_ids(index.ids())
         for label, queries, qrels in sets:
             qv = encoded(encoder, [q["text"] for q in queries], "query", args.out)
-            m_all, z_all, y_all = [], [], []
+            m_all, z_all, y_all, extra, extra_q = [], [], [], [], []
             for q, v in zip(queries, qv):
                 res = index.search(v, top_k=min(args.top_k, len(index)), exhaustive=True)
                 hits = res.rows(0)
@@ -138,7 +140,11 @@ def main() -> None:
                     m_all.append(score / n)
                     z_all.append((score / n - mu) / sd)
                     y_all.append(qrels[q["_id"]].get(doc, 0) > 0)
+                    extra.append((mu, sd, n, len(extra_q)))
+                extra_q.append(q["_id"])
             rows[label] = {"m": m_all, "z": z_all, "y": y_all, "n_queries": len(queries), "n_docs": len(index)}
+            np.savez(args.out / f"hits-{label.replace(' ', '_').replace('>', '')}.npz", m=np.array(m_all),
+                     z=np.array(z_all), y=np.array(y_all), extra=np.array(extra))
             print(f"{label}: {len(queries)} queries over {len(index)} documents", file=sys.stderr)
 
     # fit: each set weighted equally, classes balanced within it

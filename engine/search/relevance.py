@@ -2,16 +2,16 @@
 
 A MaxSim score is a sum over query tokens of each token's best cosine in the document, so it grows with the
 query's length, and its per-token mean ``m = MaxSim / n_query_tokens`` still sits high for any document: with
-multilingual-e5-small's token states ``m`` is 0.75-0.93 for relevant and unrelated documents alike (the old
-``(m + 1) / 2`` mapping gave 0.88-0.96 for anything), and where that band lies depends on the query (a generic
-query scores high against everything) and on the model.
+multilingual-e5-small's token states the old ``(m + 1) / 2`` mapping gave 0.834-0.970 to relevant and unrelated
+top hits alike, and where that band lies depends on the query (a generic query scores high against everything),
+the corpus and the model (``docs/relevance.md``).
 
 So ``m`` is compared with what the same query scores against the index's own documents: the query's
 **background** is its ``m`` against a fixed, seeded sample of :data:`BACKGROUND_DOCS` live documents of the index
 (exact MaxSim over their decompressed tokens), and ``z = (m - mean) / std`` of that background says how many
 standard deviations a hit stands above an unrelated document for this query. A logistic curve maps ``z`` to
 [0, 1]: ``relevance = 1 / (1 + exp(-SLOPE * (z - CENTRE)))``, fitted on real judged queries (XQuAD questions in
-four languages against English paragraphs, MS MARCO TREC-DL 2019 and DBpedia-Entity subsets, e5 token states;
+three languages against English paragraphs, MS MARCO TREC-DL 2019 and DBpedia-Entity subsets, e5 token states;
 ``bench/relevance_calibration.py``, the figures in ``docs/relevance.md``), each set weighted equally and relevant
 and non-relevant hits balanced: 0.5 is where a top hit is as likely relevant as not, at equal priors.
 For a given query the relevance is increasing in MaxSim, so ranking by it is ranking by MaxSim.
@@ -26,15 +26,16 @@ from typing import Sequence
 
 import numpy as np
 
-#: Documents in a query's background sample (the query is scored exactly against each: ~ms per query).
+#: Documents in a query's background sample (the query is scored exactly against each).
 BACKGROUND_DOCS = 64
 #: Below this many live documents there is no background: relevance is the per-token cosine, clipped to [0, 1].
 MIN_BACKGROUND = 8
 #: Floor of the background's standard deviation (a query that scores every sampled document alike).
 MIN_STD = 1e-3
-#: The logistic curve over z, fitted by bench/relevance_calibration.py (see the module's docstring).
-SLOPE = 1.0
-CENTRE = 4.0
+#: The logistic curve over z, fitted by bench/relevance_calibration.py on XQuAD (en, de, zh -> en), MS MARCO and
+#: DBpedia with multilingual-e5-small (docs/relevance.md).
+SLOPE = 0.90
+CENTRE = 3.71
 
 
 def background_ids(ids: Sequence, n: int = BACKGROUND_DOCS, seed: int = 0) -> list:
