@@ -1,0 +1,89 @@
+"""Tables and plot of ``bench/calibration_real.py``'s results.json: predicted vs real recall per set.
+
+    python bench/plot_calibration_real.py docs/benchmarks/calibration-real
+
+Prints one markdown table per label in results.json and writes ``predicted-vs-real.png`` beside it: per set, the
+recall@k against exhaustive search that calibration predicted (x) and what real queries got (y) at the chosen
+setting, for nbits 2 / 4 and top_k 10 / 100, one marker per label (before / after a change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def setting(chosen: dict) -> str:
+    if not chosen:
+        return "PLAID's table"
+    prune = "" if "centroid_score_threshold" in chosen else ", pruned"
+    return f"probe {chosen['n_ivf_probe']}, {chosen['n_full_scores']:,}{prune}"
+
+
+def table(run: dict) -> str:
+    lines = ["| set | nbits | top_k | target | chosen | predicted | real | real, worst language | real vs exact "
+             "| ceiling vs exact | p50 ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in run["rows"]:
+        worst = min(r["real_by_language"], key=r["real_by_language"].get)
+        worst_s = f"{r['real_worst_language']:.3f} ({worst})" if len(r["real_by_language"]) > 1 else "—"
+        mark = "" if r["real"] >= 0.95 else " **<0.95**"
+        lines.append(f"| {r['set']} | {r['nbits']} | {r['top_k']} | {r['target']} | {setting(r['chosen'])}"
+                     f"{' (capped)' if r['capped'] else ''} | {r['predicted']:.3f} | {r['real']:.3f}{mark} | "
+                     f"{worst_s} | {r['real_vs_exact']:.3f} | {r['ceiling_vs_exact']:.3f} | {r['p50_ms']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot(runs: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(dict.fromkeys(r["set"] for run in runs.values() for r in run["rows"]))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4.4), squeeze=False)
+    markers = {(2, 10): "o", (2, 100): "s", (4, 10): "^", (4, 100): "D"}
+    colours = dict(zip(runs, ["tab:red", "tab:blue", "tab:green", "tab:purple"]))
+    for ax, name in zip(axes[0], sets):
+        lo = 1.0
+        for label, run in runs.items():
+            for r in run["rows"]:
+                if r["set"] != name:
+                    continue
+                lo = min(lo, r["predicted"], r["real_worst_language"])
+                ax.scatter(r["predicted"], r["real"], marker=markers.get((r["nbits"], r["top_k"]), "x"),
+                           color=colours[label], s=46, label=f"{label}: nbits {r['nbits']}, top {r['top_k']}")
+                if len(r["real_by_language"]) > 1:  # the languages' spread: worst to best
+                    vals = list(r["real_by_language"].values())
+                    ax.vlines(r["predicted"], min(vals), max(vals), color=colours[label], alpha=0.35, lw=1.5)
+        lo = max(0.0, min(lo, 0.94) - 0.01)
+        ax.plot([lo, 1.0], [lo, 1.0], color="grey", lw=0.8, ls=":", label="real = predicted")
+        ax.axhline(0.95, color="black", lw=0.8, ls="--", label="0.95")
+        ax.set_xlim(lo, 1.002)
+        ax.set_ylim(lo, 1.002)
+        ax.set_title(name)
+        ax.set_xlabel("predicted recall@k vs exhaustive (pseudo-queries)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("real queries' recall@k vs exhaustive\n(bar: worst to best language)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    fig.legend(seen.values(), seen.keys(), loc="lower center", ncol=min(5, len(seen)), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle("Calibration's predicted recall vs real queries' at the chosen setting (e5 token states)", y=0.99)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", type=Path)
+    args = ap.parse_args()
+    runs = json.loads((args.folder / "results.json").read_text())
+    for label, run in runs.items():
+        print(f"### {label}\n\n    {run['command']}\n\nload {run['load_start']} -> {run['load_end']}, "
+              f"{run['cpu']}\n\n{table(run)}\n")
+    plot(runs, args.folder / "predicted-vs-real.png")
+
+
+if __name__ == "__main__":
+    main()
