@@ -26,7 +26,8 @@ def table(run: dict) -> str:
              "| ceiling vs exact | p50 ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in run["rows"]:
         worst = min(r["real_by_language"], key=r["real_by_language"].get)
-        worst_s = f"{r['real_worst_language']:.3f} ({worst})" if len(r["real_by_language"]) > 1 else "—"
+        vals = r["real_by_language"].values()
+        worst_s = "—" if len(vals) < 2 else f"{min(vals):.3f} ({'all' if min(vals) == max(vals) else worst})"
         mark = "" if r["real"] >= 0.95 else " **<0.95**"
         lines.append(f"| {r['set']} | {r['nbits']} | {r['top_k']} | {r['target']} | {setting(r['chosen'])}"
                      f"{' (capped)' if r['capped'] else ''} | {r['predicted']:.3f} | {r['real']:.3f}{mark} | "
@@ -41,9 +42,9 @@ def plot(runs: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sets = list(dict.fromkeys(r["set"] for run in runs.values() for r in run["rows"]))
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4.4), squeeze=False)
-    markers = {(2, 10): "o", (2, 100): "s", (4, 10): "^", (4, 100): "D"}
-    colours = dict(zip(runs, ["tab:red", "tab:blue", "tab:green", "tab:purple"]))
+    fig, axes = plt.subplots(1, len(sets), figsize=(max(9.0, 4.2 * len(sets)), 5.2), squeeze=False)
+    colours = {(2, 10): "tab:blue", (2, 100): "tab:orange", (4, 10): "tab:green", (4, 100): "tab:red"}
+    markers = dict(zip(runs, "o^sD"))
     for ax, name in zip(axes[0], sets):
         lo = 1.0
         for label, run in runs.items():
@@ -51,11 +52,12 @@ def plot(runs: dict, path: Path) -> None:
                 if r["set"] != name:
                     continue
                 lo = min(lo, r["predicted"], r["real_worst_language"])
-                ax.scatter(r["predicted"], r["real"], marker=markers.get((r["nbits"], r["top_k"]), "x"),
-                           color=colours[label], s=46, label=f"{label}: nbits {r['nbits']}, top {r['top_k']}")
+                colour = colours.get((r["nbits"], r["top_k"]), "grey")
+                ax.scatter(r["predicted"], r["real"], marker=markers[label], color=colour, s=46, alpha=0.8,
+                           label=f"{label}: nbits {r['nbits']}, top {r['top_k']}")
                 if len(r["real_by_language"]) > 1:  # the languages' spread: worst to best
                     vals = list(r["real_by_language"].values())
-                    ax.vlines(r["predicted"], min(vals), max(vals), color=colours[label], alpha=0.35, lw=1.5)
+                    ax.vlines(r["predicted"], min(vals), max(vals), color=colour, alpha=0.35, lw=1.5)
         lo = max(0.0, min(lo, 0.94) - 0.01)
         ax.plot([lo, 1.0], [lo, 1.0], color="grey", lw=0.8, ls=":", label="real = predicted")
         ax.axhline(0.95, color="black", lw=0.8, ls="--", label="0.95")
@@ -67,10 +69,12 @@ def plot(runs: dict, path: Path) -> None:
     axes[0][0].set_ylabel("real queries' recall@k vs exhaustive\n(bar: worst to best language)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     seen = dict(zip(labels, handles))
-    fig.legend(seen.values(), seen.keys(), loc="lower center", ncol=min(5, len(seen)), fontsize=8,
-               bbox_to_anchor=(0.5, -0.02))
+    for ax in axes[0][1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    fig.legend(seen.values(), seen.keys(), loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle("Calibration's predicted recall vs real queries' at the chosen setting (e5 token states)", y=0.99)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.16, 1, 0.95))
     fig.savefig(path, dpi=110)
 
 
@@ -80,7 +84,8 @@ def main() -> None:
     args = ap.parse_args()
     runs = json.loads((args.folder / "results.json").read_text())
     for label, run in runs.items():
-        print(f"### {label}\n\n    {run['command']}\n\nload {run['load_start']} -> {run['load_end']}, "
+        commands = "\n    ".join(run.get("commands", [run.get("command", "")]))
+        print(f"### {label}\n\n    {commands}\n\nload {run['load_start']} -> {run['load_end']}, "
               f"{run['cpu']}\n\n{table(run)}\n")
     plot(runs, args.folder / "predicted-vs-real.png")
 
