@@ -178,7 +178,6 @@ def search(
 
     try:
         ix = ShardedIndex.open(index_dir) if (index_dir / SHARDS_FILE).is_file() else Index.open(index_dir)
-        compile_kernels(show_progress=True, indexes=[ix])  # what searching this index runs, when not cached
         if queries_file is not None:
             qids, qtexts = read_texts(queries_file, "queries")
         elif queries:
@@ -193,6 +192,8 @@ def search(
             raise ValueError("--param gives values for the ? of --where; add --where")
         filters = {"where": where, "params": [_param(p) for p in param] if param else None} if where else {}
         fused = {"hybrid": hybrid, "alpha": alpha} if hybrid else {}
+        # the user's mistakes above are reported first; then what searching this index runs, when not cached
+        compile_kernels(show_progress=True, indexes=[ix])
         res = ix.search_text(qtexts, top_k=min(top_k, ix.n_docs), exhaustive=exhaustive, **filters, **fused,
                              **overrides)
     except USER_ERRORS as exc:

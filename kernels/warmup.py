@@ -29,11 +29,18 @@ def dispatchers() -> list:
     return [getattr(kernels, name) for name in kernels.__all__ if name != "warmup"]
 
 
-def is_cached() -> Optional[bool]:
+#: Kernels only writing an index (or only benches) run: ``warmup(build=False)`` leaves them out.
+BUILD_ONLY = ("compress_residuals", "refine_codes", "sum_rows", "lut_maxsim")
+
+
+def is_cached(search_only: bool = False) -> Optional[bool]:
     """Whether numba's cache holds compiled code for every kernel of this source (so a process loads instead of
-    compiling: about a second instead of minutes). None when it cannot tell (numba's cache layout is its own)."""
+    compiling: about a second instead of minutes); with ``search_only``, every kernel a search runs (what
+    ``warmup(build=False)`` compiled). None when it cannot tell (numba's cache layout is its own)."""
     try:
         for dispatcher in dispatchers():
+            if search_only and dispatcher.py_func.__name__ in BUILD_ONLY:
+                continue
             index = dispatcher._cache._cache_file
             if not index._load_index():  # empty when missing, stale (source changed) or from another numba
                 return False

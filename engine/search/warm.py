@@ -24,7 +24,7 @@ def compile_kernels(show_progress: bool | None = None, indexes=None) -> bool:
     everything (``gingham warmup``) takes. Other kernels compile when first used."""
     from gingham.kernels.warmup import is_cached, n_steps, warmup
 
-    if is_cached() is not False:
+    if is_cached(search_only=indexes is not None) is not False:
         return False
     only = search_signatures(indexes) if indexes is not None else {}
     log.warning("compiling Gingham's kernels%s (once: numba caches them for later processes)",

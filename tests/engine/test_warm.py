@@ -67,6 +67,11 @@ def test_after_warmup_a_search_of_an_opened_index_compiles_nothing(tmp_path, how
                               timeout=1200)
         assert warm.returncode == 0, warm.stderr[-3000:]
         assert json.loads(warm.stdout.strip().splitlines()[-1]) == {"compiled": True, "compressor": 0}
+        # the next process finds the cache warm for its search: no second compile, no progress bar
+        again = subprocess.run([sys.executable, "-c", FOR_THESE, *paths], env=env, capture_output=True, text=True,
+                               timeout=1200)
+        assert json.loads(again.stdout.strip().splitlines()[-1]) == {"compiled": False, "compressor": 0}
+        assert "compiling" not in again.stderr
     assert warm.returncode == 0, warm.stderr[-3000:]
     proc = subprocess.run([sys.executable, "-c", PROBE, *paths], env=env, capture_output=True, text=True,
                           timeout=1200)
