@@ -23,7 +23,7 @@ import numpy as np
 
 import gingham
 from gingham.kernels import warmup
-from gingham.synthetic import make_corpus, make_queries
+from gingham.evaluation.synthetic import make_corpus, make_queries
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:

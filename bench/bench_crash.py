@@ -1,7 +1,7 @@
 """Crash-safety soak: SIGKILL a writer at random points N times; after every kill the index must open, pass
 verify() (checksums + structure, the segments' SQLite databases included) and hold exactly the committed documents,
 whose metadata a SQL filter and whose texts BM25 find. The writer's operations are adds,
-deletes, compactions and rebuilds (tests/engine/crash_worker.py); the summary says how many kills landed in each.
+deletes, compactions and rebuilds (tests/storage/crash_worker.py); the summary says how many kills landed in each.
 
     python bench/bench_crash.py --kills 1000
 """
@@ -41,7 +41,7 @@ def main() -> None:
             done = kill_once(path, done, rng, in_flight)
             outcomes["ok"] += 1
             strays = [p for p in path.iterdir() if p.name.startswith("gen-")]
-            outcomes["stray_dirs_seen"] += len(strays) > len(gingham.storage.referenced_dirs(
+            outcomes["stray_dirs_seen"] += len(strays) > len(gingham.storage.disk.referenced_dirs(
                 gingham.Index.open(path).manifest))
             if (k + 1) % 20 == 0:
                 print(f"{k + 1} kills, {done} operations committed, {time.perf_counter() - t0:.0f}s", flush=True)

@@ -36,7 +36,7 @@ DRIVER = Path(__file__).resolve().parent / "pylate_encode_driver.py"
 
 def load_texts(n_queries: int, n_documents: int) -> tuple[list[str], list[str]]:
     if (DATA / "queries.en.jsonl").exists() and (DATA / "corpus.en.jsonl").exists():
-        from gingham.corpus import read_texts
+        from gingham.build.corpus import read_texts
 
         _, q = read_texts(DATA / "queries.en.jsonl", "queries")
         _, d = read_texts(DATA / "corpus.en.jsonl", "corpus")

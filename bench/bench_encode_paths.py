@@ -94,7 +94,7 @@ def resolve_model(name: str) -> str:
 
 def synthetic_index(folder: Path, dim: int, n_docs: int):
     from gingham import Index
-    from gingham.synthetic import make_corpus
+    from gingham.evaluation.synthetic import make_corpus
 
     path = folder / f"index-{dim}-{n_docs}"
     if path.exists():

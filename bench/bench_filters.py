@@ -3,7 +3,7 @@
     python bench/bench_filters.py --n-docs 100000 --out out/filters          # the table (quiet machine)
     python bench/bench_filters.py --n-docs 2000 --queries 20 --out out/filters-tiny   # a quick look
 
-Builds a seeded synthetic index (``gingham.synthetic.make_corpus``) whose documents carry metadata
+Builds a seeded synthetic index (``gingham.evaluation.synthetic.make_corpus``) whose documents carry metadata
 ``{"category": one of 1,000 (Zipf), "year": 1950..2024, "lang": one of 8, "score": float}``, then for a
 selective filter (one category: ~0.1-1% of documents) and a broad one (year >= 1987 and lang != 'xx': ~50%) it
 measures, each as SQL and as the equivalent Python predicate:
@@ -30,7 +30,7 @@ import numpy as np
 
 import gingham
 from gingham.kernels import warmup
-from gingham.synthetic import make_corpus, make_queries
+from gingham.evaluation.synthetic import make_corpus, make_queries
 
 LANGS = ["en", "de", "fr", "es", "zh", "ar", "hi", "ru"]
 

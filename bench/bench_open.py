@@ -1,4 +1,4 @@
-"""Cost of the structural checks every open runs (gingham.consistency.check_structure).
+"""Cost of the structural checks every open runs (gingham.storage.consistency.check_structure).
 
 Writes an index of ``--tokens`` tokens straight from synthetic arrays (random codes and residuals, real inverted
 lists, a codebook with the sub-centroid table: structurally what a build writes, without training, so that 20M
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 import gingham
-from gingham import commits, storage
+from gingham.storage import commits, disk as storage
 from gingham._version import __version__
-from gingham.codec import codes_dtype
-from gingham.ids import DocIds
+from gingham.codec.residual import codes_dtype
+from gingham.common.ids import DocIds
 from gingham.kernels.ivf import build_ivf
 
 BLOCK = 1 << 20

@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine_info import loadavg, lscpu  # noqa: E402
 
-from gingham.codec import ResidualCodec, query_lut, train_centroids  # noqa: E402
+from gingham.codec.kmeans import train_centroids  # noqa: E402
+from gingham.codec.residual import ResidualCodec, query_lut  # noqa: E402
 from gingham.kernels import (  # noqa: E402
     dot_rows,
     lut_maxsim,
@@ -59,7 +60,7 @@ from gingham.kernels import (  # noqa: E402
     warmup,
 )
 from gingham.search import scorer as scorer_mod  # noqa: E402
-from gingham.synthetic import make_hard_corpus, make_hard_queries  # noqa: E402
+from gingham.evaluation.synthetic import make_hard_corpus, make_hard_queries  # noqa: E402
 
 SCORERS = ("decompress", "packed", "packed-int8", "packed+norms", "int8+norms", "lut_maxsim")
 

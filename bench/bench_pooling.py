@@ -4,7 +4,7 @@
         [--datasets xquad-x-en,xquad-r,msmarco,dbpedia] [--pool-factors 1,2,3,4] [--nbits 2] [--limit-queries N]
 
 Each data set's documents and queries are encoded once (cached in ``OUT/embeddings`` by content, like
-``gingham eval``); for every pool factor the documents are pooled (``gingham.pooling``: Ward clustering, first
+``gingham eval``); for every pool factor the documents are pooled (``gingham.encoder.pooling``: Ward clustering, first
 token kept), with and without renormalising the means, then indexed and searched with the index's defaults.
 XQuAD tasks (one per query language) share one index per pool factor; their nDCG@10 and p50 are averaged.
 
@@ -45,7 +45,7 @@ def run(datasets, out: Path, *, model: str, pool_factors, nbits: int, top_k: int
     from gingham.evaluation.metrics import evaluate, ranked_lists
     from gingham.evaluation.timing import summarize, time_each
     from gingham.kernels import warmup
-    from gingham.pooling import pool_documents
+    from gingham.encoder.pooling import pool_documents
 
     def factory():
         from gingham.encoder import load_encoder

@@ -6,7 +6,7 @@
 
 An index of XQuAD's 240 English paragraphs is built from their texts with ``--model`` (cached in OUT). For each
 mode (``batched``: ``BatchingConfig(max_batch, max_wait_ms)``, the default; ``one-at-a-time``: ``batching=None``)
-a server runs in its own process (``gingham.server.serve``) and, for each number of concurrent clients, the clients
+a server runs in its own process (``gingham.app.server.serve``) and, for each number of concurrent clients, the clients
 (threads, one HTTP connection each) send ``--requests`` distinct one-query ``/search`` requests in all (XQuAD
 questions in 12 languages, none repeated, so the cache never answers); reported: queries/s and the p50 / p95 of
 the request latency. ``--repeat-share`` > 0 makes that share of requests repeat an earlier query (the cache's
@@ -37,7 +37,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "xquad-retrieva
 
 def build_index(out: Path, model: str, dtype: str) -> Path:
     from gingham import Index
-    from gingham.corpus import read_texts
+    from gingham.build.corpus import read_texts
 
     path = out / f"index-{Path(model).name}-{dtype}"
     if path.exists():
@@ -48,7 +48,7 @@ def build_index(out: Path, model: str, dtype: str) -> Path:
 
 
 def queries(n: int, repeat_share: float, seed: int = 0) -> list[str]:
-    from gingham.corpus import read_texts
+    from gingham.build.corpus import read_texts
 
     pool = []
     for f in sorted(DATA.glob("queries.*.jsonl")):
@@ -75,7 +75,7 @@ def start_server(index: Path, batching: dict | None, threads: int | None) -> tup
     cfg = "None" if batching is None else f"BatchingConfig(**{batching!r})"
     code = ("import logging; logging.getLogger('transformers').setLevel(logging.ERROR)\n"
             + (f"import torch; torch.set_num_threads({threads})\n" if threads else "")
-            + "from gingham.encoder.batcher import BatchingConfig\nfrom gingham.server import serve\n"
+            + "from gingham.encoder.batcher import BatchingConfig\nfrom gingham.app.server import serve\n"
             + f"serve({str(index)!r}, port={port}, batching={cfg})\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import gingham
-from gingham.streaming import Batch, Source, build, memory_mb
+from gingham.build.streaming import Batch, Source, build, memory_mb
 
 BLOCK_DOCS = 500
 
@@ -37,7 +37,7 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 class SyntheticStream(Source):
-    """gingham.synthetic-like clustered tokens, generated block by block; block b depends only on (seed, b)."""
+    """gingham.evaluation.synthetic-like clustered tokens, generated block by block; block b depends only on (seed, b)."""
 
     def __init__(self, n_docs: int, dim: int = 128, mean_length: int = 100, n_topics: int = 1024,
                  vocab_size: int = 65_536, topic_spread: float = 0.5, context_noise: float = 0.25, seed: int = 0):

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gingham  # noqa: E402
 from bench_streaming import SyntheticStream, exact_topk, make_queries  # noqa: E402
 from gingham.search import probe_rounds  # noqa: E402
-from gingham.streaming import build  # noqa: E402
+from gingham.search.centroids import scorer_for  # noqa: E402
+from gingham.build.streaming import build  # noqa: E402
 
 
 def main() -> None:
@@ -68,7 +69,7 @@ def main() -> None:
         lat, score_lat, got, n_exact = [], [], [], []
         for q in queries:
             t = time.perf_counter()
-            cs = snap.centroid_scorer(q, rounds, probe)
+            cs = scorer_for(snap)(q, rounds, probe)
             score_lat.append(time.perf_counter() - t)
             n_exact.append(cs.n_exact)
             t = time.perf_counter()

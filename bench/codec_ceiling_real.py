@@ -28,8 +28,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from gingham.config import BuildConfig
-from gingham.training import compress_all, train_codec
+from gingham.common.config import BuildConfig
+from gingham.codec.training import compress_all, train_codec
 
 VARIANTS = {
     "default": lambda cfg, k: cfg,

@@ -18,11 +18,13 @@ import time
 import numpy as np
 
 import gingham
-from gingham.codec import assign, fit_buckets, residual_scales, spare_code_bits, train_centroids, train_sub_centroids
-from gingham.config import BuildConfig
-from gingham.training import SUB_KMEANS_NITERS, sample_positions
+from gingham.codec.assign import assign
+from gingham.codec.kmeans import train_centroids
+from gingham.codec.residual import fit_buckets, residual_scales, spare_code_bits, train_sub_centroids
+from gingham.common.config import BuildConfig
+from gingham.codec.training import SUB_KMEANS_NITERS, sample_positions
 from gingham.kernels.codec import refine_codes
-from gingham.synthetic import make_corpus, make_queries
+from gingham.evaluation.synthetic import make_corpus, make_queries
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import gingham
 from gingham.search.calibration import recall_at_k
-from gingham.synthetic import make_hard_corpus, make_hard_queries
+from gingham.evaluation.synthetic import make_hard_corpus, make_hard_queries
 
 VARIANTS = {
     "flat k-means, exact assign": {"kmeans": "flat"},

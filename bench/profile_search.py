@@ -22,7 +22,7 @@ import gingham
 from gingham.kernels.scoring import ivf_candidates, topk
 from gingham.search.centroids import NO_SLOT, score_and_rank
 from gingham.search.plaid import exact_scores_for, interaction_scores, probe_rounds
-from gingham.synthetic import make_hard_corpus, make_hard_queries
+from gingham.evaluation.synthetic import make_hard_corpus, make_hard_queries
 
 SETTINGS = [
     {"n_ivf_probe": 1, "n_full_scores": 256, "centroid_score_threshold": 0.5},

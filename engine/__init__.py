@@ -6,8 +6,8 @@
 """
 
 from gingham._version import __version__
-from gingham.config import BuildConfig, SearchConfig
-from gingham.errors import (
+from gingham.common.config import BuildConfig, SearchConfig
+from gingham.common.errors import (
     DocumentNotFoundError,
     GinghamError,
     IndexCorruptError,
@@ -16,8 +16,8 @@ from gingham.errors import (
     MissingDependencyError,
 )
 from gingham.index import Index, exact_search
-from gingham.results import SearchResults
-from gingham.search.sharded import ShardedIndex
+from gingham.common.results import SearchResults
+from gingham.shards.sharded import ShardedIndex
 
 __all__ = [
     "BuildConfig",

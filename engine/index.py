@@ -18,10 +18,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gingham import progress, storage, validation
+from gingham.common import progress, validation
+from gingham.storage import disk
 from gingham.search.calibration import settings_for
-from gingham.codec import ResidualCodec
-from gingham.commits import (
+from gingham.codec.residual import ResidualCodec
+from gingham.storage.commits import (
     check_target,
     codebook_id,
     commit_arrays,
@@ -34,14 +35,14 @@ from gingham.commits import (
     read_if_any,
     write_deletions,
 )
-from gingham.config import BuildConfig, SearchConfig, jsonable, resolve_build_config
-from gingham.ids import DocIds, check_id
-from gingham.kernels.codec import decompress
+from gingham.common.config import BuildConfig, SearchConfig, jsonable, resolve_build_config
+from gingham.common.ids import DocIds, check_id
 from gingham.kernels.scoring import topk
-from gingham.results import SearchResults
+from gingham.common.results import SearchResults
 from gingham.search import NO_MASK, blocked_exact, plaid_search, probe_rounds, rerank
-from gingham.segment import Snapshot, segment_arrays
-from gingham.training import compress_all, reconstruction_mse, train_codec
+from gingham.search.centroids import scorer_for
+from gingham.storage.segment import Snapshot, segment_arrays
+from gingham.codec.training import compress_all, reconstruction_mse, train_codec
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,11 @@ class Index:
         self._write_mutex = threading.Lock()
 
     # ---------------------------------------------------------------------------------------------- properties
+    @property
+    def snapshot(self) -> Snapshot:
+        """The committed generation this Index answers from (immutable; :meth:`refresh` moves to a newer one)."""
+        return self._snap
+
     @property
     def manifest(self) -> dict[str, Any]:
         return self._snap.manifest
@@ -116,7 +122,7 @@ class Index:
         return self.n_docs
 
     def __contains__(self, doc_id) -> bool:
-        """Whether ``doc_id`` is a live document. An id that breaks the id rule (:mod:`gingham.ids`) or is of the
+        """Whether ``doc_id`` is a live document. An id that breaks the id rule (:mod:`gingham.common.ids`) or is of the
         other kind than this index's ids is a ValueError, as everywhere else, not False."""
         return len(self._snap.positions([self._id(doc_id)], missing_ok=True)) == 1
 
@@ -199,7 +205,7 @@ class Index:
 
         embeddings: a list of (n_tokens_i, dim) float arrays, or one flat (n_tokens, dim) array with ``lengths``.
         doc_ids: the caller's ids, a list of all str or all int (>= 0; negative ints are reserved, -1 marks "no
-            result"), unique; default 0..n-1. The id rule is in :mod:`gingham.ids`.
+            result"), unique; default 0..n-1. The id rule is in :mod:`gingham.common.ids`.
         config / options: a :class:`BuildConfig`, a dict, or its fields as keyword arguments.
         overwrite: replace an existing index at ``path`` (atomically: readers see the old or the new one).
         texts: the documents' texts, stored to show with results (optional).
@@ -246,7 +252,7 @@ class Index:
             unsaved = cls(root, Snapshot({**manifest, "generation": 0, "files": {}}, arrays))
             manifest["calibration"] = calibration.calibrate(unsaved, seed=cfg.seed)
         root.mkdir(parents=True, exist_ok=True)
-        with storage.write_lock(root):
+        with disk.write_lock(root):
             previous = read_if_any(root)
             commit_arrays(root, previous, manifest, arrays, keep={})
         return cls.open(root)
@@ -271,7 +277,7 @@ class Index:
     def verify(self) -> None:
         """Check this generation's files on disk: every sha256, the structure every open checks, and meaning
         (inverted lists, UTF-8, JSON metadata, unique ids); raise :class:`IndexCorruptError` naming the file."""
-        from gingham.consistency import check_snapshot
+        from gingham.storage.consistency import check_snapshot
 
         check_snapshot(load_snapshot(self.path, self.manifest, verify=True), self.path)
 
@@ -301,7 +307,7 @@ class Index:
         space is reclaimed by :meth:`compact`. Returns the generation."""
         doc_ids = validation.ids(doc_ids, self.manifest["doc_id_kind"])
 
-        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+        def change(snap: Snapshot, writer: disk.GenerationWriter, manifest: dict) -> None:
             positions = snap.positions(doc_ids, missing_ok=missing_ok)
             write_deletions(snap, writer, manifest, positions)
 
@@ -312,7 +318,7 @@ class Index:
         with ``params`` (as :meth:`search`'s ``where=``: same checks, same deadline), in one atomic commit; the
         filter is evaluated on the newest committed state under the write lock. Returns how many documents were
         deleted (0: the filter matched none, and nothing was committed)."""
-        from gingham.docstore.documents import DeleteWhere, Unchanged
+        from gingham.storage.docstore.documents import DeleteWhere, Unchanged
 
         change = DeleteWhere(where, params)
         with contextlib.suppress(Unchanged):
@@ -330,9 +336,9 @@ class Index:
         scores the text that was embedded: to change what a document means, :meth:`upsert` it. Filters, BM25 and
         reads see the update at once (other readers after :meth:`refresh`); it survives reopening and compaction.
         An id that is not in the index raises :class:`gingham.DocumentNotFoundError` and updates nothing. Cost: the
-        affected segments' metadata and texts are rewritten (see :mod:`gingham.docstore.documents`). Returns the
+        affected segments' metadata and texts are rewritten (see :mod:`gingham.storage.docstore.documents`). Returns the
         generation."""
-        from gingham.docstore.documents import Unchanged, Update
+        from gingham.storage.docstore.documents import Unchanged, Update
 
         change = Update(self.manifest["doc_id_kind"], doc_ids, metadata, texts, mode)
         with contextlib.suppress(Unchanged):
@@ -343,8 +349,8 @@ class Index:
         """Rewrite the live documents into one segment (same codebook), dropping deleted ones. Readers keep
         searching the old generation until they refresh. Returns the generation."""
 
-        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
-            from gingham.compaction import merge_segments
+        def change(snap: Snapshot, writer: disk.GenerationWriter, manifest: dict) -> None:
+            from gingham.storage.compaction import merge_segments
 
             for seg in snap.segments:
                 for key in list(writer.files):
@@ -356,7 +362,7 @@ class Index:
                                      "mse": merged_mse(snap.manifest)}] if n_docs else []
 
         self._write(change)
-        self._calibrate_after_build()
+        self.recalibrate()
         return self.generation
 
     def rebuild(self, show_progress: bool | None = None, **options: Any) -> "Index":
@@ -365,15 +371,15 @@ class Index:
         Use when :meth:`codebook_drift` reports that added documents fit the codebook badly. Build options (for
         example ``nbits``) may change. Training runs without the write lock, so other writers go on; the commit
         holds exactly the documents live when it is made, including those committed while it trained (see
-        :mod:`gingham.rebuild`). Readers keep the old generation until they refresh.
+        :mod:`gingham.storage.rebuild`). Readers keep the old generation until they refresh.
         """
-        from gingham.rebuild import rebuild
+        from gingham.storage.rebuild import rebuild
 
         self.refresh()
         cfg = BuildConfig.from_dict({**self.manifest["build_config"], **options})
         committed = rebuild(self.path, self._snap, cfg, show_progress, lock=self._locked)
         self._snap = load_snapshot(self.path, committed)
-        self._calibrate_after_build()
+        self.recalibrate()
         return self
 
     def set_search_defaults(self, **settings: Any) -> int:
@@ -381,7 +387,7 @@ class Index:
         checked = SearchConfig.from_dict(settings).to_dict()
         given = {k: checked[k] for k in settings}
 
-        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+        def change(snap: Snapshot, writer: disk.GenerationWriter, manifest: dict) -> None:
             manifest["search_defaults"] = given
 
         return self._write(change)
@@ -409,13 +415,15 @@ class Index:
         return record
 
     def _store_calibration(self, record: dict[str, Any]) -> None:
-        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+        def change(snap: Snapshot, writer: disk.GenerationWriter, manifest: dict) -> None:
             manifest["calibration"] = record
 
         self._write(change)
 
-    def _calibrate_after_build(self) -> None:
-        """Calibrate again after a compaction or rebuild (a second commit; skipped on tiny indexes)."""
+    def recalibrate(self) -> None:
+        """Calibrate the search defaults again as the build config says (after a compaction, a rebuild or a
+        streaming build: a commit of its own; nothing when the build config has ``calibrate=False``, nor on an
+        index too small to calibrate that has no stale record to replace)."""
         if not self.build_config.calibrate:
             return
         from gingham.search import calibration
@@ -438,7 +446,7 @@ class Index:
         mse = reconstruction_mse(snap0.codec, flat, codes, residuals)
         new_ids = ids.to_list()
 
-        def change(snap: Snapshot, writer: storage.GenerationWriter, manifest: dict) -> None:
+        def change(snap: Snapshot, writer: disk.GenerationWriter, manifest: dict) -> None:
             nonlocal codes, residuals, mse
             if codebook_id(snap.manifest) != codebook_id(snap0.manifest):
                 # another writer rebuilt the index since this handle's snapshot: its codes would be wrong there
@@ -470,10 +478,10 @@ class Index:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """This handle's writers one at a time, and the index's cross-process write lock."""
-        with self._write_mutex, storage.write_lock(self.path):
+        with self._write_mutex, disk.write_lock(self.path):
             yield
 
-    def _write(self, change: Callable[[Snapshot, storage.GenerationWriter, dict], None]) -> int:
+    def _write(self, change: Callable[[Snapshot, disk.GenerationWriter, dict], None]) -> int:
         """Apply ``change`` to the newest committed state under the write lock and commit a new generation."""
         with self._locked():
             committed = commit_change(self.path, change, self._snap)
@@ -504,7 +512,7 @@ class Index:
         ``multilingual-e5-small``) and build an index; text queries are later encoded the same way.
 
         ``pool_factor`` > 1 pools each document's tokens (first token kept) to about 1/pool_factor of them, and
-        texts added later are pooled the same way (see :mod:`gingham.pooling`; ``pool_renormalize`` rescales
+        texts added later are pooled the same way (see :mod:`gingham.encoder.pooling`; ``pool_renormalize`` rescales
         each pooled vector to unit length).
 
         ``query_pack`` (default on): where ONNX Runtime and the exporter are installed (the ``encoder`` extra) and
@@ -512,7 +520,7 @@ class Index:
         tens of seconds for a small model), so that later processes encode text queries without importing torch
         (:attr:`query_encoder`, :mod:`gingham.encoder.light`)."""
         from gingham.encoder import load_encoder
-        from gingham.pooling import pool_as_recorded, pooling_entry
+        from gingham.encoder.pooling import pool_as_recorded, pooling_entry
 
         texts = _check_texts(texts, "text")
         pooling = pooling_entry(pool_factor, pool_renormalize)
@@ -543,7 +551,7 @@ class Index:
     def add_texts(self, texts: Sequence[str], doc_ids: Sequence, *, metadata=None, upsert: bool = False,
                   show_progress: bool | None = None) -> int:
         """Encode ``texts`` with the index's encoder and add (or upsert) them."""
-        from gingham.pooling import pool_as_recorded
+        from gingham.encoder.pooling import pool_as_recorded
 
         texts = _check_texts(texts, "text")
         # what add()/upsert() would refuse, refused before the encoder runs (commit checks again, under the lock)
@@ -708,7 +716,7 @@ class Index:
         """The documents with caller ids ``doc_ids``, in that order, each as :meth:`document` gives it, read from
         one generation. An id not in the index raises :class:`gingham.DocumentNotFoundError` naming every such
         id; with ``missing_ok`` its entry is None instead."""
-        from gingham.docstore import documents
+        from gingham.storage.docstore import documents
 
         return documents.fetch(self._snap, doc_ids, self.manifest["doc_id_kind"], include_text=include_text,
                                include_metadata=include_metadata, missing_ok=missing_ok)
@@ -742,7 +750,7 @@ class Index:
             allowed[snap.positions(validation.ids(subset, snap.manifest["doc_id_kind"], "subset id"))] = 1
             masks = [m & allowed[seg.base:seg.base + seg.n_docs] for m, seg in zip(masks, snap.segments)]
         if isinstance(where, str):
-            from gingham.docstore import filters
+            from gingham.storage.docstore import filters
 
             filters.allowed([seg.docstore() for seg in snap.segments], masks, where, params)
         elif where is not None:
@@ -775,14 +783,14 @@ class Index:
         top_k and overrides (``n_ivf_probe``, ``centroid_score_threshold``, ``n_full_scores``, ``min_candidates``,
         ``max_ivf_probe``, ``exhaustive``) apply to this call only. ``subset`` restricts results to the given ids;
         ``where`` to documents whose metadata satisfies a SQL expression over metadata fields (``"lang = ? AND
-        year >= ?"`` with ``params=["en", 2020]``; see :mod:`gingham.docstore.filters`) or a Python predicate on
+        year >= ?"`` with ``params=["en", 2020]``; see :mod:`gingham.storage.docstore.filters`) or a Python predicate on
         the metadata dict. Candidate generation counts only allowed documents, so selective filters probe further
         instead of losing recall. ``n_threads`` (default: numba's thread count): a batch spreads its queries over
         that many threads, a query searched alone its candidates (the results are the same either way). Returns
         :class:`SearchResults` with one row per query; ``include_text`` / ``include_metadata`` add the hits' stored
         texts / metadata (``results.texts``, ``results.metadata``, ``results.hits(q)``) from the same generation.
         """
-        from gingham.docstore.documents import attach, check_flags
+        from gingham.storage.docstore.documents import attach, check_flags
 
         check_flags(include_text=include_text, include_metadata=include_metadata)
         snap = self._snap
@@ -824,7 +832,7 @@ class Index:
                     pos, sc = rerank(seg.arrays, q, arg, cfg.top_k, per_query)
                 else:
                     if cs is None:
-                        cs = snap.centroid_scorer(q, probe_rounds(cfg), cfg.n_coarse_probe, per_query)
+                        cs = scorer_for(snap)(q, probe_rounds(cfg), cfg.n_coarse_probe, per_query)
                     pos, sc = plaid_search(seg.arrays, q, cfg, arg, cs, per_query)
                 pos_parts.append(pos + seg.base)
                 score_parts.append(sc)
@@ -856,14 +864,9 @@ class Index:
         pos_parts, score_parts = [], []
         with progress.bar(snap.n_positions, "search", show_progress, unit="doc") as bar:
             for i, seg in enumerate(snap.segments):
-                ix = seg.stored
-
-                def tokens(lo: int, hi: int, ix=ix) -> np.ndarray:
-                    a, b = ix.doc_offsets[lo], ix.doc_offsets[hi]
-                    return decompress(ix.codes[a:b], ix.residuals[a:b], ix.fine, ix.scales, ix.lut, ix.normalize)
-
                 mask = NO_MASK if masks is None else masks[i]
-                pos, sc = blocked_exact(tokens, ix.doc_offsets, q_flat, q_offsets, min(k, seg.n_docs), mask, bar)
+                pos, sc = blocked_exact(seg.decompress, seg.stored.doc_offsets, q_flat, q_offsets, min(k, seg.n_docs),
+                                        mask, bar)
                 pos_parts.append(pos + seg.base)
                 score_parts.append(sc)
         pos = np.concatenate(pos_parts, axis=1)
@@ -884,12 +887,12 @@ class Index:
 
     def search_bm25(self, queries: str | Sequence[str], top_k: int | None = None, *, subset=None, where=None,
                     params=None, include_text: bool = False, include_metadata: bool = False) -> SearchResults:
-        """BM25 over the stored texts (SQLite FTS5, :mod:`gingham.docstore.lexical`): documents holding any word
+        """BM25 over the stored texts (SQLite FTS5, :mod:`gingham.storage.docstore.lexical`): documents holding any word
         of each text query, best first; ``subset`` / ``where`` / ``params`` filter and ``include_text`` /
         ``include_metadata`` add the hits' documents as in :meth:`search`.
         Scores are BM25's (higher is better); rows have fewer than ``top_k`` results when fewer documents match."""
-        from gingham.docstore import lexical
-        from gingham.docstore.documents import attach, check_flags
+        from gingham.storage.docstore import lexical
+        from gingham.storage.docstore.documents import attach, check_flags
 
         check_flags(include_text=include_text, include_metadata=include_metadata)
         texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")
@@ -977,19 +980,13 @@ class Index:
             if len(q_offsets) != 2:
                 raise ValueError(f"explain takes one query, got {len(q_offsets) - 1}; call it once per query")
             q = q_flat
-        return explain(doc, q, self._decompress(seg, local), encoder=enc, query_text=query_text,
+        return explain(doc, q, seg.decompress(local), encoder=enc, query_text=query_text,
                        doc_text=seg.text(local))
 
     def decompress(self, doc: Any) -> np.ndarray:
         """The decompressed token vectors (n_tokens, dim) of the document with caller id ``doc``."""
         seg, local = self._snap.locate(int(self._snap.positions([self._id(doc)])[0]))
-        return self._decompress(seg, local)
-
-    @staticmethod
-    def _decompress(seg, local: int) -> np.ndarray:
-        ix = seg.stored
-        a, b = ix.doc_offsets[local], ix.doc_offsets[local + 1]
-        return decompress(ix.codes[a:b], ix.residuals[a:b], ix.fine, ix.scales, ix.lut, ix.normalize)
+        return seg.decompress(local)
 
 
 def exact_search(
@@ -1062,7 +1059,7 @@ def _config_for_codec(cfg: BuildConfig, codec: ResidualCodec, nbits_given: bool)
 
 
 def _check_extras(texts, metadata, n_docs: int):
-    """Stored texts (str, blank allowed) and metadata dicts, one per document, checked by :mod:`gingham.validation`."""
+    """Stored texts (str, blank allowed) and metadata dicts, one per document, checked by :mod:`gingham.common.validation`."""
     if texts is not None:
         texts = validation.texts(texts, "text", n=n_docs, allow_blank=True)
     if metadata is not None:

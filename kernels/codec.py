@@ -89,7 +89,7 @@ def decompress(codes, packed, centroids, scales, lut, normalize):
     """Rebuild token vectors: ``centroids[codes] + scales[codes] * decoded residuals``, rescaled to unit length if ``normalize``
     (for indexes whose input tokens were unit vectors: it removes the radial part of the quantisation error).
 
-    lut: (n_bytes, 256, 8 // nbits) float32 from :func:`gingham.codec.decode_lut`: the residual values that byte
+    lut: (n_bytes, 256, 8 // nbits) float32 from :func:`gingham.codec.residual.decode_lut`: the residual values that byte
     value v at byte position p stands for. Returns float32 (n, dim).
     """
     n = codes.shape[0]

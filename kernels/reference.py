@@ -6,7 +6,7 @@ import numpy as np
 
 
 def nearest_centroids(x, centroids_t):
-    """Reference of ``gingham.codec.assign`` (faiss): highest dot product, ties to the lowest id."""
+    """Reference of ``gingham.codec.residual.assign`` (faiss): highest dot product, ties to the lowest id."""
     return np.argmax(x.astype(np.float64) @ centroids_t.astype(np.float64), axis=1).astype(np.int64)
 
 

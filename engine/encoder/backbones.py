@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def _torch():
-    from gingham.errors import require
+    from gingham.common.errors import require
 
     return require("torch", "encoder")
 
@@ -63,7 +63,7 @@ class Backbone:
 def load_backbone(spec: CheckpointSpec, *, dtype, device: str) -> Backbone:
     """Build the config class from ``config.json`` by ``model_type`` (ignoring ``auto_map``) and load weights."""
     _torch()
-    from gingham.errors import require
+    from gingham.common.errors import require
 
     transformers = require("transformers", "encoder")
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING

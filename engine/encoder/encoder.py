@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def _torch():
-    from gingham.errors import require
+    from gingham.common.errors import require
 
     return require("torch", "encoder")
 
@@ -46,7 +46,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class _Projection:
+class Projection:
     """The chain of Dense modules (PyLate ``N_Dense/``) or Stanford ColBERT's ``linear``."""
 
     def __init__(self, layers):
@@ -70,7 +70,7 @@ def _activation(name: str):
     }[name]
 
 
-def _build_projection(spec: CheckpointSpec, hidden_size: int, dtype, device: str) -> tuple[_Projection, int]:
+def _build_projection(spec: CheckpointSpec, hidden_size: int, dtype, device: str) -> tuple[Projection, int]:
     torch = _torch()
     layers = []
     dim = hidden_size
@@ -102,7 +102,7 @@ def _build_projection(spec: CheckpointSpec, hidden_size: int, dtype, device: str
             )
         dim = linear.out_features
         linear.to(device=device, dtype=dtype).eval()
-    return _Projection(layers), dim
+    return Projection(layers), dim
 
 
 def _token_id(vocab: dict, token: str) -> int | None:
@@ -118,7 +118,7 @@ def _token_id(vocab: dict, token: str) -> int | None:
 class Encoder:
     """Encodes queries and documents into per-token vectors. Build with :func:`load_encoder`."""
 
-    def __init__(self, config: EncoderConfig, tokenizer, backbone: Backbone, projection: _Projection,
+    def __init__(self, config: EncoderConfig, tokenizer, backbone: Backbone, projection: Projection,
                  *, batch_size: int = 32, threads: int | None = None):
         self.config = config
         self.tokenizer = tokenizer
@@ -324,7 +324,7 @@ def load_encoder(
 
     root = resolve_model_path(name_or_path, allow_hub=allow_hub)
     spec = read_checkpoint(root)
-    from gingham.errors import require
+    from gingham.common.errors import require
 
     transformers = require("transformers", "encoder")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(spec.backbone), trust_remote_code=False)

@@ -76,7 +76,7 @@ class _Tokenizer:
     special tokens added, truncated to ``max_length`` in all (special tokens included), no padding."""
 
     def __init__(self, path: Path, pad_token_id: int | None):
-        from gingham.errors import require
+        from gingham.common.errors import require
 
         tokenizers = require("tokenizers", "encoder")
         self._tok = tokenizers.Tokenizer.from_file(str(path))
@@ -104,7 +104,7 @@ class PackEncoder(Encoder):
 
     def __init__(self, folder: Path, *, threads: int | None = None, batch_size: int = 32,
                  meta_file: str = "pack.json"):
-        from gingham.errors import require
+        from gingham.common.errors import require
 
         ort = require("onnxruntime", "encoder")
         folder = Path(folder)

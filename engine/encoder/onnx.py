@@ -30,7 +30,7 @@ INPUTS = ("input_ids", "attention_mask", "sequence_mask")
 
 
 def _require():
-    from gingham.errors import require
+    from gingham.common.errors import require
 
     ort = require("onnxruntime", "onnx")
     require("onnx", "onnx")
@@ -148,7 +148,7 @@ def to_onnx(encoder, root: Path, *, quantize: str = "float32", threads: int | No
     """An :class:`Encoder` like ``encoder`` (a float32 CPU one) whose forward runs in ONNX Runtime."""
     import dataclasses
 
-    from .encoder import Encoder, _Projection
+    from .encoder import Encoder, Projection
 
     if quantize not in ("float32", "int8"):
         raise ValueError(f"the onnxruntime backend runs dtype 'float32' or 'int8', got {quantize!r}")
@@ -167,7 +167,7 @@ def to_onnx(encoder, root: Path, *, quantize: str = "float32", threads: int | No
     c = encoder.config
     backbone = OnnxBackbone(path, threads=threads, model_type=c.model_type, bidirectional=c.bidirectional, dim=c.dim)
     config = dataclasses.replace(c, dtype=quantize)
-    out = Encoder(config, encoder.tokenizer, backbone, _Projection([]), batch_size=encoder.batch_size, threads=threads)
+    out = Encoder(config, encoder.tokenizer, backbone, Projection([]), batch_size=encoder.batch_size, threads=threads)
     out.backend = "onnxruntime"
     return out
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 
 def _torch():
-    from gingham.errors import require
+    from gingham.common.errors import require
 
     return require("torch", "encoder")
 

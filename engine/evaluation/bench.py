@@ -22,7 +22,7 @@ import numba
 import numpy as np
 
 import gingham
-from gingham.config import NBITS_ALLOWED
+from gingham.common.config import NBITS_ALLOWED
 from gingham.kernels import warmup
 from gingham.search.warm import compile_kernels
 
@@ -38,9 +38,9 @@ CORPORA = ("easy", "hard")
 
 
 def synthetic_data(n_docs: int, n_queries: int, seed: int = 0, corpus: str = "easy") -> dict:
-    """The seeded synthetic data: ``corpus="easy"`` (:func:`~gingham.synthetic.make_corpus`, well separated
-    topics) or ``"hard"`` (:func:`~gingham.synthetic.make_hard_corpus`, close neighbours, small score gaps)."""
-    from gingham import synthetic
+    """The seeded synthetic data: ``corpus="easy"`` (:func:`~gingham.evaluation.synthetic.make_corpus`, well separated
+    topics) or ``"hard"`` (:func:`~gingham.evaluation.synthetic.make_hard_corpus`, close neighbours, small score gaps)."""
+    from gingham.evaluation import synthetic
 
     if corpus not in CORPORA:
         raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")

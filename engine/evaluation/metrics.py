@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from gingham.errors import require
+from gingham.common.errors import require
 
 DEFAULT_METRICS = ("nDCG@10", "RR@10", "R@10", "R@100", "AP@100")
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from gingham.errors import require
+from gingham.common.errors import require
 
 require("langchain_core", "langchain")
 from langchain_core.callbacks import CallbackManagerForRetrieverRun  # noqa: E402
@@ -34,7 +34,7 @@ from langchain_core.vectorstores import VectorStore  # noqa: E402
 from pydantic import ConfigDict  # noqa: E402
 
 from gingham.index import Index  # noqa: E402
-from gingham.storage import MANIFEST  # noqa: E402
+from gingham.storage.disk import MANIFEST  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from gingham.index import Index
-from gingham.storage import MANIFEST
-from gingham.validation import as_array
+from gingham.storage.disk import MANIFEST
+from gingham.common.validation import as_array
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""Search: PLAID's stages and exact MaxSim over the compressed index (:mod:`.plaid`), and the search defaults
-calibrated to each index's own data (:mod:`.calibration`), and search over shards of one corpus
-(:mod:`.sharded`; on Ray: :mod:`.ray_shards`). The arithmetic lives in :mod:`gingham.kernels`."""
+"""Search: PLAID's stages and exact MaxSim over the compressed index (:mod:`.plaid`, centroid scores in
+:mod:`.centroids`), and the search defaults calibrated to each index's own data (:mod:`.calibration`). Search over
+shards of one corpus is in :mod:`gingham.shards`. The arithmetic lives in :mod:`gingham.kernels`."""
 
 from gingham.search.plaid import (
     EXACT_BLOCK_TOKENS,

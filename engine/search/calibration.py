@@ -112,7 +112,7 @@ def ladder(top_k: int) -> list[dict[str, Any]]:
 def pseudo_queries(index, n_queries: int, seed: int, query_tokens: int = QUERY_TOKENS) -> list[np.ndarray]:
     """Seeded queries made from the index's own decompressed documents (see the module's docstring)."""
     rng = np.random.default_rng(seed)
-    snap = index._snap
+    snap = index.snapshot
     live = np.concatenate([seg.base + np.flatnonzero(seg.live_mask()) for seg in snap.segments]) \
         if snap.segments else np.zeros(0, np.int64)
     if len(live) == 0:
@@ -123,7 +123,7 @@ def pseudo_queries(index, n_queries: int, seed: int, query_tokens: int = QUERY_T
 
     def tokens(position: int) -> np.ndarray:
         seg, local = snap.locate(int(position))
-        return index._decompress(seg, local)
+        return seg.decompress(local)
 
     queries = []
     for position in chosen:
@@ -163,7 +163,7 @@ def options(top_ks: Any, target: Any, n_queries: Any, seed: Any, n_live: int) ->
     excepted: the caller's build seed). Raises ValueError naming the bad value and what is allowed.
 
     A ``top_k`` above the ``n_live`` live documents is refused, not clamped: a search cannot ask for it (see
-    :func:`gingham.validation.top_k`), so its settings would never apply, and the ladder's exact stage would be
+    :func:`gingham.common.validation.top_k`), so its settings would never apply, and the ladder's exact stage would be
     sized for it (n_full_scores ``4 * top_k``) on every later search with a smaller top_k."""
     given = top_ks is not None  # the defaults go past a small index's size: each is then measured at n_live
     if top_ks is None:

@@ -2,7 +2,7 @@
 
 PLAID scores every query token against every centroid. At 65,536 centroids that is a (65,536 x 128) by
 (128 x 32) product and a scan of its 2M scores per query; at 262,144 (MS MARCO's size) it was 29-36 ms of a
-query on 2 cores (docs/scale.md). Codebooks of that size are trained in two levels (:mod:`gingham.kmeans`) and
+query on 2 cores (docs/scale.md). Codebooks of that size are trained in two levels (:mod:`gingham.codec.kmeans`) and
 keep their coarse centroids (about sqrt(k) of them), which group the centroids as a tree of depth two:
 
 - every query token is scored against the coarse centroids (cheap), and its ``n_coarse_probe`` best groups are
@@ -25,6 +25,7 @@ shared by every segment of a snapshot, which all hold the same codebook.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -216,3 +217,22 @@ def token_centroids(docs: np.ndarray, doc_offsets: np.ndarray, codes: np.ndarray
     firsts = np.cumsum(lengths) - lengths
     pos = np.arange(total, dtype=np.int64) + np.repeat(starts - firsts, lengths)
     return np.unique(np.asarray(codes[pos]).astype(np.int64) >> shift)
+
+
+#: The centroid scorer of each open snapshot (one codebook each): built on a snapshot's first search, dropped with it.
+_SCORERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_SCORERS_LOCK = threading.Lock()
+
+
+def scorer_for(snap) -> CentroidScorer:
+    """The :class:`CentroidScorer` of a :class:`gingham.storage.segment.Snapshot`'s codebook, one per snapshot;
+    its groups are shared with every snapshot of the same committed codebook (keyed by the files' checksums)."""
+    with _SCORERS_LOCK:
+        found = _SCORERS.get(snap)
+        if found is None:
+            files = snap.manifest.get("files", {})
+            key = tuple(files.get(k, {}).get("sha256")
+                        for k in ("centroids", "centroid_scales", "coarse_centroids", "coarse_scales")) \
+                if "centroids" in files else None
+            found = _SCORERS[snap] = CentroidScorer(snap.codec.centroids, snap.codec.coarse, cache_key=key)
+    return found

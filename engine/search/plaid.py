@@ -6,11 +6,11 @@ policy (which kernel, with which sizes); the arithmetic lives in :mod:`gingham.k
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
 
-from gingham.config import SearchConfig
+from gingham.common.config import SearchConfig
 from gingham.kernels.scoring import (
     centroid_interaction,
     ivf_candidates,
@@ -21,6 +21,7 @@ from gingham.kernels.scoring import (
 from gingham.search.centroids import CentroidScorer, CentroidScores, token_centroids, with_exact_rows
 from gingham.search.parallel import MIN_RUN_TOKENS, map_runs, runs
 from gingham.search.scorer import pick, scorer_for
+from gingham.storage.segment import IndexArrays
 
 #: Document tokens scored per block by exhaustive and brute-force search (bounds scratch memory).
 EXACT_BLOCK_TOKENS = 65_536
@@ -28,20 +29,6 @@ EXACT_BLOCK_TOKENS = 65_536
 #: is at most EXACT_BLOCK_TOKENS x EXACT_QUERY_TOKENS x 4 bytes (128 MiB), whatever the number of queries.
 EXACT_QUERY_TOKENS = 512
 NO_MASK = np.zeros(0, dtype=np.uint8)
-
-
-class IndexArrays(NamedTuple):
-    centroids: np.ndarray  # (n_centroids, dim) float32: candidate generation and centroid interaction
-    fine: np.ndarray  # (n_codes, dim) float32: what residuals are added to (sub-centroids, or the centroids)
-    scales: np.ndarray  # (n_codes,) float32, per-(sub-)centroid residual scales
-    lut: np.ndarray  # (n_bytes, 256, 8 // nbits) float32
-    codes: np.ndarray  # (n_tokens,) uint8/uint16/int32
-    residuals: np.ndarray  # (n_tokens, n_bytes) uint8
-    doc_offsets: np.ndarray  # (n_docs + 1,) int64
-    ivf_docs: np.ndarray  # (n_postings,) int32
-    ivf_offsets: np.ndarray  # (n_centroids + 1,) int64
-    normalize: bool = False  # rescale decompressed tokens to unit length
-    shift: int = 0  # a token's centroid is codes >> shift (the low bits name its sub-centroid)
 
 
 def exact_scores_for(ix: IndexArrays, q: np.ndarray, docs: np.ndarray, n_threads: int = 1,

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from gingham.progress import bar
+from gingham.common.progress import bar
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ def test_explain_from_embeddings_and_errors(sample_index, tmp_path):
 def test_cli_search_explain(sample_index):
     from typer.testing import CliRunner
 
-    from gingham.cli import app
+    from gingham.app.cli import app
 
     out = CliRunner().invoke(app, ["search", str(sample_index.path), "¿En qué año llegó el hombre a la Luna?",
                                    "--top-k", "1", "--explain", "--no-color"])
@@ -101,7 +101,7 @@ def test_server_explain(sample_index):
     pytest.importorskip("httpx", reason="fastapi's TestClient needs httpx")
     from fastapi.testclient import TestClient
 
-    from gingham.server import create_app
+    from gingham.app.server import create_app
 
     client = TestClient(create_app(sample_index.path))
     r = client.post("/explain", json={"query": QUERY, "id": "penicillin"})

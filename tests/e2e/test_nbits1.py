@@ -6,7 +6,7 @@ import pytest
 
 import gingham
 from gingham.search import scorer
-from gingham.synthetic import make_corpus, make_queries
+from gingham.evaluation.synthetic import make_corpus, make_queries
 
 
 @pytest.fixture(scope="module")

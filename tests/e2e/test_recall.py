@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gingham
-from gingham.synthetic import make_corpus, make_queries
+from gingham.evaluation.synthetic import make_corpus, make_queries
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,7 @@ def test_hybrid_with_filters_and_bad_arguments(text_index):
 def test_cli_search_hybrid_and_where(text_index):
     from typer.testing import CliRunner
 
-    from gingham.cli import app
+    from gingham.app.cli import app
 
     _, root = text_index
     out = CliRunner().invoke(app, ["search", str(root), "zanzibar tanzania", "--top-k", "3", "--hybrid", "rrf",
@@ -87,7 +87,7 @@ def test_cli_search_hybrid_and_where(text_index):
 
 
 def test_server_search_hybrid_and_sql_filter(text_index, serve_app):  # noqa: F811
-    from gingham.server import create_app
+    from gingham.app.server import create_app
 
     _, root = text_index
     base, _ = serve_app(create_app(root))

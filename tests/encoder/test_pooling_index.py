@@ -11,7 +11,7 @@ import pytest
 
 from gingham import Index
 from gingham.encoder import load_encoder
-from gingham.pooling import n_pooled, pool_documents
+from gingham.encoder.pooling import n_pooled, pool_documents
 from tests.encoder.conftest import CORPUS
 
 pytestmark = pytest.mark.encoder
@@ -48,7 +48,7 @@ def test_from_texts_pools_and_add_texts_follows(bert_pylate, tmp_path):
 def test_cli_pool_factor(bert_pylate, tmp_path):
     from typer.testing import CliRunner
 
-    from gingham.cli import app
+    from gingham.app.cli import app
 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(json.dumps({"_id": i, "text": t}) for i, t in zip(IDS, TEXTS)) + "\n")
@@ -66,7 +66,7 @@ def test_cli_pool_factor(bert_pylate, tmp_path):
 
 
 def test_text_source_pools(bert_pylate, tmp_path):
-    from gingham.streaming import TextSource
+    from gingham.build.streaming import TextSource
 
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(json.dumps({"_id": i, "text": t}) for i, t in zip(IDS, TEXTS)) + "\n")
@@ -84,8 +84,8 @@ def test_encoder_revision_mismatch_is_reported(bert_pylate, tmp_path, caplog):
     for text queries logs the mismatch, and ``encoder_revision_note`` / ``gingham info`` say it."""
     from typer.testing import CliRunner
 
-    from gingham.cli import app
-    from gingham.config import jsonable
+    from gingham.app.cli import app
+    from gingham.common.config import jsonable
 
     enc = load_encoder(bert_pylate)
     config = jsonable(enc.config)

@@ -23,7 +23,7 @@ pytest.importorskip("transformers")
 from tests.encoder.tiny_checkpoints import FIXTURES, rebuild_checkpoint  # noqa: E402
 
 from gingham.encoder import load_encoder  # noqa: E402
-from gingham.pooling import pool_documents  # noqa: E402
+from gingham.encoder.pooling import pool_documents  # noqa: E402
 
 pytestmark = pytest.mark.encoder
 

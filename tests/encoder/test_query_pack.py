@@ -69,7 +69,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def _recorded(encoder) -> dict:
-    from gingham.config import jsonable
+    from gingham.common.config import jsonable
 
     return json.loads(json.dumps(jsonable(encoder.config)))  # as an index's manifest holds it
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gingham import Index
-from gingham.streaming import TextSource, build
+from gingham.build.streaming import TextSource, build
 from tests.encoder.conftest import CORPUS
 
 pytestmark = pytest.mark.encoder
@@ -63,7 +63,7 @@ def local(bert_pylate, corpus_file, tmp_path_factory):
 
 
 def test_ray_text_build_encodes_on_workers_and_equals_local(ray_cluster, bert_pylate, corpus_file, local, tmp_path):
-    import gingham.distributed as dist
+    import gingham.build.distributed as dist
 
     path, rows = corpus_file
     on_ray = dist.build(tmp_path / "ray", TextSource(path, model=str(bert_pylate), encode_docs=4), concurrency=2,
@@ -77,8 +77,8 @@ def test_ray_text_build_encodes_on_workers_and_equals_local(ray_cluster, bert_py
 
 
 def test_interrupted_ray_text_build_resumes(ray_cluster, bert_pylate, corpus_file, local, tmp_path, monkeypatch):
-    import gingham.distributed as dist
-    import gingham.ray_encode as re
+    import gingham.build.distributed as dist
+    import gingham.build.ray_encode as re
 
     src = TextSource(corpus_file[0], model=str(bert_pylate), encode_docs=4)
     real = re.next_segment

@@ -9,7 +9,7 @@ from gingham import Index
 
 st = pytest.importorskip("sentence_transformers",
                          reason="sentence-transformers is not installed (pip install sentence-transformers); torch "
-                                "tensors as input are tested without it in tests/engine/test_tensor_inputs.py")
+                                "tensors as input are tested without it in tests/index/test_tensor_inputs.py")
 
 pytestmark = pytest.mark.encoder
 

@@ -61,7 +61,7 @@ def _search(base: str, query: str) -> list:
 
 @pytest.mark.parametrize("batching", [BatchingConfig(max_batch=8, max_wait_ms=1000), None])
 def test_concurrent_text_searches(text_index, batching):
-    from gingham.server import create_app
+    from gingham.app.server import create_app
 
     expected = Index.open(text_index).search_text(QUERIES, 5)
     app = create_app(text_index, warm_up=False, batching=batching)
@@ -90,7 +90,7 @@ def test_concurrent_text_searches(text_index, batching):
 
 
 def test_batching_config_is_checked(text_index):
-    from gingham.server import create_app
+    from gingham.app.server import create_app
 
     with pytest.raises(ValueError, match="BatchingConfig"):
         create_app(text_index, warm_up=False, batching={"max_batch": 4})

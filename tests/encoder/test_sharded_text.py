@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gingham
-from gingham.search.sharded import write_shard_set
+from gingham.shards.sharded import write_shard_set
 from tests.encoder.conftest import CORPUS
 
 pytestmark = pytest.mark.encoder
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.encoder
 def test_text_shards_answer_as_one_index(bert_pylate, tmp_path):
     from typer.testing import CliRunner
 
-    from gingham.cli import app
+    from gingham.app.cli import app
 
     texts = list(dict.fromkeys(CORPUS))  # the 8 distinct texts
     ids = [f"t{i}" for i in range(len(texts))]

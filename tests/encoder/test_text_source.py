@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gingham.encoder import load_encoder
-from gingham.streaming import TextSource, build
+from gingham.build.streaming import TextSource, build
 from tests.encoder.conftest import CORPUS
 
 pytestmark = pytest.mark.encoder

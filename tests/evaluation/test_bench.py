@@ -6,7 +6,7 @@ import pytest
 import gingham
 from gingham.evaluation import grid_points, pareto, run_bench, tune
 from gingham.evaluation.sweep import measure
-from gingham.synthetic import make_corpus, make_queries
+from gingham.evaluation.synthetic import make_corpus, make_queries
 
 GRID = {"n_ivf_probe": (1, 4), "n_full_scores": (32, 256)}
 

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 import gingham.encoder
 from evalhelpers import WordEncoder, write_beir
-from gingham.evaluation.cli import register
+from gingham.app.evaluation_cli import register
 
 runner = CliRunner()
 

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 import gingham
 from gingham.evaluation import run_bench
 from gingham.evaluation.bench import score_gap
-from gingham.evaluation.cli import register
-from gingham.synthetic import make_corpus, make_hard_corpus, make_hard_queries, make_queries
+from gingham.app.evaluation_cli import register
+from gingham.evaluation.synthetic import make_corpus, make_hard_corpus, make_hard_queries, make_queries
 
 
 @pytest.fixture(scope="module")

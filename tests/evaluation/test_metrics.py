@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from gingham.corpus import read_qrels
+from gingham.build.corpus import read_qrels
 from gingham.evaluation import evaluate, overlap_recall
 
 QRELS = {"q1": {"d1": 2, "d2": 1, "d3": 0}, "q2": {"d5": 1}}

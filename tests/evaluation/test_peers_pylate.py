@@ -11,7 +11,7 @@ import pytest
 import gingham
 from gingham.evaluation import peers, run_bench
 from gingham.evaluation.metrics import overlap_recall
-from gingham.synthetic import make_corpus, make_queries
+from gingham.evaluation.synthetic import make_corpus, make_queries
 
 from evalhelpers import peer_python_or_skip
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gingham.codec import decode_lut, fit_buckets
+from gingham.codec.residual import decode_lut, fit_buckets
 from gingham.kernels import codec as kc
 from gingham.kernels import ivf as ki
 from gingham.kernels import reference as ref
@@ -282,7 +282,7 @@ def test_rank_centroids(n_c, nq, rounds, ties, seed):
 @given(n_docs=st.integers(0, 25), nbits=st.sampled_from([1, 2, 4]), dim=st.sampled_from([8, 96, 128]),
        nq=st.integers(1, 8), seed=st.integers(0, 2**16))
 def test_lut_maxsim_equals_maxsim_over_decompressed(n_docs, nbits, dim, nq, seed):
-    from gingham.codec import query_lut
+    from gingham.codec.residual import query_lut
 
     rng = np.random.default_rng(seed)
     n_c = 6

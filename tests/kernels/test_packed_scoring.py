@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gingham.codec import decode_lut
+from gingham.codec.residual import decode_lut
 from gingham.kernels import packed as kp
 from gingham.kernels import packed_reference as pref
 from gingham.kernels import reference as ref
@@ -210,7 +210,8 @@ def test_agrees_with_decompress_on_a_real_codec(product):
     """Tokens compressed by the codec at nbits 1 (product codewords, or one-bit buckets: a byte is eight
     dimensions either way): the float scorer gives decompress-then-score's scores and top 10, the int8 one scores
     within a small share of them."""
-    from gingham.codec import ResidualCodec, train_centroids
+    from gingham.codec.kmeans import train_centroids
+    from gingham.codec.residual import ResidualCodec
 
     from tests.conftest import anisotropic
 

@@ -149,7 +149,7 @@ def test_one_version_everywhere():
     """The package, its metadata and ``gingham --version`` agree (one source: gingham/_version.py)."""
     assert importlib.metadata.version("gingham") == gingham.__version__
     script = Path(sys.executable).with_name("gingham")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "gingham.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "gingham.app.cli"]
     proc = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"gingham {gingham.__version__}"
@@ -160,7 +160,7 @@ def test_one_version_everywhere():
 def test_gingham_comes_from_site_packages():
     """Run by .ci/run against the installed wheel, from a directory outside the checkout."""
     site = Path(sysconfig.get_paths()["purelib"]).resolve()
-    for module in (gingham, importlib.import_module("gingham.kernels"), importlib.import_module("gingham.docstore")):
+    for module in (gingham, importlib.import_module("gingham.kernels"), importlib.import_module("gingham.storage.docstore")):
         path = Path(module.__file__).resolve()
         assert path.is_relative_to(site), f"{module.__name__} from {path}, not from {site}"
         assert not _in_checkout(str(path)), f"{module.__name__} from the checkout: {path}"

@@ -1,6 +1,6 @@
 """Build the hard (10k docs) and easy (20k docs) synthetic indexes once and save their queries, for A/B timing."""
 import numpy as np, gingham, sys, time
-from gingham.synthetic import make_hard_corpus, make_hard_queries, make_corpus, make_queries
+from gingham.evaluation.synthetic import make_hard_corpus, make_hard_queries, make_corpus, make_queries
 out = "/work/bo/synth"
 import os; os.makedirs(out, exist_ok=True)
 for name, mk, mq, n in (("hard", make_hard_corpus, make_hard_queries, 10_000), ("easy", make_corpus, make_queries, 20_000)):
