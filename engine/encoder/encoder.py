@@ -413,10 +413,23 @@ def load_encoder(
     logger.info("loaded %s encoder from %s (layout %s, dim %d)", config.model_type, root, config.layout, dim)
     encoder = Encoder(config, tokenizer, backbone, projection, batch_size=batch_size, threads=threads)
     if backend == "onnxruntime":
-        from .onnx import to_onnx
-
         encoder = to_onnx(encoder, root, quantize=onnx_dtype, threads=threads)
     return encoder
 
 
-__all__ = ["Encoder", "expansion_token_id", "load_encoder", "torch_threads"]
+def to_onnx(encoder: Encoder, root: Path, *, quantize: str = "float32", threads: int | None = None,
+            cache_dir: Path | None = None) -> Encoder:
+    """An :class:`Encoder` like ``encoder`` (a float32 CPU one) whose forward runs in ONNX Runtime
+    (:func:`gingham.encoder.onnx.onnx_backbone`)."""
+    import dataclasses
+
+    from .onnx import onnx_backbone
+
+    backbone = onnx_backbone(encoder, root, quantize=quantize, threads=threads, cache_dir=cache_dir)
+    config = dataclasses.replace(encoder.config, dtype=quantize)
+    out = Encoder(config, encoder.tokenizer, backbone, Projection([]), batch_size=encoder.batch_size, threads=threads)
+    out.backend = "onnxruntime"
+    return out
+
+
+__all__ = ["Encoder", "expansion_token_id", "load_encoder", "to_onnx", "torch_threads"]

@@ -176,7 +176,7 @@ def write_pack(encoder: Encoder, model: str | Path, config: Mapping, *, cache_di
     """Write the query pack of ``encoder`` (a float32 CPU torch encoder, as ``load_encoder`` gives) for an index
     recording ``model`` and ``config``; return its folder, or None when it does not reproduce ``encoder`` (then
     nothing is kept and queries go on through torch). Needs onnxruntime, onnx and onnxscript."""
-    from .onnx import to_onnx
+    from .onnx import onnx_backbone
     from .resolve import resolve_model_path
 
     if encoder.config.dtype != "float32" or not str(encoder.config.device).startswith("cpu"):
@@ -187,7 +187,7 @@ def write_pack(encoder: Encoder, model: str | Path, config: Mapping, *, cache_di
         return folder
     logger.info("preparing text queries without torch for %s (once per model on this machine): ONNX export",
                 model)
-    graph = to_onnx(encoder, root, quantize="float32", cache_dir=packs_dir(cache_dir).parent).backbone.path
+    graph = onnx_backbone(encoder, root, quantize="float32", cache_dir=packs_dir(cache_dir).parent).path
     folder.mkdir(parents=True, exist_ok=True)
     encoder.tokenizer.backend_tokenizer.save(str(folder / "tokenizer.json"))
     meta = {"format": PACK_FORMAT, "model": str(model), "graph": os.path.relpath(graph, folder),

@@ -143,13 +143,11 @@ class OnnxBackbone:
         return torch.from_numpy(self.session.run(["vectors"], feed)[0])
 
 
-def to_onnx(encoder, root: Path, *, quantize: str = "float32", threads: int | None = None,
-            cache_dir: Path | None = None):
-    """An :class:`Encoder` like ``encoder`` (a float32 CPU one) whose forward runs in ONNX Runtime."""
-    import dataclasses
-
-    from .encoder import Encoder, Projection
-
+def onnx_backbone(encoder, root: Path, *, quantize: str = "float32", threads: int | None = None,
+                  cache_dir: Path | None = None) -> OnnxBackbone:
+    """``encoder``'s (a float32 CPU one) forward as an ONNX Runtime backbone: exported once, cached under
+    :func:`cache_key` beside its int8 graph (made for ``quantize="int8"``). :func:`gingham.encoder.encoder.to_onnx`
+    wraps it in an :class:`~gingham.encoder.encoder.Encoder`."""
     if quantize not in ("float32", "int8"):
         raise ValueError(f"the onnxruntime backend runs dtype 'float32' or 'int8', got {quantize!r}")
     folder = Path(cache_dir or DEFAULT_CACHE) / cache_key(root, encoder)  # float32 and int8 graphs side by side
@@ -165,11 +163,7 @@ def to_onnx(encoder, root: Path, *, quantize: str = "float32", threads: int | No
             quantize_int8(fp32, path)
             (folder / "int8.complete").write_text("")
     c = encoder.config
-    backbone = OnnxBackbone(path, threads=threads, model_type=c.model_type, bidirectional=c.bidirectional, dim=c.dim)
-    config = dataclasses.replace(c, dtype=quantize)
-    out = Encoder(config, encoder.tokenizer, backbone, Projection([]), batch_size=encoder.batch_size, threads=threads)
-    out.backend = "onnxruntime"
-    return out
+    return OnnxBackbone(path, threads=threads, model_type=c.model_type, bidirectional=c.bidirectional, dim=c.dim)
 
 
-__all__ = ["OnnxBackbone", "cache_key", "export", "quantize_int8", "to_onnx"]
+__all__ = ["OnnxBackbone", "cache_key", "export", "onnx_backbone", "quantize_int8"]
