@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .drivers._protocol import peak_rss_mb  # noqa: F401 - one definition for Gingham and its peers
+from .drivers.peer_protocol import peak_rss_mb  # noqa: F401 - one definition for Gingham and its peers
 
 
 def summarize(seconds: Sequence[float]) -> dict:

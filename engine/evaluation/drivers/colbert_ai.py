@@ -45,7 +45,7 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_ex
 # torch compiles them with ninja from PATH: the venv's own (pip's ninja) when the venv is not activated
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
-from _protocol import dir_bytes, load_inputs, parse_args, peak_rss_mb, report, timed_run, version  # noqa: E402
+from peer_protocol import dir_bytes, load_inputs, parse_args, peak_rss_mb, report, timed_run, version  # noqa: E402
 
 SETTING_KEYS = {"ncells", "centroid_score_threshold", "ndocs"}
 BUILD_KEYS = {"num_partitions", "kmeans_niters"}

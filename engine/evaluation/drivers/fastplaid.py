@@ -10,7 +10,7 @@ import shutil
 import sys
 import time
 
-from _protocol import dir_bytes, load_inputs, parse_args, report, timed_run, version
+from peer_protocol import dir_bytes, load_inputs, parse_args, report, timed_run, version
 
 
 def main() -> None:

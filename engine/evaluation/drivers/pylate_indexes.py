@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 
-from _protocol import dir_bytes, load_inputs, parse_args, report, timed_run, version
+from peer_protocol import dir_bytes, load_inputs, parse_args, report, timed_run, version
 
 SETTING_KEYS = {"voyager": {"k_token", "ef_search", "batch_size"},
                 "plaid": {"n_ivf_probe", "n_full_scores", "batch_size", "num_threads"}}
