@@ -15,8 +15,8 @@ from gingham.common.errors import (
     IndexLockedError,
     MissingDependencyError,
 )
-from gingham.index import Index, exact_search
 from gingham.common.results import SearchResults
+from gingham.index import Index, exact_search
 from gingham.shards.sharded import ShardedIndex
 
 __all__ = [

@@ -18,10 +18,17 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gingham.common import progress, validation
-from gingham.storage import disk
-from gingham.search.calibration import settings_for
 from gingham.codec.residual import ResidualCodec
+from gingham.codec.training import compress_all, reconstruction_mse, train_codec
+from gingham.common import progress, validation
+from gingham.common.config import BuildConfig, SearchConfig, jsonable, resolve_build_config
+from gingham.common.ids import DocIds, check_id
+from gingham.common.results import SearchResults
+from gingham.kernels.scoring import topk
+from gingham.search import NO_MASK, blocked_exact, plaid_search, probe_rounds, rerank
+from gingham.search.calibration import settings_for
+from gingham.search.centroids import scorer_for
+from gingham.storage import disk
 from gingham.storage.commits import (
     check_target,
     codebook_id,
@@ -35,14 +42,7 @@ from gingham.storage.commits import (
     read_if_any,
     write_deletions,
 )
-from gingham.common.config import BuildConfig, SearchConfig, jsonable, resolve_build_config
-from gingham.common.ids import DocIds, check_id
-from gingham.kernels.scoring import topk
-from gingham.common.results import SearchResults
-from gingham.search import NO_MASK, blocked_exact, plaid_search, probe_rounds, rerank
-from gingham.search.centroids import scorer_for
 from gingham.storage.segment import Snapshot, segment_arrays
-from gingham.codec.training import compress_all, reconstruction_mse, train_codec
 
 log = logging.getLogger(__name__)
 

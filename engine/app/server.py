@@ -23,8 +23,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 
-from gingham.encoder.batcher import BatchingConfig, QueryBatcher
 from gingham.common.errors import require
+from gingham.encoder.batcher import BatchingConfig, QueryBatcher
 from gingham.search.warm import warm
 
 log = logging.getLogger(__name__)

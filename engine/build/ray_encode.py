@@ -34,14 +34,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from gingham.common import progress
-from gingham.storage import disk
+from gingham.build.sources import Batch, TextSource
 from gingham.codec.residual import ResidualCodec, codes_dtype
-from gingham.storage.commits import load_snapshot, next_segment, read_if_any
+from gingham.common import progress
 from gingham.common.config import BuildConfig
 from gingham.common.ids import DocIds
+from gingham.storage import disk
+from gingham.storage.commits import load_snapshot, next_segment, read_if_any
 from gingham.storage.segment import segment_arrays
-from gingham.build.sources import Batch, TextSource
 
 log = logging.getLogger(__name__)
 

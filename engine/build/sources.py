@@ -18,8 +18,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gingham.storage import npy
 from gingham.common.ids import check_ids
+from gingham.storage import npy
 
 PathLike = str | os.PathLike
 

@@ -47,24 +47,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gingham.common import progress, validation
-from gingham.storage import disk
 from gingham._version import __version__
-from gingham.codec.residual import ResidualCodec
-from gingham.common.config import BuildConfig, resolve_build_config
-from gingham.common.ids import DocIds, SeenIds
-from gingham.storage.commits import (
-    check_target,
-    commit_arrays,
-    commit_change,
-    load_snapshot,
-    merged_mse,
-    next_segment,
-    now,
-    read_if_any,
-)
-from gingham.index import Index
-from gingham.storage.segment import segment_arrays
 from gingham.build.sources import (  # the sources are part of this module's public API too
     ArraySource,
     Batch,
@@ -75,7 +58,24 @@ from gingham.build.sources import (  # the sources are part of this module's pub
     TextSource,
     as_source,
 )
+from gingham.codec.residual import ResidualCodec
 from gingham.codec.training import compress_all, reconstruction_mse, train_codec
+from gingham.common import progress, validation
+from gingham.common.config import BuildConfig, resolve_build_config
+from gingham.common.ids import DocIds, SeenIds
+from gingham.index import Index
+from gingham.storage import disk
+from gingham.storage.commits import (
+    check_target,
+    commit_arrays,
+    commit_change,
+    load_snapshot,
+    merged_mse,
+    next_segment,
+    now,
+    read_if_any,
+)
+from gingham.storage.segment import segment_arrays
 
 __all__ = ["ArraySource", "Batch", "IteratorSource", "ParquetSource", "Plan", "ShardSource", "Source", "TextSource",
            "as_source", "build", "local_compressor", "memory_mb", "plan"]

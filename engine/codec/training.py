@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-from gingham.common import progress
+from gingham.codec.kmeans import train_centroids, two_level_kmeans
 from gingham.codec.residual import (
     ResidualCodec,
     codes_dtype,
@@ -21,9 +21,9 @@ from gingham.codec.residual import (
     validation_rows,
     train_sub_centroids,
 )
+from gingham.common import progress
 from gingham.common.config import DEFAULT_ASSIGN_NPROBE, BuildConfig
 from gingham.kernels.codec import refine_codes
-from gingham.codec.kmeans import train_centroids, two_level_kmeans
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from gingham.common.validation import as_array
 from gingham.index import Index
 from gingham.storage.disk import MANIFEST
-from gingham.common.validation import as_array
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from gingham.codec.training import train_codec
 from gingham.common import validation
 from gingham.common.config import resolve_build_config
 from gingham.common.ids import DocIds
 from gingham.shards.sharded import ShardedIndex, write_shard_set
-from gingham.codec.training import train_codec
 
 PathLike = str | os.PathLike
 

@@ -13,9 +13,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from gingham.common.errors import GinghamError, IndexCorruptError, IndexFormatError
 from gingham.storage import docstore, disk
 from gingham.storage.consistency import check_structure
-from gingham.common.errors import GinghamError, IndexCorruptError, IndexFormatError
 from gingham.storage.segment import CODEBOOK_ARRAYS, SEGMENT_ARRAYS, Snapshot
 
 

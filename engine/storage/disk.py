@@ -32,8 +32,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from gingham.storage import npy
 from gingham.common.errors import IndexCorruptError, IndexFormatError, IndexLockedError
+from gingham.storage import npy
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ from typing import Callable, ContextManager
 
 import numpy as np
 
+from gingham.codec.training import compress_all, train_codec
 from gingham.common import progress
-from gingham.storage import disk
-from gingham.storage.commits import commit_arrays, first_manifest, load_snapshot, now
 from gingham.common.config import BuildConfig
 from gingham.common.ids import DocIds
+from gingham.storage import disk
+from gingham.storage.commits import commit_arrays, first_manifest, load_snapshot, now
 from gingham.storage.segment import Segment, Snapshot, segment_arrays
-from gingham.codec.training import compress_all, train_codec
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from gingham.codec.residual import ResidualCodec
-from gingham.storage.docstore.database import DocStore
 from gingham.common.errors import IndexCorruptError
 from gingham.common.ids import DocIds, pack_strings, unpack_string
 from gingham.kernels.codec import decompress
 from gingham.kernels.ivf import build_ivf
+from gingham.storage.docstore.database import DocStore
 
 #: Codebook arrays every index has; ``residual_scales`` joined them in format version 2.
 CODEBOOK_ARRAYS = ("centroids", "bucket_cutoffs", "bucket_weights")

@@ -22,9 +22,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from gingham.common import validation
-from gingham.storage.docstore import database_name, filters
 from gingham.common.errors import DocumentNotFoundError
 from gingham.common.results import SearchResults
+from gingham.storage.docstore import database_name, filters
 
 #: What an update does with a document's stored metadata object.
 METADATA_MODES = ("merge", "replace")
