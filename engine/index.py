@@ -318,7 +318,7 @@ class Index:
         with ``params`` (as :meth:`search`'s ``where=``: same checks, same deadline), in one atomic commit; the
         filter is evaluated on the newest committed state under the write lock. Returns how many documents were
         deleted (0: the filter matched none, and nothing was committed)."""
-        from gingham.storage.docstore.documents import DeleteWhere, Unchanged
+        from gingham.storage.documents import DeleteWhere, Unchanged
 
         change = DeleteWhere(where, params)
         with contextlib.suppress(Unchanged):
@@ -336,9 +336,9 @@ class Index:
         scores the text that was embedded: to change what a document means, :meth:`upsert` it. Filters, BM25 and
         reads see the update at once (other readers after :meth:`refresh`); it survives reopening and compaction.
         An id that is not in the index raises :class:`gingham.DocumentNotFoundError` and updates nothing. Cost: the
-        affected segments' metadata and texts are rewritten (see :mod:`gingham.storage.docstore.documents`). Returns the
+        affected segments' metadata and texts are rewritten (see :mod:`gingham.storage.documents`). Returns the
         generation."""
-        from gingham.storage.docstore.documents import Unchanged, Update
+        from gingham.storage.documents import Unchanged, Update
 
         change = Update(self.manifest["doc_id_kind"], doc_ids, metadata, texts, mode)
         with contextlib.suppress(Unchanged):
@@ -716,7 +716,7 @@ class Index:
         """The documents with caller ids ``doc_ids``, in that order, each as :meth:`document` gives it, read from
         one generation. An id not in the index raises :class:`gingham.DocumentNotFoundError` naming every such
         id; with ``missing_ok`` its entry is None instead."""
-        from gingham.storage.docstore import documents
+        from gingham.storage import documents
 
         return documents.fetch(self._snap, doc_ids, self.manifest["doc_id_kind"], include_text=include_text,
                                include_metadata=include_metadata, missing_ok=missing_ok)
@@ -790,7 +790,7 @@ class Index:
         :class:`SearchResults` with one row per query; ``include_text`` / ``include_metadata`` add the hits' stored
         texts / metadata (``results.texts``, ``results.metadata``, ``results.hits(q)``) from the same generation.
         """
-        from gingham.storage.docstore.documents import attach, check_flags
+        from gingham.storage.documents import attach, check_flags
 
         check_flags(include_text=include_text, include_metadata=include_metadata)
         snap = self._snap
@@ -892,7 +892,7 @@ class Index:
         ``include_metadata`` add the hits' documents as in :meth:`search`.
         Scores are BM25's (higher is better); rows have fewer than ``top_k`` results when fewer documents match."""
         from gingham.storage.docstore import lexical
-        from gingham.storage.docstore.documents import attach, check_flags
+        from gingham.storage.documents import attach, check_flags
 
         check_flags(include_text=include_text, include_metadata=include_metadata)
         texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")

@@ -13,7 +13,7 @@ import pytest
 
 import gingham
 from gingham.storage import docstore, disk as storage
-from gingham.storage.docstore import documents as docs_mod
+from gingham.storage import documents as docs_mod
 from tests.conftest import normalised
 
 N = 40
