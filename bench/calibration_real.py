@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 import gingham
-from gingham.corpus import read_texts
+from gingham.build.corpus import read_texts
 from gingham.evaluation.data import Corpus, load_beir, load_xquad
 from gingham.evaluation.embeddings import EmbeddingCache
 from gingham.evaluation.timing import summarize, time_each
