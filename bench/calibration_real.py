@@ -9,8 +9,8 @@ MaxSim over the uncompressed vectors (for context), and the single-query p50 at 
 Token states are multilingual-e5-small's (``--dtype``, default auto as ``gingham eval``: bfloat16 on a CPU with
 AMX or AVX-512 BF16, as this one), encoded once into ``gingham eval``'s embeddings cache (``--cache``, by content:
 a ``gingham eval --out OUT`` run's ``OUT/embeddings`` is the same store), longest texts first. Queries: the
-seeded sample ``gingham eval --limit-queries N`` takes, per language (``--per-language``), of which ``--measure-per-language`` (seeded) are
-measured; MS MARCO and DBpedia keep every judged query (43 and 40).
+seeded sample ``gingham eval --limit-queries N`` takes, per language (``--per-language``), of which
+``--measure-per-language`` (seeded) are measured; MS MARCO and DBpedia keep every judged query (43 and 40).
 
     python bench/calibration_real.py --data ../shared/data --cache /work/calib-cache --encode-only
     python bench/calibration_real.py --data ../shared/data --cache /work/calib-cache \
