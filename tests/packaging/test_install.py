@@ -191,9 +191,9 @@ def test_compile_kernels_shows_progress_only_when_the_cache_is_cold(monkeypatch,
     steps = []
     monkeypatch.setattr(module, "warmup", lambda progress=None: [progress(i + 1, 10) or steps.append(i)
                                                                   for i in range(10)])
-    monkeypatch.setattr(module, "is_cached", lambda: True)
+    monkeypatch.setattr(module, "is_cached", lambda **_: True)
     assert warm.compile_kernels(show_progress=True) is False and steps == []
-    monkeypatch.setattr(module, "is_cached", lambda: False)
+    monkeypatch.setattr(module, "is_cached", lambda **_: False)
     assert warm.compile_kernels(show_progress=True) is True and len(steps) == 10
     assert "compile kernels" in capsys.readouterr().err
 

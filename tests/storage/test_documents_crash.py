@@ -73,6 +73,7 @@ def test_sigkill_during_deletes_by_filter_leaves_a_whole_prefix(tmp_path):
         live = {index.metadata(i)["n"] for i in index.ids()}
         cut = N - len(live)  # steps 0..cut-1 committed
         assert live == set(range(cut, N)), sorted(live)
-        assert cut in (done + acked, done + acked + 1), (cut, done, acked)
+        # past step N - 1 a step matches nothing and deletes nothing, yet is acknowledged: count at most N
+        assert cut in (min(done + acked, N), min(done + acked + 1, N)), (cut, done, acked)
         done = cut
     assert done > 0
