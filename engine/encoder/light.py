@@ -60,12 +60,10 @@ def packs_dir(cache_dir: Path | None = None) -> Path:
 
 def pack_key(root: Path, config: Mapping) -> str:
     """What a pack depends on: the model folder's files and the settings that decide a query's vectors."""
+    from .onnx import hash_folder_files
+
     h = hashlib.sha256()
-    root = Path(root)
-    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin",
-                                                                                 ".txt", ".model")):
-        st = f.stat()
-        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    hash_folder_files(h, root, (".json", ".safetensors", ".bin", ".txt", ".model"))
     settings = {k: v for k, v in dict(config).items() if k not in _RUNTIME_FIELDS}
     h.update(json.dumps([PACK_FORMAT, settings], sort_keys=True, default=list).encode())
     return h.hexdigest()[:24]
@@ -204,6 +202,7 @@ def write_pack(encoder: Encoder, model: str | Path, config: Mapping, *, cache_di
         logger.warning("the ONNX query pack for %s does not reproduce the torch encoder (token ids equal: %s, "
                        "largest vector difference %.2g): not kept; text queries are encoded with torch",
                        model, ids_equal, diff)
+        (folder / "candidate.json").unlink()
         return None
     meta["parity_max_abs"] = diff
     tmp.write_text(json.dumps(meta, indent=1, default=list))

@@ -59,6 +59,15 @@ def _graph_module(encoder):
     return Graph().eval()
 
 
+def hash_folder_files(h, root: Path, suffixes=(".json", ".safetensors", ".bin")) -> None:
+    """Feed ``h`` the name, size and modification time of each of ``root``'s files with one of ``suffixes``: what
+    a cache of something derived from a model folder depends on."""
+    root = Path(root)
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes):
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+
+
 def cache_key(root: Path, encoder) -> str:
     """What the exported graph depends on: the folder's files (names, sizes, times), the settings, the versions."""
     import torch
@@ -66,9 +75,7 @@ def cache_key(root: Path, encoder) -> str:
 
     ort = _require()
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin")):
-        st = f.stat()
-        h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    hash_folder_files(h, root)
     h.update(json.dumps([repr(encoder.config), torch.__version__, transformers.__version__,
                          ort.__version__]).encode())
     return h.hexdigest()[:24]
