@@ -130,7 +130,7 @@ class DocStore:
                 "SELECT count(*) FROM sqlite_master WHERE name = 'texts' AND type = 'table'").fetchone()[0] == 1
             top = conn.execute("SELECT max(_position) FROM docs").fetchone()[0]
         except sqlite3.Error as exc:
-            raise self.corrupt(f"cannot be read as a segment database ({exc})") from exc
+            raise self.failure(exc, "be read as a segment database", schema=True) from exc
         if version != SCHEMA_VERSION or [r[1] for r in info[:2]] != ["_position", "_metadata"]:
             raise self.corrupt(f"has schema version {version} and columns {[r[1] for r in info[:4]]}, expected "
                                f"version {SCHEMA_VERSION} with _position, _metadata first")
@@ -146,8 +146,7 @@ class DocStore:
         try:
             conn = _connect(path)
         except sqlite3.Error as exc:
-            raise IndexCorruptError(f"index file {path} cannot be opened as a SQLite database ({exc}); {FIX}") \
-                from exc
+            raise failure(exc, f"index file {path}", "be opened as a SQLite database", path) from exc
         store = cls(conn, f"index file {path}", n_docs, path)
         if store._identity != before:  # replaced while opening (never, in practice): no spares
             store._identity = None
@@ -162,6 +161,10 @@ class DocStore:
 
     def corrupt(self, what: str) -> IndexCorruptError:
         return IndexCorruptError(f"{self.where} {what}; {FIX}")
+
+    def failure(self, exc: sqlite3.Error, doing: str, schema: bool = False) -> Exception:
+        """The error to raise for ``exc``, raised by SQLite while ``doing``: see :func:`failure`."""
+        return failure(exc, self.where, doing, self._path, schema)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -220,7 +223,7 @@ class DocStore:
                 try:
                     top = conn.execute("SELECT max(length(CAST(_metadata AS BLOB))) FROM docs").fetchone()[0]
                 except sqlite3.Error as exc:
-                    raise self.corrupt(f"cannot be read ({exc})") from exc
+                    raise self.failure(exc, "be read") from exc
             self._value_bytes = int(top or 0)
         return self._value_bytes
 
@@ -234,6 +237,8 @@ class DocStore:
                 result = self.conn.execute("PRAGMA integrity_check").fetchall()
                 rows = self.conn.execute(f"SELECT {cols} FROM docs ORDER BY _position").fetchall()
         except sqlite3.Error as exc:
+            if error_code(exc) in ENVIRONMENT:
+                raise self.failure(exc, "be checked") from exc
             raise self.corrupt(f"fails SQLite's integrity check ({exc})") from exc
         if result != [("ok",)]:
             raise self.corrupt(f"fails SQLite's integrity check ({result[:3]})")
@@ -249,6 +254,38 @@ class DocStore:
                                      for c, v in zip(self.columns, row[2:])):
                 raise self.corrupt(f"holds metadata for document {i} that differs from the segment's")
 
+
+
+#: SQLite's primary result codes that mean the file's bytes are wrong: SQLITE_CORRUPT, SQLITE_FORMAT, SQLITE_NOTADB.
+DAMAGE = frozenset({11, 24, 26})
+#: Codes that say nothing about the file's bytes but about this process or machine at this moment: SQLITE_PERM,
+#: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_INTERRUPT, SQLITE_IOERR, SQLITE_FULL,
+#: SQLITE_CANTOPEN (of a file that is there: out of file descriptors, say), SQLITE_PROTOCOL.
+ENVIRONMENT = frozenset({3, 5, 6, 7, 8, 9, 10, 13, 14, 15})
+_NOMEM, _CANTOPEN, _ERROR = 7, 14, 1
+
+
+def error_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of ``exc`` (None when the exception does not carry one)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def failure(exc: sqlite3.Error, where: str, doing: str, path: Path | None = None, schema: bool = False) -> Exception:
+    """The error to raise for ``exc``, raised by SQLite while ``doing`` on the database ``where`` (at ``path``).
+
+    Corruption is reported only for bytes that are wrong: SQLite's damage codes, a file that is missing, and, with
+    ``schema`` (statements of our own that only a database of another shape fails), SQLITE_ERROR. A failure of the
+    moment (out of file descriptors or memory, an I/O error, a full disk) is an ``OSError`` (``MemoryError``) that
+    says the index is not damaged, so that a reader never sees a false :class:`IndexCorruptError`."""
+    code = error_code(exc)
+    missing = path is not None and code == _CANTOPEN and not os.path.exists(path)
+    if code in DAMAGE or missing or (schema and code == _ERROR):
+        return IndexCorruptError(f"{where} cannot {doing} ({'the file is missing' if missing else exc}); {FIX}")
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    what = (f"{where} could not {doing} ({name}: {exc}); this is not damage to the index but a failure of the "
+            "moment (open files, memory, disk): check the process's limits (ulimit -n), memory and disk, then retry")
+    return MemoryError(what) if code == _NOMEM else OSError(what)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from gingham.storage.docstore.database import INT64, DocStore, quote
+from gingham.storage.docstore.database import DAMAGE, ENVIRONMENT, INT64, DocStore, error_code, quote
 
 #: Seconds a filter may run (per search call) before it is stopped with a ValueError.
 TIME_LIMIT_S = 30.0
@@ -59,7 +59,7 @@ _CAN_LIMIT = hasattr(sqlite3.Connection, "setlimit")
 _BUILDERS = {"randomblob", "zeroblob", "replace", "group_concat", "string_agg", "json_group_array",
              "json_group_object"}
 #: SQLite result codes that mean a damaged database file rather than a bad expression.
-_DAMAGE = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+INTERRUPT = 9  # SQLITE_INTERRUPT: the progress handler stopped a filter past its deadline
 _TOOBIG = 18  # SQLITE_TOOBIG: a string or blob past SQLITE_LIMIT_LENGTH
 HOW = ("write a SQL expression over the metadata fields, with values as ? placeholders and params= holding them, "
        "for example where=\"lang = ? AND year >= ?\", params=[\"en\", 2020]")
@@ -202,13 +202,13 @@ def _run(store: DocStore, sql: str, scan_sql: str, expr: str, params, deadline: 
                 cursor.close()
                 rows = conn.execute(scan_sql, args).fetchall()
         except sqlite3.Error as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            if code is not None and (code & 0xFF) in _DAMAGE:
-                raise store.corrupt(f"cannot be read ({exc})") from exc
+            code = error_code(exc)
+            if code in DAMAGE or code in ENVIRONMENT - {INTERRUPT}:
+                raise store.failure(exc, "be read") from exc
             if "interrupted" in str(exc):
                 raise ValueError(f"where= filter {expr!r} ran longer than {TIME_LIMIT_S:g} s and was stopped; "
                                  "simplify it") from exc
-            if code is not None and (code & 0xFF) == _TOOBIG:
+            if code == _TOOBIG:
                 raise ValueError(f"where= filter {expr!r} makes a value longer than {limit} bytes, the most a "
                                  "value in a filter may hold on this index (its longest stored metadata value, at "
                                  f"least {VALUE_BYTES_MIN}); compare the stored values instead of building large "

@@ -53,7 +53,7 @@ def search(store: DocStore, query: str | None, k: int, mask: np.ndarray | None) 
                         pos.append(p)
                         scores.append(-s)
         except sqlite3.Error as exc:
-            raise store.corrupt(f"cannot be searched for the words of a query ({exc})") from exc
+            raise store.failure(exc, "be searched for the words of a query", schema=True) from exc
     pos, scores = np.array(pos[:k], dtype=np.int64), np.array(scores[:k], dtype=np.float32)
     order = np.lexsort((pos, -scores))
     return pos[order], scores[order]
