@@ -62,7 +62,7 @@ from gingham.codec.residual import ResidualCodec
 from gingham.codec.training import compress_all, reconstruction_mse, train_codec
 from gingham.common import progress, validation
 from gingham.common.config import BuildConfig, resolve_build_config
-from gingham.common.ids import DocIds, SeenIds
+from gingham.common.ids import DocIds, SeenIds, UniqueIds
 from gingham.index import Index
 from gingham.storage import disk
 from gingham.storage.commits import (
@@ -500,7 +500,13 @@ def _train_on_all(src: Source, cfg: BuildConfig, the_plan: Plan, expected_tokens
     reservoir = None
     seen = 0
     kind = None
+    unique = UniqueIds()  # a repeated id is refused now, before any document is compressed
     for b in _checked(src.batches(0)):
+        again = unique.repeated(b.ids)
+        if again is not None:
+            raise ValueError(f"document id {again[0]!r} appears twice in the source (again as its document "
+                             f"{again[1]}); ids must be unique. Nothing was committed: fix the source and run the "
+                             "build again")
         x = b.flat
         if reservoir is None:
             reservoir = np.empty((size, x.shape[1]), dtype=np.float32)

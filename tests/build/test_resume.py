@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import gingham
-from gingham.common.ids import SeenIds
+from gingham.common.ids import SeenIds, UniqueIds
 from gingham.build.streaming import ArraySource, build
 from streamhelpers import CHUNK_TOKENS, OPTIONS, assert_same_index, ids, source
 
@@ -133,16 +133,31 @@ def _repeating(c, at: int, of: int):
     return out
 
 
-@pytest.mark.parametrize("train_on", ["first", "all"])
-def test_an_id_repeated_in_a_later_chunk_is_refused(small_corpus, tmp_path, train_on):
+def test_an_id_repeated_in_a_later_chunk_is_refused(small_corpus, tmp_path):
     """Issue 27.2: the same id in two chunks was built and reported finished; verify() then failed, a search
     returned the id twice and delete() left a copy."""
     c = small_corpus
     src = ArraySource(c.tokens, c.lengths, _repeating(c, 1000, 10), name="synthetic-11", batch_docs=50)
     with pytest.raises(ValueError, match=r"'doc-00010'.*documents 10 and 1000"):
-        build(tmp_path / "ix", src, chunk_tokens=CHUNK_TOKENS, train_on=train_on, show_progress=False, **OPTIONS)
+        build(tmp_path / "ix", src, chunk_tokens=CHUNK_TOKENS, train_on="first", show_progress=False, **OPTIONS)
     state = gingham.Index.open(tmp_path / "ix").manifest["build"]
     assert state["state"] == "running" and 0 < state["docs_done"] <= 1000  # the chunks before it are kept
+
+
+@pytest.mark.parametrize("as_str", [True, False])
+def test_an_id_repeated_is_refused_by_the_sampling_pass(small_corpus, tmp_path, as_str):
+    """With train_on='all' the first pass reads the whole source: a repeated id is refused there, before a codebook
+    is trained or any document compressed, and nothing is committed."""
+    c = small_corpus
+    doc_ids = _repeating(c, 1000, 10) if as_str else [i if i != 1000 else 10 for i in range(c.n_docs)]
+    src = ArraySource(c.tokens, c.lengths, doc_ids, name="synthetic-11", batch_docs=50)
+    shown = "'doc-00010'" if as_str else "10"
+    with pytest.raises(ValueError, match=rf"id {shown} appears twice.*its document 1000\).*Nothing was committed"):
+        build(tmp_path / "ix", src, chunk_tokens=CHUNK_TOKENS, train_on="all", show_progress=False, **OPTIONS)
+    assert not (tmp_path / "ix" / "manifest.json").exists()
+    fixed = ArraySource(c.tokens, c.lengths, ids(c.n_docs), name="synthetic-11", batch_docs=50)
+    built = build(tmp_path / "ix", fixed, chunk_tokens=CHUNK_TOKENS, train_on="all", show_progress=False, **OPTIONS)
+    assert built.ids() == ids(c.n_docs)
 
 
 def test_an_id_repeated_after_a_resume_point_is_refused(small_corpus, tmp_path):
@@ -174,3 +189,20 @@ def test_seen_ids_never_miss_an_id_added_before(batches, as_str):
             assert maybe == added & set(batch)
         seen.add(batch)
         added |= set(batch)
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches=st.lists(st.lists(st.integers(0, 60), max_size=8), max_size=8), as_str=st.booleans())
+def test_unique_ids_report_exactly_the_first_repeat(batches, as_str):
+    """UniqueIds against a set: the first id seen before (within its batch or earlier), at its source position."""
+    unique, model, n = UniqueIds(), set(), 0
+    for batch in batches:
+        batch = [f"id{i}" for i in batch] if as_str else batch
+        first = next((j for j, i in enumerate(batch) if i in model or i in batch[:j]), None)
+        got = unique.repeated(batch)
+        if first is not None:
+            assert got == (batch[first], n + first)
+            return
+        assert got is None
+        model |= set(batch)
+        n += len(batch)
