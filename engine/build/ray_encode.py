@@ -274,14 +274,14 @@ def _compress_and_commit(root, src: TextSource, cfg: BuildConfig, codec: Residua
     dtype = codes_dtype(codec.n_codes)
     try:
         for row in _groups_on_ray(ray, src, offsets, start, pool, codec, cfg.batch_size, show_progress):
-            ids, texts = next(text_rows)
+            ids, texts, metadata = next(text_rows)
             lengths = np.frombuffer(row["lengths"], dtype=np.int64)
             codes = np.frombuffer(row["payload"], dtype=dtype).copy()
             residuals = np.frombuffer(row["payload2"], dtype=np.uint8).reshape(len(codes), codec.bytes_per_token)
             doc_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
             doc_ids = DocIds.from_user(ids, len(ids))
             arrays = segment_arrays(codec, codes, residuals.copy(), doc_offsets, doc_ids,
-                                    texts if src.store_texts else None, None)
+                                    texts if src.store_texts else None, metadata)
             workers.add(f"{row['host']}:{int(row['pid'])}")
             cursor = {"chunks_done": cursor["chunks_done"] + 1, "docs_done": cursor["docs_done"] + len(ids),
                       "tokens_done": cursor["tokens_done"] + int(doc_offsets[-1])}
@@ -301,14 +301,12 @@ def _compress_and_commit(root, src: TextSource, cfg: BuildConfig, codec: Residua
         meter.close()
 
 
-def _text_groups(src: TextSource, start_group: int) -> Iterator[tuple[list[str], list[str]]]:
-    """(ids, texts) per group from ``start_group``, read at the driver in one pass."""
-    from gingham.build.corpus import jsonl_rows, row_record
-
-    rows = (row_record(row, src.path, n) for n, row in enumerate(jsonl_rows(src.path), start=1))
-    rows = itertools.islice(rows, start_group * src.encode_docs, None)
-    while group := list(itertools.islice(rows, src.encode_docs)):
-        yield [r for r, _ in group], [t for _, t in group]
+def _text_groups(src: TextSource, start_group: int) -> Iterator[tuple[list, list[str], list[dict] | None]]:
+    """(ids, texts, metadata) per group from ``start_group``, read at the driver in one pass, as the local build
+    reads them (:meth:`TextSource.groups`)."""
+    for ids, texts, metadata, todo in src.groups(start_group * src.encode_docs):
+        if todo:
+            yield ids, texts, metadata
 
 
 def _check_committed_ids(src: TextSource, snap, done: int) -> None:

@@ -256,7 +256,7 @@ class ParquetSource(Source):
 
 class TextSource(Source):
     """A JSONL / BEIR corpus (``{"_id"|"id", "text"[, "title"]}`` per line, the other fields metadata as for
-    ``gingham index``; the Ray build keeps no metadata yet) encoded in chunks of ``encode_docs``
+    ``gingham index``, on Ray too) encoded in chunks of ``encode_docs``
     documents by a late-interaction ``model`` (``gingham.encoder.load_encoder``; needs ``gingham[encoder]``).
 
     Documents before the resume point are read (ids) but not encoded.
@@ -319,10 +319,11 @@ class TextSource(Source):
             out["pooling"] = dict(self._pooling)
         return out
 
-    def _groups(self, start: int) -> Iterator[tuple[list, list[str], list[dict] | None, bool]]:
+    def groups(self, start: int = 0) -> Iterator[tuple[list, list[str], list[dict] | None, bool]]:
         """(ids, texts, metadata, encode?) per group of ``encode_docs`` documents; groups before ``start`` are not
-        encoded. Metadata follows ``gingham index``'s rule (:func:`gingham.build.corpus.row_metadata`: a line's fields but
-        the id and the text); None for a group none of whose lines has any."""
+        encoded (the local build's and the Ray build's one reading of the file). Metadata follows ``gingham index``'s
+        rule (:func:`gingham.build.corpus.row_metadata`: a line's fields but the id and the text); None for a group
+        none of whose lines has any."""
         from gingham.build.corpus import jsonl_rows, row_record, row_metadata
 
         rows = ((*row_record(row, self.path, n), row_metadata(row, self.path, n))
@@ -347,7 +348,7 @@ class TextSource(Source):
         if self._workers > 1:
             yield from self._batches_in_workers(start)
             return
-        for ids, texts, metadata, encode in self._groups(start):
+        for ids, texts, metadata, encode in self.groups(start):
             if not encode:
                 yield Batch(ids, None, None)
                 continue
@@ -364,7 +365,7 @@ class TextSource(Source):
         threads = max(1, (os.cpu_count() or 1) // self._workers)
         pending: deque = deque()
         with ctx.Pool(self._workers, _encoder_worker_init, (self.model, self.encoder_options, devices, threads)) as pool:
-            for ids, texts, metadata, encode in self._groups(start):
+            for ids, texts, metadata, encode in self.groups(start):
                 pending.append((ids, texts, metadata,
                                 pool.apply_async(_encoder_worker_encode, (texts,)) if encode else None))
                 while len(pending) > 2 * self._workers or (pending and pending[0][3] is None):

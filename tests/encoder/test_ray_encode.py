@@ -23,6 +23,11 @@ def corpus_file(tmp_path_factory):
     words = " ".join(CORPUS).split()
     rows = [{"_id": f"p{i}", "text": " ".join(rng.choice(words, int(rng.integers(3, 20))))} for i in range(40)]
     rows[5]["title"] = "a title"
+    for i in range(8, 40):  # metadata as fields and in a "metadata" object; rows 0-7 (two groups) have none
+        if i % 3:
+            rows[i]["lang"] = "de" if i % 2 else "en"
+        if i % 5 == 0:
+            rows[i]["metadata"] = {"year": 2000 + i}
     path = tmp_path / "corpus.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows[:20]) + "\n\n" + "\n".join(json.dumps(r) for r in rows[20:]))
     return path, rows
@@ -34,13 +39,14 @@ def arrays(index):
                                                      "ivf_docs", "ivf_offsets")}
     out["ids"] = index.ids()
     out["texts"] = [index.text(i) for i in index.ids()]
+    out["metadata"] = [index.metadata(i) for i in index.ids()]
     return out
 
 
 def assert_same(a, b):
     x, y = arrays(a), arrays(b)
     for key in x:
-        if key in ("ids", "texts"):
+        if key in ("ids", "texts", "metadata"):
             assert x[key] == y[key], key
         else:
             np.testing.assert_array_equal(x[key], y[key], err_msg=key)
@@ -73,6 +79,11 @@ def test_ray_text_build_encodes_on_workers_and_equals_local(ray_cluster, bert_py
     pids = {int(w.rsplit(":", 1)[1]) for w in state["ray_workers"]}
     assert pids and os.getpid() not in pids  # encoded and compressed in Ray's worker processes
     assert on_ray.ids() == [r["_id"] for r in rows] and on_ray.text("p5") == "a title " + rows[5]["text"]
+    # the JSONL's metadata, as the local build and `gingham index` keep it (issue 27: the Ray build kept none)
+    assert on_ray.metadata("p3") is None and on_ray.metadata("p10") == {"lang": "en", "year": 2010}
+    de = sorted(r["_id"] for r in rows if r.get("lang") == "de")
+    hits = on_ray.search(np.ones((2, on_ray.dim), np.float32), 40, where="lang = ?", params=["de"])
+    assert sorted(i for i in hits.ids[0] if i is not None) == de
     assert_same(on_ray, local)
 
 
