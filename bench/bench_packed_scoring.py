@@ -8,7 +8,7 @@ count, every query (32 tokens) scores the same random candidates with
 - ``decompress``: gingham.kernels.maxsim_decompress (the engine's exact stage until now),
 - ``packed``: gingham.kernels.maxsim_packed (float32 table, centroid term from the query's centroid scores),
 - ``packed-int8``: gingham.kernels.maxsim_packed_int8 (int8 table),
-- ``packed+norms`` / ``int8+norms``: the same with each token's inverse norm given (gingham.kernels.
+- ``packed+norms`` / ``int8+norms``: the same with each token's inverse norm given (bench/unshipped_kernels.py's
   token_inv_norms, computed before timing), as if the index stored one per token (it does not: without them each
   token is decoded for its norm, the larger share of decompress-then-score's own time),
 - ``lut_maxsim``: the first table kernel (no unit-length rescale: not an exact stage for these indexes; timed for
@@ -44,13 +44,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine_info import loadavg, lscpu  # noqa: E402
+from unshipped_kernels import lut_maxsim, query_lut, token_inv_norms  # noqa: E402
 
 from gingham.codec.kmeans import train_centroids  # noqa: E402
-from gingham.codec.residual import ResidualCodec, query_lut  # noqa: E402
+from gingham.codec.residual import ResidualCodec  # noqa: E402
 from gingham.kernels import (  # noqa: E402
     dot_rows,
-    lut_maxsim,
-    token_inv_norms,
     maxsim_decompress,
     maxsim_packed,
     maxsim_packed_int8,

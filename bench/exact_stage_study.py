@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gingham  # noqa: E402
 from calibration_study import load, load_query_sets  # noqa: E402
 import gingham.search.plaid as plaid  # noqa: E402
-from gingham.kernels import gather_decompress, segment_maxsim  # noqa: E402
+from unshipped_kernels import gather_decompress, segment_maxsim  # noqa: E402
 
 
 def one_block(ix, q, docs, n_threads=1):  # n_threads: plaid_search's signature; one block is one thread

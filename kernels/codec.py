@@ -102,8 +102,9 @@ def decompress(codes, packed, centroids, scales, lut, normalize):
 
 #: Floating-point freedoms of the row decoder: reassociation lets LLVM vectorise the squared-norm sum, contraction
 #: fuses multiply-adds. No approximate functions: the square root stays exact. Every path decodes through this one
-#: function (checked bit for bit on XQuAD-R's indexes: exhaustive search's ``decompress`` and ``gather_decompress``
-#: give the same vectors; the exact stage, ``maxsim_decompress``, folds the rescale into its scores instead).
+#: function (checked bit for bit on XQuAD-R's indexes: exhaustive search's ``decompress`` and the exact stage's
+#: ``gather_decompress`` of the time, now in bench/unshipped_kernels.py, gave the same vectors; the exact stage,
+#: ``maxsim_decompress``, folds the rescale into its scores instead).
 ROW_FASTMATH = {"reassoc", "contract", "nsz"}
 
 

@@ -15,23 +15,25 @@ grid: sign-like bits) or one of 256 product codewords; the kernel reads both the
 token as floats (but one decoded row for a norm it is not given, below).
 
 Unit-length indexes (``normalize``) rescale each token by 1 / ||x||, which no table gives. Given per-token inverse
-norms (``inv_norms``, :func:`token_inv_norms`) the kernels read one float a token; without them they decode the
-token into one row in L1 for its norm (:func:`gingham.kernels.codec.decompress_row`, as decompress-then-score
-does), and save only the product with the query. That decode is the larger share of decompress-then-score's time
-(docs/benchmarks/exact-stage-decode: 14.4 ms of decode against 8.2 ms of product), so a stored inverse norm per
-token (2 bytes as float16: 16 residual bytes + 2 code bytes + 2 at nbits 1, dim 128) is what lets the packed
-scorers skip it; no index stores one yet. A first look on this machine, taken while it was loaded (load average
-about 9 on 2 cores: ratios within one process only, not figures; 4,096 synthetic tokens, dim 128, 32 query
-tokens, one thread), time per token relative to decompress-then-score at the same nbits, float32 / int8 table:
+norms (``inv_norms``, which bench/unshipped_kernels.py's ``token_inv_norms`` computes) the kernels read one float a
+token; without them they decode the token into one row in L1 for its norm
+(:func:`gingham.kernels.codec.decompress_row`, as decompress-then-score does), and save only the product with the
+query. That decode is the larger share of decompress-then-score's time (docs/benchmarks/exact-stage-decode: 14.4 ms
+of decode against 8.2 ms of product), so a stored inverse norm per token (2 bytes as float16: 16 residual bytes + 2
+code bytes + 2 at nbits 1, dim 128) is what lets the packed scorers skip it; no index stores one yet. A first look
+on this machine, taken while it was loaded (load average about 9 on 2 cores: ratios within one process only, not
+figures; 4,096 synthetic tokens, dim 128, 32 query tokens, one thread), time per token relative to
+decompress-then-score at the same nbits, float32 / int8 table:
 nbits 1 0.81 / 0.71 decoding for the norm, 0.39 / 0.31 with norms given; nbits 2 1.38 / 0.93 and 0.81 / 0.50;
 nbits 4 2.37 / 1.60 and 1.80 / 1.04 (the float32 table spills to L3). Against decompress at nbits 2 (the issue's
 bar of 3x), nbits 1 with norms given came to 2.7x (float32) and 3.4x (int8), without them 1.3x / 1.5x.
 bench/bench_packed_scoring.py takes the figures on a quiet machine. Either way the scores equal
 decompress-then-score (:func:`gingham.kernels.maxsim_decompress`) up to float rounding (int8: within its bound).
 
-Why the first table kernel (:func:`gingham.kernels.lut_maxsim`) was not faster, read from its code and from the
-arithmetic at the issue's shapes (query 32 x 128, ~100 tokens per candidate; this machine: AMD EPYC, 32 KiB L1d
-and 1 MiB L2 per core), and from the one measurement on record (docs/benchmarks/exact-stage-decode, dim 384):
+Why the first table kernel (``lut_maxsim``, now in bench/unshipped_kernels.py) was not faster, read from its code
+and from the arithmetic at the issue's shapes (query 32 x 128, ~100 tokens per candidate; this machine: AMD EPYC,
+32 KiB L1d and 1 MiB L2 per core), and from the one measurement on record (docs/benchmarks/exact-stage-decode,
+dim 384):
 
 1. It could not rescale tokens to unit length (it has no norms), so on the indexes users build (unit vectors,
    ``normalize``) it was not an exact stage at all. The recorded variant that computed each norm by decoding the
@@ -138,20 +140,6 @@ def quantize_table(table, n_bytes):
     return out, scales
 
 
-@njit(cache=True, nogil=True)
-def token_inv_norms(codes, packed, fine, scales, lut):
-    """Each token's 1 / ||x|| (1 for a zero token) in float32, decoded once (:func:`maxsim_packed`'s
-    ``inv_norms``: what an index would store per token for the packed scorers to skip the decode)."""
-    n = codes.shape[0]
-    out = np.empty(n, dtype=np.float32)
-    xrow = np.empty((1, fine.shape[1]), dtype=np.float32)
-    lut_rows = lut_by_row(lut)
-    for t in range(n):
-        decompress_row(xrow, 0, t, codes, packed, fine, scales, lut_rows, False)
-        out[t] = inv_norm(xrow[0])
-    return out
-
-
 #: Tokens whose table rows are summed together, byte position by byte position: each token's sums are a row of a
 #: small block in L1, so consecutive additions go to different rows and never wait on each other.
 BLOCK = 32
@@ -189,7 +177,7 @@ def maxsim_packed(docs, doc_offsets, codes, packed, cscores, slot, fine, scales,
     cscores: (n_rows, >= n_q) float32, row-major: each code's (sub-)centroid ``fine[c]`` scored against the query
     tokens, row ``slot[c]`` (int32), or row ``c`` when ``slot`` is empty; every code of ``docs`` must have its exact
     row. fine, scales, lut: as :func:`maxsim_decompress` takes them (read only for the norms when ``normalize``).
-    inv_norms: float32 (n_tokens,), each token's 1 / ||x|| when the caller has them (:func:`token_inv_norms`), or
+    inv_norms: float32 (n_tokens,), each token's 1 / ||x|| when the caller has them (no index stores them yet), or
     empty: then each token is decoded for its norm, which costs about what decompress-then-score spends decoding
     it (the larger share of that scorer's time at nbits 1 and 2), so only the product is saved.
     table: :func:`packed_query_table` (lut, q). Serial and GIL-free: a search splits one query's candidates over

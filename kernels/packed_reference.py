@@ -29,15 +29,6 @@ def quantize_table(table, n_bytes):
     return q, scales
 
 
-def token_inv_norms(codes, packed, fine, scales, lut):
-    x = np.concatenate([fine[int(c)].astype(np.float64)[None] for c in codes] or [np.zeros((0, fine.shape[1]))])
-    if len(codes):
-        x = x + scales[codes.astype(np.int64)].astype(np.float64)[:, None] * np.concatenate(
-            [lut[p, packed[:, p]].astype(np.float64) for p in range(packed.shape[1])], axis=1)
-    norms = np.linalg.norm(x, axis=1)
-    return np.where(norms > 0, 1.0 / np.maximum(norms, 1e-300), 1.0).astype(np.float32)
-
-
 def _token_terms(t, codes, packed, cscores, slot, fine, scales, lut, normalize, n_q, inv_norms=()):
     """(centroid scores (n_q,), residual scale, 1 / norm) of token t, in float64 from its decoded vector (or
     ``inv_norms[t]`` when given)."""

@@ -155,19 +155,3 @@ def rank_centroids(cscores, n_rounds):
     r = min(n_rounds, cscores.shape[0])
     ranked = np.stack([np.lexsort((np.arange(cscores.shape[0]), -col))[:r] for col in cscores.T]).astype(np.int64)
     return ranked, cscores.max(axis=1).astype(np.float32)
-
-
-def query_lut(lut, q):
-    """Per byte position p, byte value v and query token j: the residual values of v dotted with q's dims."""
-    n_bytes, _, per_byte = lut.shape
-    qr = q.reshape(q.shape[0], n_bytes, per_byte)
-    return np.einsum("pvs,jps->pvj", lut.astype(np.float64), qr.astype(np.float64)).astype(np.float32)
-
-
-def lut_maxsim(docs, doc_offsets, codes, packed, centroids, scales, lut, q):
-    """MaxSim of q against the decompressed tokens of each document in ``docs``."""
-    out = np.zeros(len(docs), dtype=np.float32)
-    for i, d in enumerate(docs):
-        rows = slice(doc_offsets[d], doc_offsets[d + 1])
-        out[i] = maxsim(q, decompress(codes[rows], packed[rows], centroids, scales, lut))
-    return out

@@ -90,30 +90,6 @@ def centroid_interaction(cands, doc_offsets, codes, shift, slot, cscores, keep, 
     return out
 
 
-@njit(cache=True, nogil=True)
-def gather_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, normalize):
-    """Decompress the tokens of ``docs`` into one flat block (unit-length rows if ``normalize``).
-
-    Returns (vectors float32 (n_tokens, dim), seg_offsets int64 (len(docs) + 1,)) where document ``docs[i]`` owns
-    rows ``seg_offsets[i]:seg_offsets[i+1]``.
-    """
-    n = docs.shape[0]
-    seg = np.empty(n + 1, dtype=np.int64)
-    seg[0] = 0
-    for i in range(n):
-        d = docs[i]
-        seg[i + 1] = seg[i] + doc_offsets[d + 1] - doc_offsets[d]
-    out = np.empty((seg[n], centroids.shape[1]), dtype=np.float32)
-    lut_rows = lut_by_row(lut)
-    row = 0
-    for i in range(n):
-        d = docs[i]
-        for t in range(doc_offsets[d], doc_offsets[d + 1]):
-            decompress_row(out, row, t, codes, packed, centroids, scales, lut_rows, normalize)
-            row += 1
-    return out, seg
-
-
 #: Freedoms of the exact stage's dot products: reassociation vectorises each dot product over the dimensions
 #: (several accumulators), contraction fuses multiply-adds; "no NaN" lets the running maxima be vector max
 #: instructions (decoded tokens and validated queries are finite).
@@ -222,7 +198,7 @@ def maxsim_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, 
     Each token is decoded (:func:`decompress_row`) into a block of ``DOT_ROWS`` rows that stays in L1 and is
     scored there against every query token; no decoded candidate goes through memory. With ``normalize`` the
     unit-length rescale is folded into the scores (each dot product times the row's inverse norm), which equals
-    scoring :func:`gather_decompress`'s unit rows up to float rounding and saves a pass over every row (XQuAD-R,
+    scoring unit-length decoded rows up to float rounding and saves a pass over every row (XQuAD-R,
     1,024 candidates: 21.8 -> 18.7 ms at nbits 4). Measured on XQuAD-R (e5, dim 384, 1,024 candidates, 48,640
     tokens, 15 question tokens, one thread): 23.8 ms against 25.0 ms for decoding into a reused buffer and one
     two-thread BLAS product per 4,096 rows (27.4 ms with BLAS on one thread). Serial and GIL-free: a search splits
@@ -257,7 +233,9 @@ def maxsim_decompress(docs, doc_offsets, codes, packed, centroids, scales, lut, 
 
 
 @njit(cache=True, nogil=True)
-def _pair_maxsim(scores, lo, hi, q_lo, q_hi):
+def pair_maxsim(scores, lo, hi, q_lo, q_hi):
+    """The MaxSim of one (query, document) pair from a score block: over columns ``q_lo:q_hi`` (the query's
+    tokens), the sum of each column's maximum over rows ``lo:hi`` (the document's tokens); 0 when ``lo == hi``."""
     acc = np.float32(0.0)
     if hi == lo:
         return acc
@@ -271,33 +249,22 @@ def _pair_maxsim(scores, lo, hi, q_lo, q_hi):
     return acc
 
 
-@njit(cache=True, nogil=True)
-def segment_maxsim(scores, seg_offsets, q_offsets):
-    """MaxSim of every (query, document) pair from a token-by-query-token score block.
+@njit(parallel=True, cache=True, nogil=True)
+def segment_maxsim_parallel(scores, seg_offsets, q_offsets):
+    """MaxSim of every (query, document) pair from a token-by-query-token score block, documents spread over
+    numba's threads (for large brute-force blocks).
 
     scores: (n_doc_tokens, n_query_tokens) float32, row t = one document token against every query token of every
     query in the batch; seg_offsets: (n_docs + 1,) int64 over rows; q_offsets: (n_queries + 1,) int64 over
     columns. Returns float32 (n_queries, n_docs): for query i and document d, the sum over i's query tokens of the
-    max over d's tokens. An empty document scores 0. Serial: safe to call from many threads at once.
+    max over d's tokens. An empty document scores 0.
     """
-    n_docs = seg_offsets.shape[0] - 1
-    n_queries = q_offsets.shape[0] - 1
-    out = np.zeros((n_queries, n_docs), dtype=np.float32)
-    for d in range(n_docs):
-        for qi in range(n_queries):
-            out[qi, d] = _pair_maxsim(scores, seg_offsets[d], seg_offsets[d + 1], q_offsets[qi], q_offsets[qi + 1])
-    return out
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def segment_maxsim_parallel(scores, seg_offsets, q_offsets):
-    """:func:`segment_maxsim` with documents spread over numba's threads (for large brute-force blocks)."""
     n_docs = seg_offsets.shape[0] - 1
     n_queries = q_offsets.shape[0] - 1
     out = np.zeros((n_queries, n_docs), dtype=np.float32)
     for d in prange(n_docs):
         for qi in range(n_queries):
-            out[qi, d] = _pair_maxsim(scores, seg_offsets[d], seg_offsets[d + 1], q_offsets[qi], q_offsets[qi + 1])
+            out[qi, d] = pair_maxsim(scores, seg_offsets[d], seg_offsets[d + 1], q_offsets[qi], q_offsets[qi + 1])
     return out
 
 
@@ -405,44 +372,3 @@ def rank_centroids(cscores, n_rounds):
                 top_i[q, pos] = c
         best[c] = m
     return top_i, best
-
-
-@njit(cache=True, nogil=True)
-def lut_maxsim(docs, doc_offsets, codes, packed, cscores, scales, qlut):
-    """Exact MaxSim of one query against ``docs`` straight from the packed residuals (implicit decompression).
-
-    A token t scores ``cscores[codes[t], q] + scales[codes[t]] * sum_p qlut[p, packed[t, p], q]`` against query
-    token q: the centroid's score plus the residual's, read from a per-query table that holds, for every byte
-    position p and byte value v, the dot product of the residual values v encodes with q's matching dimensions.
-    Tokens are not rescaled to unit length (use :func:`gather_decompress` for normalised indexes).
-    qlut: (n_bytes, 256, n_query_tokens) float32. Returns float32 (len(docs),).
-    """
-    nq = cscores.shape[1]
-    n_bytes = packed.shape[1]
-    out = np.zeros(docs.shape[0], dtype=np.float32)
-    acc = np.empty(nq, dtype=np.float32)
-    best = np.empty(nq, dtype=np.float32)
-    for i in range(docs.shape[0]):
-        d = docs[i]
-        lo = doc_offsets[d]
-        hi = doc_offsets[d + 1]
-        if hi == lo:
-            continue
-        best[:] = -np.inf
-        for t in range(lo, hi):
-            c = codes[t]
-            acc[:] = 0
-            for p in range(n_bytes):
-                v = packed[t, p]
-                for q in range(nq):
-                    acc[q] += qlut[p, v, q]
-            s = scales[c]
-            for q in range(nq):
-                a = cscores[c, q] + s * acc[q]
-                if a > best[q]:
-                    best[q] = a
-        total = np.float32(0.0)
-        for q in range(nq):
-            total += best[q]
-        out[i] = total
-    return out

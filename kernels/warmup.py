@@ -11,6 +11,8 @@ import numpy as np
 ALL_NBITS = (1, 2, 4)
 ALL_CODE_DTYPES = ("uint8", "uint16", "int32")
 BOTH_KINDS = (False, True)
+#: The packed scorers' ``inv_norms`` when an index stores none (as none does): each token is decoded for its norm.
+NO_NORMS = np.zeros(0, dtype=np.float32)
 
 
 def n_steps(nbits=ALL_NBITS, code_dtypes=ALL_CODE_DTYPES) -> int:
@@ -29,8 +31,8 @@ def dispatchers() -> list:
     return [getattr(kernels, name) for name in kernels.__all__ if name != "warmup"]
 
 
-#: Kernels only writing an index (or only benches) run: ``warmup(build=False)`` leaves them out.
-BUILD_ONLY = ("compress_residuals", "refine_codes", "sum_rows", "lut_maxsim")
+#: Kernels only writing an index runs: ``warmup(build=False)`` leaves them out.
+BUILD_ONLY = ("compress_residuals", "refine_codes", "sum_rows")
 
 
 def is_cached(search_only: bool = False) -> Optional[bool]:
@@ -76,17 +78,13 @@ def warmup(progress: Optional[Callable[[int, int], None]] = None, *, nbits: Sequ
         maxsim_packed_int8,
         packed_query_table,
         quantize_table,
-        token_inv_norms,
     )
     from gingham.kernels.scoring import (
         centroid_interaction,
         dot_rows,
-        gather_decompress,
         ivf_candidates,
-        lut_maxsim,
         maxsim_decompress,
         rank_centroids,
-        segment_maxsim,
         segment_maxsim_parallel,
         topk,
         topk_rows,
@@ -136,24 +134,17 @@ def warmup(progress: Optional[Callable[[int, int], None]] = None, *, nbits: Sequ
                 for slot in (np.zeros(0, np.int32), np.arange(n_c, dtype=np.int32)):
                     centroid_interaction(cands, doc_offsets, codes, 0, slot, cscores, keep, True)
                 table8, table_scales = quantize_table(table, packed.shape[1])
-                norms = token_inv_norms(codes, packed, cents, scales, lut)
                 for norm in (False, True):
-                    vecs, seg = gather_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm)
                     maxsim_decompress(cands, doc_offsets, codes, packed, cents, scales, lut, norm, q)
                     # the exact stage without decompressing (gingham.search.scorer): a row per code or a slot
                     for slot in (np.zeros(0, np.int32), np.arange(n_c, dtype=np.int32)):
-                        for inv in (norms[:0], norms):  # norms decoded per token, or given
-                            maxsim_packed(cands, doc_offsets, codes, packed, cscores, slot, cents, scales, lut, norm,
-                                          inv, table, 3)
-                            maxsim_packed_int8(cands, doc_offsets, codes, packed, cscores, slot, cents, scales, lut,
-                                               norm, inv, table8, table_scales, 3)
-                if build:  # search does not run it (only benches do): with everything, not for one index
-                    qlut = np.zeros((lut.shape[0], 256, 3), dtype=np.float32)
-                    lut_maxsim(cands, doc_offsets, codes, packed, cscores, scales, qlut)
+                        maxsim_packed(cands, doc_offsets, codes, packed, cscores, slot, cents, scales, lut, norm,
+                                      NO_NORMS, table, 3)
+                        maxsim_packed_int8(cands, doc_offsets, codes, packed, cscores, slot, cents, scales, lut,
+                                           norm, NO_NORMS, table8, table_scales, 3)
             advance()
-    scores = np.ascontiguousarray(vecs @ q.T)
-    sims = segment_maxsim(scores, seg, np.array([0, 3], dtype=np.int64))
-    segment_maxsim_parallel(scores, seg, np.array([0, 3], dtype=np.int64))
+    scores = np.ascontiguousarray(x @ q.T)
+    sims = segment_maxsim_parallel(scores, doc_offsets, np.array([0, 3], dtype=np.int64))
     rank_centroids(cscores, 2)
     dot_rows(cents, q)
     topk(sims[0], 1)

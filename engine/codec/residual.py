@@ -307,17 +307,6 @@ def product_quantizer(codewords: np.ndarray):
     return pq
 
 
-def query_lut(lut: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """The per-query table of :func:`gingham.kernels.lut_maxsim`: float32 (n_bytes, 256, n_query_tokens).
-
-    Entry [p, v, j] is the dot product of the residual values byte value v encodes at byte position p with query
-    token j's matching dimensions. One batched matrix product: (n_bytes, 256, per_byte) @ (n_bytes, per_byte, n_q).
-    """
-    n_bytes, _, per_byte = lut.shape
-    q_parts = q.reshape(q.shape[0], n_bytes, per_byte).transpose(1, 2, 0)  # (n_bytes, per_byte, n_q)
-    return np.ascontiguousarray(np.matmul(lut, q_parts), dtype=np.float32)
-
-
 @dataclass(frozen=True)
 class ResidualCodec:
     """Centroids, optional sub-centroids, per-(sub-)centroid residual scales, and per-dimension bucket cutoffs

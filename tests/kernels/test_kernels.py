@@ -10,6 +10,8 @@ from gingham.kernels import codec as kc
 from gingham.kernels import ivf as ki
 from gingham.kernels import reference as ref
 from gingham.kernels import scoring as ks
+from unshipped import kernels as uk
+from unshipped import reference as uref
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -160,7 +162,7 @@ def test_gather_decompress(n_docs, nbits, normalize, seed):
     lut = decode_lut(weights, nbits)
     scales = _scales(rng, n_c)
     docs = rng.permutation(n_docs)[: n_docs // 2].astype(np.int64)
-    got, seg = ks.gather_decompress(docs, offsets, codes, packed, c, scales, lut, normalize)
+    got, seg = uk.gather_decompress(docs, offsets, codes, packed, c, scales, lut, normalize)
     want, want_seg = ref.gather_decompress(docs, offsets, codes, packed, c, scales, lut, normalize)
     np.testing.assert_array_equal(seg, want_seg)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -213,7 +215,7 @@ def test_segment_maxsim(n_docs, n_queries, seed):
     np.cumsum(qlens, out=q_off[1:])
     scores = rng.standard_normal((int(seg[-1]), int(q_off[-1]))).astype(np.float32)
     want = ref.segment_maxsim(scores, seg, q_off)
-    np.testing.assert_allclose(ks.segment_maxsim(scores, seg, q_off), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(uk.segment_maxsim(scores, seg, q_off), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ks.segment_maxsim_parallel(scores, seg, q_off), want, rtol=1e-5, atol=1e-5)
 
 
@@ -223,7 +225,7 @@ def test_maxsim_matches_definition():
     docs = [rng.standard_normal((n, 8)).astype(np.float32) for n in (1, 3, 7)]
     flat = np.concatenate(docs)
     seg = np.array([0, 1, 4, 11], dtype=np.int64)
-    got = ks.segment_maxsim(np.ascontiguousarray(flat @ q.T), seg, np.array([0, 4], dtype=np.int64))[0]
+    got = uk.segment_maxsim(np.ascontiguousarray(flat @ q.T), seg, np.array([0, 4], dtype=np.int64))[0]
     np.testing.assert_allclose(got, [ref.maxsim(q, d) for d in docs], rtol=1e-5)
 
 
@@ -282,8 +284,6 @@ def test_rank_centroids(n_c, nq, rounds, ties, seed):
 @given(n_docs=st.integers(0, 25), nbits=st.sampled_from([1, 2, 4]), dim=st.sampled_from([8, 96, 128]),
        nq=st.integers(1, 8), seed=st.integers(0, 2**16))
 def test_lut_maxsim_equals_maxsim_over_decompressed(n_docs, nbits, dim, nq, seed):
-    from gingham.codec.residual import query_lut
-
     rng = np.random.default_rng(seed)
     n_c = 6
     codes, offsets = _ragged(rng, n_docs, 7, n_c, allow_empty=True)
@@ -292,10 +292,10 @@ def test_lut_maxsim_equals_maxsim_over_decompressed(n_docs, nbits, dim, nq, seed
     weights = np.sort(rng.standard_normal((dim, 2**nbits)) * 0.1, axis=1).astype(np.float32)
     lut = decode_lut(weights, nbits)
     q = rng.standard_normal((nq, dim)).astype(np.float32)
-    np.testing.assert_allclose(query_lut(lut, q), ref.query_lut(lut, q), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(uk.query_lut(lut, q), uref.query_lut(lut, q), rtol=1e-4, atol=1e-5)
     docs = rng.permutation(n_docs)[: max(0, n_docs - 3)].astype(np.int64)
     cscores = np.ascontiguousarray(c @ q.T)
     scales = _scales(rng, n_c)
-    got = ks.lut_maxsim(docs, offsets, codes, packed, cscores, scales, query_lut(lut, q))
-    want = ref.lut_maxsim(docs, offsets, codes, packed, c, scales, lut, q)
+    got = uk.lut_maxsim(docs, offsets, codes, packed, cscores, scales, uk.query_lut(lut, q))
+    want = uref.lut_maxsim(docs, offsets, codes, packed, c, scales, lut, q)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -11,6 +11,8 @@ from gingham.kernels import packed as kp
 from gingham.kernels import packed_reference as pref
 from gingham.kernels import reference as ref
 from gingham.kernels import scoring as ks
+from unshipped import kernels as uk
+from unshipped import reference as uref
 
 SETTINGS = settings(max_examples=40, deadline=None)
 NO_NORMS = np.zeros(0, np.float32)  # the kernels decode each token for its norm
@@ -81,7 +83,7 @@ def test_maxsim_packed(n_docs, max_len, nbits, dim, nq, normalize, product, use_
     docs, offsets, codes, packed, cscores, slot, fine, scales, lut, q = _case(
         rng, n_docs, max_len, nbits, dim, nq, product=product, code_dtype=code_dtype, use_slot=use_slot)
     table = kp.packed_query_table(lut, q)
-    norms = kp.token_inv_norms(codes, packed, fine, scales, lut) if stored else NO_NORMS
+    norms = uk.token_inv_norms(codes, packed, fine, scales, lut) if stored else NO_NORMS
     got = kp.maxsim_packed(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, norms, table, nq)
     assert got.dtype == np.float32 and got.shape == (len(docs),)
     want = pref.maxsim_packed(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, normalize, norms, table,
@@ -135,9 +137,9 @@ def test_token_inv_norms(n, nbits, dim, product, seed):
         lut[:, 0] = 0
         packed[0] = 0
         packed[1:, 0] |= 1  # and no other
-    got = kp.token_inv_norms(codes, packed, fine, scales, lut)
+    got = uk.token_inv_norms(codes, packed, fine, scales, lut)
     assert got.dtype == np.float32 and got.shape == (n,)
-    np.testing.assert_allclose(got, pref.token_inv_norms(codes, packed, fine, scales, lut), rtol=1e-5)
+    np.testing.assert_allclose(got, uref.token_inv_norms(codes, packed, fine, scales, lut), rtol=1e-5)
     if n:
         assert got[0] == 1
         x = ref.decompress(codes, packed, fine, scales, lut)
@@ -201,8 +203,8 @@ def test_read_only_index_arrays(nbits):
                               NO_NORMS, t8, ts, 5),
         kp.maxsim_packed_int8(docs, offsets, codes, packed, cscores, slot, fine, scales, lut, True, NO_NORMS, t8, ts,
                               5))
-    norms = kp.token_inv_norms(_frozen(codes), _frozen(packed), fine, scales, lut)
-    np.testing.assert_array_equal(norms, kp.token_inv_norms(codes, packed, fine, scales, lut))
+    norms = uk.token_inv_norms(_frozen(codes), _frozen(packed), fine, scales, lut)
+    np.testing.assert_array_equal(norms, uk.token_inv_norms(codes, packed, fine, scales, lut))
 
 
 @pytest.mark.parametrize("product", [True, False])
