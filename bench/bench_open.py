@@ -26,7 +26,7 @@ import numpy as np
 import gingham
 from gingham.storage import commits, disk as storage
 from gingham._version import __version__
-from gingham.codec.residual import codes_dtype
+from gingham.codec.stored import codes_dtype
 from gingham.common.ids import DocIds
 from gingham.kernels.ivf import build_ivf
 

@@ -20,7 +20,7 @@ import numpy as np
 import gingham
 from gingham.codec.assign import assign
 from gingham.codec.kmeans import train_centroids
-from gingham.codec.residual import fit_buckets, residual_scales, spare_code_bits, train_sub_centroids
+from gingham.codec.quantizers import fit_buckets, residual_scales, spare_code_bits, train_sub_centroids
 from gingham.common.config import BuildConfig
 from gingham.codec.training import SUB_KMEANS_NITERS, sample_positions
 from gingham.kernels.codec import refine_codes

@@ -89,8 +89,8 @@ def decompress(codes, packed, centroids, scales, lut, normalize):
     """Rebuild token vectors: ``centroids[codes] + scales[codes] * decoded residuals``, rescaled to unit length if ``normalize``
     (for indexes whose input tokens were unit vectors: it removes the radial part of the quantisation error).
 
-    lut: (n_bytes, 256, 8 // nbits) float32 from :func:`gingham.codec.residual.decode_lut`: the residual values that byte
-    value v at byte position p stands for. Returns float32 (n, dim).
+    lut: (n_bytes, 256, 8 // nbits) float32 from :func:`gingham.codec.quantizers.decode_lut`: the residual values
+    that byte value v at byte position p stands for. Returns float32 (n, dim).
     """
     n = codes.shape[0]
     out = np.empty((n, centroids.shape[1]), dtype=np.float32)

@@ -2,7 +2,7 @@
 
 A token t of code c with packed bytes v_0..v_{n_bytes-1} stands for ``x = fine[c] + s_c * r`` where byte position p
 contributes the residual values ``lut[p, v_p]`` (``8 // nbits`` dimensions: the bucket grid of
-:func:`gingham.codec.residual.decode_lut`, or product codewords). Its score against query token j is
+:func:`gingham.codec.quantizers.decode_lut`, or product codewords). Its score against query token j is
 
     q_j . x = cscores[c, j] + s_c * sum_p table[p * 256 + v_p, j],   table[p * 256 + v, j] = lut[p, v] . q_j[p]
 

@@ -1,4 +1,5 @@
-"""The codebook and the residual codec.
+"""The codebook and the residual codec: :class:`ResidualCodec`, what it holds and how it compresses tokens.
+How it is stored is in :mod:`gingham.codec.stored`; how its quantisers are fitted, in :mod:`gingham.codec.quantizers`.
 
 A token is stored as the id of its nearest centroid plus its residual (token - centroid) quantised to ``nbits``
 per dimension. Bucket cutoffs and bucket values are fitted per dimension on held-out residuals: PLAID's quantile
@@ -36,199 +37,29 @@ from functools import cached_property
 import numpy as np
 
 from gingham.codec.assign import CoarseAssigner, assign, centroid_index
-from gingham.kernels.codec import compress_residuals, decompress, refine_codes, sum_rows
+from gingham.codec.quantizers import (
+    MAX_SUB_BITS,
+    PQ_NITERS,
+    decode_lut,
+    fit_buckets,
+    product_quantizer,
+    quantised_mse,
+    residual_scales,
+    train_codewords,
+    validation_rows,
+)
+from gingham.codec.stored import (
+    SUB_CENTROID_DTYPE,
+    codes_dtype,
+    compact,
+    dequantize_rows,
+    quantize_rows,
+    stored_codewords,
+    stored_precision,
+)
+from gingham.kernels.codec import compress_residuals, decompress, refine_codes
 
 log = logging.getLogger(__name__)
-
-def codes_dtype(n_centroids: int) -> np.dtype:
-    """The narrowest integer type that holds every centroid id."""
-    if n_centroids <= 2**8:
-        return np.dtype(np.uint8)
-    if n_centroids <= 2**16:
-        return np.dtype(np.uint16)
-    return np.dtype(np.int32)
-
-
-#: Most sub-centroids per centroid (2 spare code bits).
-MAX_SUB_BITS = 2
-#: On-disk type of the sub-centroid table (and of centroids this version cannot store as int8: those of indexes
-#: built before centroids were): half the bytes of float32, and the rounding error (~5e-4 of a unit vector's
-#: length) is far below the residual quantisation's (~0.1). Training rounds them, so the build, every add and
-#: every reader use the same vectors.
-SUB_CENTROID_DTYPE = np.float16
-
-
-def stored_precision(vectors: np.ndarray) -> np.ndarray:
-    """``vectors`` as float32 rounded to :data:`SUB_CENTROID_DTYPE`, the values a reader gets back."""
-    rounded = np.asarray(vectors, dtype=np.float32).astype(SUB_CENTROID_DTYPE)
-    return np.ascontiguousarray(rounded, dtype=np.float32)
-
-
-def compact(vectors: np.ndarray) -> np.ndarray:
-    """``vectors`` in :data:`SUB_CENTROID_DTYPE` when that is lossless (sub-centroids, coarse centroids and
-    residual scales trained by this version, which rounds them), else as they are (older indexes' float32)."""
-    half = vectors.astype(SUB_CENTROID_DTYPE)
-    return half if np.array_equal(half.astype(np.float32), vectors) else vectors
-
-
-def quantize_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of ``vectors`` as int8 (-127..127) times a per-row float16 scale: ``(q int8 (n, dim), scales float16
-    (n,))``, read back by :func:`dequantize_rows`.
-
-    How centroids are stored: a token's residual is measured from the centroid as stored, so the centroid's own
-    rounding (at most half a step, ~1/254 of its largest component) moves no token's reconstruction; only centroid
-    scores in candidate generation see it, and they are approximate anyway. 1 byte per component: at 16,384
-    centroids, dim 128, 1.75 bytes per token of a 1.2M-token corpus against 3.5 as float16.
-
-    Each scale is rounded *down* to float16, so every row's largest component quantises to exactly +-127 (clipped):
-    quantising a dequantised row gives back the same ints and scale (tested), so a codebook survives any number of
-    store/load round trips bit for bit. A zero row gets scale 1. A row whose largest component is below ~0.008
-    (its scale below float16's normal range; never a unit vector of dim < 250,000) loses precision and does not
-    round-trip: :meth:`ResidualCodec.arrays` then stores the centroids as floats, losslessly.
-    """
-    v = np.asarray(vectors, dtype=np.float32)
-    top = np.abs(v).max(axis=1) if v.size else np.zeros(len(v), np.float32)
-    exact = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)
-    half = exact.astype(np.float16)
-    over = half.astype(np.float32) > exact
-    half[over] = np.nextafter(half[over], np.float16(0))
-    half = np.maximum(half, np.float16(2**-24))  # never 0 (float16's smallest step)
-    q = np.clip(np.rint(v / half.astype(np.float32)[:, None]), -127, 127).astype(np.int8)
-    return q, half
-
-
-def dequantize_rows(q: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """float32 rows from :func:`quantize_rows`' ints and scales (exact in float32: 7 x 11 significant bits)."""
-    return np.ascontiguousarray(np.asarray(q, dtype=np.float32) * np.asarray(scales, dtype=np.float32)[:, None])
-
-
-def stored_centroids(vectors: np.ndarray) -> np.ndarray:
-    """``vectors`` as float32 rounded the way centroids are stored (:func:`quantize_rows`): the values a reader
-    gets back. Training rounds centroids with this, so the build, every add and every reader use the same ones."""
-    return dequantize_rows(*quantize_rows(vectors))
-
-
-def spare_code_bits(n_centroids: int) -> int:
-    """Bits of the code type of ``n_centroids`` centroids that centroid ids leave unused (at most MAX_SUB_BITS)."""
-    dtype = codes_dtype(n_centroids)
-    width = dtype.itemsize * 8 - (1 if dtype.kind == "i" else 0)
-    return max(0, min(MAX_SUB_BITS, width - max(1, int(n_centroids - 1).bit_length())))
-
-
-def train_sub_centroids(x: np.ndarray, coarse: np.ndarray, centroids: np.ndarray, n_sub: int, niters: int,
-                        seed: int, exclude: np.ndarray | None = None, block: int = 1 << 18) -> np.ndarray:
-    """Spherical k-means with ``n_sub`` clusters inside every centroid's cluster, over tokens ``x`` (n, dim; may
-    be memory-mapped: read in blocks of ``block`` rows) and their centroid ids ``coarse``, leaving out the rows
-    ``exclude``. Returns L2-normalised float32 (n_centroids * n_sub, dim), rounded to float16 precision (their
-    on-disk type): rows ``c * n_sub + j``.
-
-    Sub-centroids start from members spread over the cluster (stratified by a seeded random order); a cluster
-    with fewer members than ``n_sub`` keeps its centroid for the rest, and an emptied sub-centroid keeps its place.
-    """
-    k, dim = centroids.shape
-    coarse = np.asarray(coarse, dtype=np.int64)
-    keep = np.ones(len(coarse), dtype=bool)
-    if exclude is not None:
-        keep[exclude] = False
-    rng = np.random.default_rng(seed)
-    # members of each cluster together, shuffled, excluded rows last (never picked)
-    order = np.lexsort((rng.random(len(coarse)), ~keep, coarse))
-    counts = np.bincount(coarse[keep], minlength=k)
-    starts = np.concatenate([[0], np.cumsum(np.bincount(coarse, minlength=k))[:-1]])
-    fine = np.repeat(centroids, n_sub, axis=0).astype(np.float32)
-    for j in range(n_sub):
-        ok = counts > j
-        pick = starts[ok] + (j * counts[ok]) // n_sub
-        fine[np.flatnonzero(ok) * n_sub + j] = x[order[pick]]
-    for _ in range(niters):
-        sums = np.zeros((k * n_sub, dim), dtype=np.float64)
-        n = np.zeros(k * n_sub, dtype=np.int64)
-        for lo in range(0, len(coarse), block):
-            rows = np.flatnonzero(keep[lo:lo + block]) + lo
-            xb = np.ascontiguousarray(x[rows], dtype=np.float32)
-            codes = refine_codes(xb, coarse[rows], fine, n_sub)
-            s, c = sum_rows(xb, codes, k * n_sub)
-            sums += s
-            n += c
-        norms = np.linalg.norm(sums, axis=1)
-        ok = (n > 0) & (norms > 0)
-        fine[ok] = (sums[ok] / norms[ok, None]).astype(np.float32)
-    return stored_precision(fine)  # so that the build and every reader use the same vectors
-
-
-def decode_lut(weights: np.ndarray, nbits: int) -> np.ndarray:
-    """Per byte position and byte value, the residual values the byte encodes: float32 (n_bytes, 256, 8//nbits)."""
-    dim = weights.shape[0]
-    per_byte = 8 // nbits
-    n_bytes = dim // per_byte
-    values = np.arange(256)
-    shifts = np.arange(per_byte) * nbits
-    buckets = (values[:, None] >> shifts[None, :]) & ((1 << nbits) - 1)  # (256, per_byte)
-    dims = np.arange(dim).reshape(n_bytes, per_byte)  # (n_bytes, per_byte)
-    lut = weights[dims[:, None, :], buckets[None, :, :]]  # (n_bytes, 256, per_byte)
-    return np.ascontiguousarray(lut, dtype=np.float32)
-
-
-def fit_buckets(residuals: np.ndarray, nbits: int, lloyd_iters: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension scalar quantiser of ``residuals`` (n, dim): (cutoffs (dim, 2**nbits-1), values (dim, 2**nbits)).
-
-    A residual r of dimension d falls in bucket b when ``cutoffs[d, b-1] <= r < cutoffs[d, b]``.
-    """
-    n_buckets = 2**nbits
-    cols = np.sort(residuals, axis=0).T  # (dim, n), each row ascending
-    dim, n = cols.shape
-    prefix = np.zeros((dim, n + 1))
-    np.cumsum(cols, axis=1, out=prefix[:, 1:])
-    cutoffs = np.quantile(cols, np.arange(1, n_buckets) / n_buckets, axis=1).T
-    weights = np.quantile(cols, (np.arange(n_buckets) + 0.5) / n_buckets, axis=1).T
-    rows = np.arange(dim)[:, None]
-    for _ in range(lloyd_iters):
-        # bucket b of dimension d holds the sorted entries [edges[d, b], edges[d, b+1])
-        inner = np.stack([np.searchsorted(cols[d], cutoffs[d], side="left") for d in range(dim)])
-        edges = np.concatenate([np.zeros((dim, 1), np.int64), inner, np.full((dim, 1), n)], axis=1)
-        counts = np.diff(edges, axis=1)
-        sums = prefix[rows, edges[:, 1:]] - prefix[rows, edges[:, :-1]]
-        weights = np.where(counts > 0, sums / np.maximum(counts, 1), weights)
-        weights = np.sort(weights, axis=1)
-        cutoffs = (weights[:, :-1] + weights[:, 1:]) / 2
-    return cutoffs, weights
-
-
-#: Pseudo-count of the shrinkage of per-centroid residual scales towards 1 (the global scale): a centroid with n
-#: sample tokens keeps the fraction ``n / (n + SCALE_PRIOR)`` of its log-scale.
-SCALE_PRIOR = 8.0
-
-#: Smallest scale (relative to the global one), so that a cluster whose sample tokens sit on its centroid still
-#: quantises the residuals of other tokens sensibly.
-MIN_SCALE = 1e-3
-
-
-def residual_scales(x: np.ndarray, codes: np.ndarray, centroids: np.ndarray,
-                    prior: float = SCALE_PRIOR) -> np.ndarray:
-    """Per-centroid residual scales (float32) from tokens ``x`` and their centroid ids.
-
-    A centroid's scale is its root mean square residual norm over the global one, shrunk towards 1 in log space:
-    ``exp(n / (n + prior) * log(rms_c / rms))`` for a centroid with n tokens (``prior`` > 0), at least
-    :data:`MIN_SCALE`. Centroids without tokens get 1.
-    """
-    if not prior > 0:
-        raise ValueError(f"prior must be > 0, got {prior!r}")
-    n_c = centroids.shape[0]
-    sq = np.zeros(n_c, dtype=np.float64)
-    for lo in range(0, len(x), 1 << 16):
-        block = np.asarray(x[lo:lo + (1 << 16)], dtype=np.float32)
-        c = codes[lo:lo + (1 << 16)]
-        r = block - centroids[c]
-        sq += np.bincount(c, weights=np.einsum("ij,ij->i", r, r), minlength=n_c)
-    counts = np.bincount(codes, minlength=n_c).astype(np.float64)
-    total = counts.sum()
-    if total == 0 or sq.sum() <= 0:
-        return np.ones(n_c, dtype=np.float32)
-    glob = sq.sum() / total
-    ratio = np.maximum(sq / np.maximum(counts, 1) / glob, MIN_SCALE**2)
-    log_scale = 0.5 * np.log(ratio) * counts / (counts + prior)
-    return np.maximum(np.exp(log_scale), MIN_SCALE).astype(np.float32)
-
 
 #: Smallest relative drop in squared error (on held-out residuals) for which a build keeps product codewords over
 #: the bucket grid: a guard against codewords fitted on too few tokens, which generalise worse than the grid's
@@ -238,73 +69,6 @@ PQ_MIN_GAIN = 0.05
 
 #: Fewest held-out tokens a build fits product codewords on (4 per codeword, a quarter of them set aside).
 PQ_MIN_TOKENS = 1_024
-
-#: Lloyd iterations of the product codewords (:func:`train_codewords`).
-PQ_NITERS = 12
-
-
-def train_codewords(residuals: np.ndarray, weights: np.ndarray, nbits: int, niters: int = PQ_NITERS) -> np.ndarray:
-    """Product-quantiser codewords for scaled ``residuals`` (n, dim): float32 (dim * nbits // 8, 256, 8 // nbits),
-    rounded to their stored precision (:func:`stored_codewords`).
-
-    Byte position p's 256 codewords quantise the residuals' sub-vectors over dimensions ``p * (8 // nbits)``
-    onwards. They start as the grid of the per-dimension bucket values ``weights`` (:func:`decode_lut`) and take
-    ``niters`` Lloyd steps, every position at once: faiss assigns each sub-vector its nearest codeword, then each
-    codeword moves to the mean of its sub-vectors (one that none chose stays). A Lloyd step never raises the
-    squared error on the residuals it is fitted on, so the codewords fit them at least as well as the grid.
-    """
-    cw = decode_lut(np.asarray(weights, dtype=np.float32), nbits).copy()  # (n_bytes, 256, per_byte)
-    n_bytes, ksub, dsub = cw.shape
-    x = np.ascontiguousarray(residuals, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != n_bytes * dsub:
-        raise ValueError(f"residuals of shape {x.shape} for codewords of dim {n_bytes * dsub}")
-    parts = x.reshape(len(x), n_bytes, dsub)
-    base = np.arange(n_bytes, dtype=np.int64) * ksub
-    for _ in range(niters if len(x) else 0):
-        codes = product_quantizer(cw).compute_codes(x).reshape(len(x), n_bytes)
-        idx = (codes.astype(np.int64) + base).ravel()  # (token, position) -> position * 256 + codeword
-        counts = np.bincount(idx, minlength=n_bytes * ksub)
-        sums = np.stack([np.bincount(idx, weights=parts[:, :, j].ravel(), minlength=n_bytes * ksub)
-                         for j in range(dsub)], axis=1)
-        flat = cw.reshape(n_bytes * ksub, dsub)
-        used = counts > 0
-        flat[used] = sums[used] / counts[used, None]
-    return stored_codewords(cw)
-
-
-def stored_codewords(codewords: np.ndarray) -> np.ndarray:
-    """``codewords`` (n_bytes, 256, per_byte) as float32 rounded the way they are stored: int8 per byte position
-    times a float16 scale (:func:`quantize_rows`: a step of 1/127 of the position's largest value). Training rounds
-    them, so tokens are coded against what readers hold."""
-    cw = np.asarray(codewords, dtype=np.float32)
-    return dequantize_rows(*quantize_rows(cw.reshape(cw.shape[0], -1))).reshape(cw.shape)
-
-
-def validation_rows(n: int, seed: int) -> np.ndarray:
-    """The quarter of ``n`` held-out tokens (sorted positions, ``seed``-ed) that :meth:`ResidualCodec.fit` leaves
-    out of the product codewords' fit, to judge them, and on which a build measures its reconstruction error."""
-    return np.sort(np.random.default_rng(seed).permutation(n)[:n // 4])
-
-
-def _quantised_mse(residuals: np.ndarray, codewords: np.ndarray) -> float:
-    """Mean squared error per token of ``residuals`` (n, dim) quantised to their nearest ``codewords`` (a grid from
-    :func:`decode_lut` or product codewords; the nearest grid entry is the bucket a residual falls in)."""
-    if len(residuals) == 0:
-        return 0.0
-    x = np.ascontiguousarray(residuals, dtype=np.float32)
-    pq = product_quantizer(codewords)
-    return float(np.mean(np.sum((pq.decode(pq.compute_codes(x)) - x) ** 2, axis=1)))
-
-
-def product_quantizer(codewords: np.ndarray):
-    """A faiss ProductQuantizer holding ``codewords`` (n_bytes, 256, per_byte): its ``compute_codes`` gives, per
-    byte position, the id of the nearest codeword of that position's sub-vector."""
-    import faiss
-
-    n_bytes, ksub, dsub = codewords.shape
-    pq = faiss.ProductQuantizer(n_bytes * dsub, n_bytes, 8)
-    faiss.copy_array_to_vector(np.ascontiguousarray(codewords, dtype=np.float32).ravel(), pq.centroids)
-    return pq
 
 
 @dataclass(frozen=True)
@@ -496,7 +260,7 @@ class ResidualCodec:
         codewords = None
         min_gain = PQ_MIN_GAIN if min_gain is None else min_gain
         if not (product and len(residuals) >= PQ_MIN_TOKENS):
-            report = {"kind": "buckets", "mse_buckets": _quantised_mse(residuals, decode_lut(weights.astype(np.float32),
+            report = {"kind": "buckets", "mse_buckets": quantised_mse(residuals, decode_lut(weights.astype(np.float32),
                                                                                             nbits))}
         else:
             report = {"kind": "buckets"}
@@ -504,9 +268,9 @@ class ResidualCodec:
             val = validation_rows(len(residuals), seed)
             fit_rows = np.setdiff1d(np.arange(len(residuals)), val)
             codewords = train_codewords(residuals[fit_rows], weights, nbits, pq_niters)
-            grid_err = report["mse_buckets"] = _quantised_mse(residuals[val], decode_lut(weights.astype(np.float32),
+            grid_err = report["mse_buckets"] = quantised_mse(residuals[val], decode_lut(weights.astype(np.float32),
                                                                                          nbits))
-            pq_err = report["mse_product"] = _quantised_mse(residuals[val], codewords)
+            pq_err = report["mse_product"] = quantised_mse(residuals[val], codewords)
             if pq_err <= (1.0 - min_gain) * grid_err:
                 report["kind"] = "product"
             else:

@@ -12,15 +12,9 @@ import logging
 import numpy as np
 
 from gingham.codec.kmeans import train_centroids, two_level_kmeans
-from gingham.codec.residual import (
-    ResidualCodec,
-    codes_dtype,
-    residual_scales,
-    spare_code_bits,
-    stored_centroids,
-    validation_rows,
-    train_sub_centroids,
-)
+from gingham.codec.quantizers import residual_scales, spare_code_bits, train_sub_centroids, validation_rows
+from gingham.codec.residual import ResidualCodec
+from gingham.codec.stored import codes_dtype, stored_centroids
 from gingham.common import progress
 from gingham.common.config import DEFAULT_ASSIGN_NPROBE, BuildConfig
 from gingham.kernels.codec import refine_codes

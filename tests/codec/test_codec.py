@@ -7,17 +7,9 @@ import gingham
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gingham.codec.residual import (
-    ResidualCodec,
-    codes_dtype,
-    dequantize_rows,
-    fit_buckets,
-    quantize_rows,
-    stored_centroids,
-    residual_scales,
-    spare_code_bits,
-    train_sub_centroids,
-)
+from gingham.codec.quantizers import fit_buckets, residual_scales, spare_code_bits, train_sub_centroids
+from gingham.codec.residual import ResidualCodec
+from gingham.codec.stored import codes_dtype, dequantize_rows, quantize_rows, stored_centroids
 from gingham.codec.assign import assign, centroid_index
 from gingham.codec.kmeans import train_centroids
 from gingham.common.config import BuildConfig

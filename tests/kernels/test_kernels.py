@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gingham.codec.residual import decode_lut, fit_buckets
+from gingham.codec.quantizers import decode_lut, fit_buckets
 from gingham.kernels import codec as kc
 from gingham.kernels import ivf as ki
 from gingham.kernels import reference as ref

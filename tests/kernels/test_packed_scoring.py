@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gingham.codec.residual import decode_lut
+from gingham.codec.quantizers import decode_lut
 from gingham.kernels import packed as kp
 from gingham.kernels import packed_reference as pref
 from gingham.kernels import reference as ref
