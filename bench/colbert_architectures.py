@@ -51,7 +51,7 @@ MODERNBERT_BASE_CONFIG = dict(
     sep_token_id=50282,
 )
 
-#: A few-MB LFM2 with the same layer kinds, for dry runs (bench/gpu_check.sh --dry-run) and CI.
+#: A few-MB LFM2 with the same layer kinds, for dry runs (bench/bench_gpu_check.sh --dry-run) and CI.
 LFM2_TINY_CONFIG = dict(LFM2_CONFIG, vocab_size=2000, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                         num_attention_heads=4, num_key_value_heads=2, block_auto_adjust_ff_dim=False,
                         layer_types=["conv", "full_attention", "conv", "full_attention"], max_position_embeddings=2048)

@@ -1,4 +1,4 @@
-"""Tables and plot of ``bench/calibration_real.py``'s results.json: predicted vs real recall per set.
+"""Tables and plot of ``bench/bench_calibration_real.py``'s results.json: predicted vs real recall per set.
 
     python bench/plot_calibration_real.py docs/benchmarks/calibration-real
 

@@ -3,7 +3,7 @@ records can be rerun.
 
 - :func:`gather_decompress` and :func:`segment_maxsim`: the exact stage as it was before
   :func:`gingham.kernels.maxsim_decompress` (decode every candidate token into one block, one matrix product,
-  then MaxSim per document); bench/exact_stage_study.py times them (docs/benchmarks/exact-stage-decode).
+  then MaxSim per document); bench/bench_exact_stage.py times them (docs/benchmarks/exact-stage-decode).
 - :func:`lut_maxsim` and its per-query table :func:`query_lut`: the first kernel that scored from packed residuals;
   :mod:`gingham.kernels.packed` says why it lost, bench/bench_packed_scoring.py times it.
 - :func:`token_inv_norms`: each token's inverse norm, what an index would store for the packed scorers to skip a

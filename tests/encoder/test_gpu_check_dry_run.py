@@ -1,4 +1,4 @@
-"""bench/gpu_check.sh passes its CPU dry run: every step of the GPU check (model build, fp32 and bf16 encodes at
+"""bench/bench_gpu_check.sh passes its CPU dry run: every step of the GPU check (model build, fp32 and bf16 encodes at
 several batch sizes and lengths, an index from texts, the JSON and the plot) runs, shrunk, on the CPU."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_gpu_check_dry_run(tmp_path):
     env = dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=sys.executable, GINGHAM_GPU_CHECK_DRY_RUN="1")
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh")], env=env, capture_output=True, text=True,
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "bench_gpu_check.sh")], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())

@@ -1,8 +1,8 @@
 """The GPU path at production size: LFM2-ColBERT-350M's architecture (random weights) encoding on CUDA in float32
 and bfloat16, queries at batch sizes 1-256, documents by length, bf16's distance to fp32, and an index built from
-texts with the encoder on the GPU. Writes OUT/gpu_check.json and OUT/gpu_check.png. Run through gpu_check.sh.
+texts with the encoder on the GPU. Writes OUT/gpu_check.json and OUT/gpu_check.png. Run through bench_gpu_check.sh.
 
-    python bench/gpu_check.py --out OUT [--dry-run]
+    python bench/bench_gpu_check.py --out OUT [--dry-run]
 
 ``--dry-run`` shrinks everything (the few-MB ``lfm2-colbert-tiny``, small batches and lengths, the CPU) so the
 script's every step runs in CI in well under a minute; the figures it writes then mean nothing.

@@ -2,7 +2,7 @@
 float32 one, nDCG@10 and recall@10 on XQuAD X->en, MS MARCO 5k and DBpedia-Entity 5k, plus the vectors' distance
 to float32's.
 
-    python bench/fidelity_fast_paths.py --paths float32,int8,bfloat16 --xquad-limit 300 --out bench/out/fidelity
+    python bench/bench_fidelity_fast_paths.py --paths float32,int8,bfloat16 --xquad-limit 300 --out bench/out/fidelity
 
 Paths: Gingham's dtypes (``float32``, ``int8``, ``bfloat16``) and ``onnx-float32`` / ``onnx-int8`` (ONNX Runtime).
 

@@ -1,10 +1,10 @@
 """A/B of Index.search on fixed indexes: 'before' (6fc836e, imported through a PYTHONPATH shim over a worktree)
 against 'after' (this checkout), alternating, two rounds; writes results.json and ab.png.
 
-    python ab_record.py OUT SHIM_DIR      # SHIM_DIR/gingham -> the 'before' worktree's engine/ (kernels linked in)
+    python bench/bench_intra_query_threads_ab.py OUT SHIM_DIR      # SHIM_DIR/gingham -> the 'before' worktree's engine/ (kernels linked in)
 
-The indexes and queries are those of docs/benchmarks/exact-stage-decode (mk_synth.py there builds the synthetic
-ones; the XQuAD-R ones are `gingham eval ... --mode xquad-r` indexes with its embeddings cache).
+The indexes and queries are those of docs/benchmarks/exact-stage-decode (bench/bench_exact_stage_decode_indexes.py
+builds the synthetic ones; the XQuAD-R ones are `gingham eval ... --mode xquad-r` indexes with its embeddings cache).
 """
 import json, os, subprocess, sys
 
@@ -30,7 +30,7 @@ for name, ix, q, s in cases:
             env = dict(os.environ)
             if tag == "before":
                 env["PYTHONPATH"] = SHIM
-            got = subprocess.run([PY, f"{HERE}/ab_time.py", ix, q, json.dumps(s)], env=env, capture_output=True,
+            got = subprocess.run([PY, f"{HERE}/bench_intra_query_threads_ab_time.py", ix, q, json.dumps(s)], env=env, capture_output=True,
                                  text=True, cwd="/tmp")
             r = json.loads(got.stdout.strip().splitlines()[-1])
             row.setdefault(tag, []).append(r)

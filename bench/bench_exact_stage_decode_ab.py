@@ -21,7 +21,7 @@ for name, ix, q, s in cases:
             env = dict(os.environ)
             if tag == "before":
                 env["PYTHONPATH"] = "/work/shim"
-            out = subprocess.run([PY, "/work/bo/ab_time.py", ix, q, json.dumps([s]), tag], env=env, capture_output=True, text=True).stdout
+            out = subprocess.run([PY, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_exact_stage_decode_ab_time.py"), ix, q, json.dumps([s]), tag], env=env, capture_output=True, text=True).stdout
             m = re.search(r"p50 ([\d.]+) p95 ([\d.]+) p99 ([\d.]+) ms; load ([\d.]+)->([\d.]+)", out)
             row.setdefault(tag, []).append({"p50_ms": float(m[1]), "p95_ms": float(m[2]), "p99_ms": float(m[3]), "load": [float(m[4]), float(m[5])]})
             print(name, tag, m[0], flush=True)

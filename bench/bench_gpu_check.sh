@@ -3,9 +3,9 @@
 # encoding on CUDA (float32, bfloat16; queries at batch sizes 1-256; documents by length) and an index built from
 # texts there. Writes $OUT/gpu_check.json and $OUT/gpu_check.png (OUT defaults to ./gpu-check-out).
 #
-#   bench/gpu_check.sh              # on a machine with a CUDA GPU and a CUDA torch
-#   bench/gpu_check.sh --dry-run    # the same steps shrunk, on the CPU (CI; well under a minute)
-#   GINGHAM_GPU_CHECK_DRY_RUN=1 bench/gpu_check.sh
+#   bench/bench_gpu_check.sh              # on a machine with a CUDA GPU and a CUDA torch
+#   bench/bench_gpu_check.sh --dry-run    # the same steps shrunk, on the CPU (CI; well under a minute)
+#   GINGHAM_GPU_CHECK_DRY_RUN=1 bench/bench_gpu_check.sh
 #
 # Installs nothing but the project itself (pip install --no-deps -e . when gingham does not import): torch,
 # transformers, tokenizers, safetensors (and matplotlib for the plot) must already be there.
@@ -29,4 +29,4 @@ EOF
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia-smi.csv" 2>/dev/null || true
 lscpu > "$OUT/lscpu.txt" 2>/dev/null || true
-exec timeout 480 "$PY" bench/gpu_check.py --out "$OUT" "${args[@]}"
+exec timeout 480 "$PY" bench/bench_gpu_check.py --out "$OUT" "${args[@]}"

@@ -4,7 +4,7 @@ For a corpus and query sets encoded by ``gingham eval`` (its ``embeddings/`` cac
 plus ``NAME.offsets.npy``), builds one index per nbits and reports recall@k against exact MaxSim over the
 uncompressed vectors, at default settings with and without build-time calibration, plus what calibration chose.
 
-    python bench/calibration_study.py --corpus /tmp/ev/embeddings/xquad-retrieval-corpus-<hash> \
+    python bench/bench_calibrated_defaults.py --corpus /tmp/ev/embeddings/xquad-retrieval-corpus-<hash> \
         --queries /tmp/ev/embeddings/queries-en-_en-<hash> [--queries ...] --top-k 10 --nbits 2,4
 """
 

@@ -2,7 +2,7 @@
 # Every run of docs/benchmarks/encode-production, in order, each under ~2 minutes on 2 cores (issue 29).
 # Run it alone on the machine; each result records lscpu's model name, the flags of interest and the load average.
 #
-#   bench/encode_production_record.sh [OUT]        # default OUT: bench/out/encode-production
+#   bench/bench_encode_production.sh [OUT]        # default OUT: bench/out/encode-production
 #
 # Needs the encoder, bench and onnx extras. The first run builds the production-size architectures (random
 # weights, ~1 GB under ~/.cache/gingham-bench) and exports their ONNX graphs (~3 GB under ~/.cache/gingham/onnx).
@@ -37,7 +37,7 @@ run bench/bench_encode_paths.py --model gte-moderncolbert-v1 --paths float32,onn
     --sweep-batches 1,4,16,32 --sweep-max-docs 8 --out "$OUT/gte-sweep"
 run bench/plot_seeds_claim.py "$OUT/seeds-claim.png" "$OUT/lfm2-sweep/results.json" "$OUT/gte-sweep/results.json"
 # what the hardware gives: matmul peaks, bandwidth, the forward's profile
-run bench/matmul_peak.py --out "$OUT/matmul-peak"
+run bench/bench_matmul_peak.py --out "$OUT/matmul-peak"
 # the server under concurrent clients
 run bench/bench_server_batching.py --model multilingual-e5-small --clients 1,4,16 --requests 96 --out "$OUT/server-e5"
 run bench/bench_server_batching.py --model lfm2-colbert-350m --dtype int8 --clients 1,8 --requests 32 \

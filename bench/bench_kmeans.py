@@ -5,7 +5,7 @@ global refinement steps, and coarse approximate assignment at a few nprobe), bui
 build seconds, the held-out reconstruction error, and recall@10 against exact MaxSim over the uncompressed vectors
 for exhaustive search over the compressed index (the codec's ceiling) and for default search.
 
-    python bench/kmeans_study.py --n-docs 10000 --n-queries 200
+    python bench/bench_kmeans.py --n-docs 10000 --n-queries 200
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What this CPU can give the encoder: measured matmul peaks (fp32, bf16, int8) at the encoder's shapes, memory
 bandwidth, and where an LFM2-ColBERT-350M-size forward spends its time (profile by operator kind).
 
-    python bench/matmul_peak.py --out bench/out/matmul-peak [--profile-model lfm2-colbert-350m] [--dtypes float32,int8]
+    python bench/bench_matmul_peak.py --out bench/out/matmul-peak [--profile-model lfm2-colbert-350m] [--dtypes float32,int8]
 
 Shapes: (M x 1024) @ (1024 x 4608), LFM2's feed-forward, for M = 32 (one query), 512 and 4096 (documents); the
 weights cycle through more matrices than the last-level cache holds, as in a real forward. Peak = best of

@@ -1,7 +1,7 @@
 """Codec ablation: what each part of the codec buys in recall@10 against exact MaxSim, search pruning left out.
 
-    python bench/codec_study.py                    # 20k docs, PLAID's default centroid count, 400 queries (~25 min)
-    python bench/codec_study.py --n-docs 5000 --queries 100
+    python bench/bench_codec.py                    # 20k docs, PLAID's default centroid count, 400 queries (~25 min)
+    python bench/bench_codec.py --n-docs 5000 --queries 100
 
 Every variant reconstructs every token (centroid or sub-centroid + scaled, bucketed residual, rescaled to unit
 length as the engine does for unit tokens) and ranks all documents by exact MaxSim over the reconstructions,

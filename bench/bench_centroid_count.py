@@ -5,13 +5,13 @@ shrink as centroids multiply, and so does what a 2-bit residual loses. For each 
 builds an index and reports exhaustive recall@10 (every document scored exactly over its decompressed tokens, no
 pruning) against exact MaxSim over the uncompressed vectors, and bytes per token on disk.
 
-    python bench/centroid_count_study.py --corpus CACHE/xquad-...-<hash> --queries CACHE/queries-en-...-<hash> \
+    python bench/bench_centroid_count.py --corpus CACHE/xquad-...-<hash> --queries CACHE/queries-en-...-<hash> \
         [--queries ...] --n-centroids 2048,4096,8192 --nbits 2,4 [--residuals product,buckets] [--out results.json]
 
 ``--n-centroids auto`` takes the build's default size; ``--residuals`` compares the product quantiser of residuals
 with PLAID's per-dimension bucket grid on the same codebook.
 
-(stems as for bench/calibration_study.py: ``NAME.npy`` flat float32 tokens plus ``NAME.offsets.npy``).
+(stems as for bench/bench_calibrated_defaults.py: ``NAME.npy`` flat float32 tokens plus ``NAME.offsets.npy``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gingham  # noqa: E402
-from calibration_study import load, load_query_sets  # noqa: E402
+from bench_calibrated_defaults import load, load_query_sets  # noqa: E402
 from gingham.search.calibration import recall_at_k  # noqa: E402
 
 

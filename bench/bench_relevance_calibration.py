@@ -10,7 +10,7 @@ relevant and non-relevant hits and precision / recall at thresholds 0.3, 0.5, 0.
 sets pooled, each set weighted equally and relevant and non-relevant hits balanced within it (logistic regression
 of the label on z): so 0.5 is where a relevant and a non-relevant hit are equally likely at equal priors.
 
-    python bench/relevance_calibration.py --out /tmp/relcal --langs en,de,zh --beir-queries 6 --beir-extra 150
+    python bench/bench_relevance_calibration.py --out /tmp/relcal --langs en,de,zh --beir-queries 6 --beir-extra 150
 
 (the run behind docs/relevance.md: about 9 minutes on 2 cores, nearly all of it encoding). Encodings are cached
 under --out, so a second run only searches; each set's hits (m, z, label, and the background's mean, std, query

@@ -8,10 +8,10 @@ For each candidate count this times both over the same random candidates, checks
 milliseconds per query; then the index's own search p50 at top_k 10 and 100 (its calibrated defaults) with each
 exact stage in place.
 
-    python bench/exact_stage_study.py --corpus CACHE/msmarco-<hash> --queries CACHE/msmarco-queries-<hash> \
+    python bench/bench_exact_stage.py --corpus CACHE/msmarco-<hash> --queries CACHE/msmarco-queries-<hash> \
         --index /tmp/msmarco-ix [--nbits 2] [--counts 256,1024,4096] [--out results.json]
 
-(stems as for bench/calibration_study.py). Run it alone on the machine: it measures time.
+(stems as for bench/bench_calibrated_defaults.py). Run it alone on the machine: it measures time.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gingham  # noqa: E402
-from calibration_study import load, load_query_sets  # noqa: E402
+from bench_calibrated_defaults import load, load_query_sets  # noqa: E402
 import gingham.search.plaid as plaid  # noqa: E402
 from unshipped_kernels import gather_decompress, segment_maxsim  # noqa: E402
 

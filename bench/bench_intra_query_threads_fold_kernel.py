@@ -1,3 +1,6 @@
+"""The exact-stage kernel before and after the unit length was folded into its scores, alternating three times on
+1,024 candidates, one thread (docs/benchmarks/intra-query-threads; the indexes and the old kernel's file are the
+record's own paths)."""
 import glob, sys, time, importlib.util
 import numpy as np
 import gingham

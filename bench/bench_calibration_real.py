@@ -12,8 +12,8 @@ a ``gingham eval --out OUT`` run's ``OUT/embeddings`` is the same store), longes
 seeded sample ``gingham eval --limit-queries N`` takes, per language (``--per-language``), of which
 ``--measure-per-language`` (seeded) are measured; MS MARCO and DBpedia keep every judged query (43 and 40).
 
-    python bench/calibration_real.py --data ../shared/data --cache /work/calib-cache --encode-only
-    python bench/calibration_real.py --data ../shared/data --cache /work/calib-cache \
+    python bench/bench_calibration_real.py --data ../shared/data --cache /work/calib-cache --encode-only
+    python bench/bench_calibration_real.py --data ../shared/data --cache /work/calib-cache \
         --out docs/benchmarks/calibration-real --label after [--curves]
 
 ``--curves`` also records recall at every rung of the ladder, for the pseudo-queries (and ``--variants`` of their

@@ -9,8 +9,8 @@ Reads the embedding cache a ``gingham eval`` run leaves in ``OUT/embeddings`` (`
 ``.offsets.npy``, and ``queries-<lang>-...`` files), e.g. after
 ``gingham eval ../shared/data/xquad-retrieval --mode x-en --top-k 10 --out OUT``:
 
-    python bench/codec_ceiling_real.py OUT/embeddings --corpus xquad-retrieval-corpus --languages en,de --nbits 2
-    python bench/codec_ceiling_real.py OUT/embeddings --corpus xquad-retrieval-corpus --variants default,k4,sub
+    python bench/bench_codec_ceiling_real.py OUT/embeddings --corpus xquad-retrieval-corpus --languages en,de --nbits 2
+    python bench/bench_codec_ceiling_real.py OUT/embeddings --corpus xquad-retrieval-corpus --variants default,k4,sub
 
 Prints per variant: reconstruction error (mean squared error per token, over all tokens), and per language the
 recall@10 with its standard error over the questions. The corpus must fit in memory as float32 (exact MaxSim is

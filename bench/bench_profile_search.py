@@ -5,7 +5,7 @@ full centroid interaction, exact MaxSim over decompressed candidates), on ``--th
 ``Index.search`` runs a query searched alone, and prints the median milliseconds of each stage, the candidate
 counts, and the whole call through ``Index.search`` (Python overhead included).
 
-    python bench/profile_search.py --n-docs 10000 --n-queries 100 --threads 2
+    python bench/bench_profile_search.py --n-docs 10000 --n-queries 100 --threads 2
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Centroid scoring through the coarse level vs every centroid: recall@10 vs exact MaxSim, search p50, scoring p50.
 
-    python bench/coarse_scoring_study.py --tokens 4000000 --n-centroids 65536 --index /tmp/coarse-4M --build-only
-    python bench/coarse_scoring_study.py --tokens 4000000 --n-centroids 65536 --index /tmp/coarse-4M \\
+    python bench/bench_coarse_scoring.py --tokens 4000000 --n-centroids 65536 --index /tmp/coarse-4M --build-only
+    python bench/bench_coarse_scoring.py --tokens 4000000 --n-centroids 65536 --index /tmp/coarse-4M \\
         --probes 0,1,2,4,8,16 --out bench/out/coarse-scoring          # alone on the machine
 
 The corpus is bench_streaming's seeded synthetic stream; the index is a streaming build (two-level k-means, so it
