@@ -121,9 +121,9 @@ def run_eval(tasks: Sequence[Task], out: str | Path, *, model: str = "multilingu
             row["engines"][f"gingham-nbits{nb}"] = m
             # the codec's ceiling: every document decompressed and scored exactly, no search loss
             ceiling = ix.search(queries, k, exhaustive=True)
-            c = evaluate(task.qrels, ranked_lists(ceiling, task.query_ids), metrics)
-            c["recall@10_vs_exact"] = overlap_recall(ceiling.positions, exact.positions, min(10, k))
-            row["engines"][f"ceiling-nbits{nb}"] = c
+            ceil = evaluate(task.qrels, ranked_lists(ceiling, task.query_ids), metrics)
+            ceil["recall@10_vs_exact"] = overlap_recall(ceiling.positions, exact.positions, min(10, k))
+            row["engines"][f"ceiling-nbits{nb}"] = ceil
         results["tasks"][task.name] = row
         log.info("%s: %s", task.name, {e: round(v[metrics[0]], 4) for e, v in row["engines"].items()})
     for nb in nbits:

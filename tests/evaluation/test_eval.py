@@ -73,3 +73,14 @@ def test_xquad_modes_use_the_languages_present(tmp_path):
     assert [t.language for t in load_xquad(root, "x-en")] == ["es", "de"]  # XQuAD's order, present ones only
     with pytest.raises(FileNotFoundError, match="no query file for language"):
         load_xquad(root, "x-en", ["ru"])
+
+
+def test_several_nbits_in_one_run(tmp_path, word_encoder):
+    """`gingham eval`'s default compares nbits 2 and 4 in one run: the codec ceiling's metrics once shadowed the
+    corpus variable, so the second nbits failed with "'dict' object has no attribute 'name'"."""
+    task = load_beir(write_beir(tmp_path / "b"))
+    res = run_eval([task], tmp_path / "out", model="words", nbits=(1, 2, 4), top_k=8, encoder=word_encoder,
+                   metrics=("RR@10", "R@10"), plots=False)
+    engines = res["tasks"][task.name]["engines"]
+    assert set(engines) == {"exact"} | {f"{e}-nbits{nb}" for e in ("gingham", "ceiling") for nb in (1, 2, 4)}
+    assert set(res["builds"]) == {f"{task.corpus.name}-nbits{nb}" for nb in (1, 2, 4)}
