@@ -9,11 +9,8 @@ from typing import Optional
 
 import typer
 
-from gingham.app.cli_util import USER_ERRORS, fail, setup_logging
+from gingham.app.cli_util import USER_ERRORS, fail, setup_logging, with_search_settings
 from gingham.common.config import BuildConfig, SearchConfig, field_help
-
-#: Said of the search overrides: what an unset one takes.
-_SEARCH_DEFAULT = " Default: the index's stored or calibrated setting, else PLAID's."
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Gingham: compressed late-interaction (ColBERT / PLAID) search.")
@@ -144,19 +141,12 @@ def build(
 
 
 @app.command()
+@with_search_settings
 def search(
     index_dir: Path = typer.Argument(..., help="Index directory, or a shard set (a folder with shards.json)."),
     queries: list[str] = typer.Argument(None, help="Query texts (or use --queries-file)."),
     queries_file: Optional[Path] = typer.Option(None, help="JSONL/TSV/BEIR queries to run as a batch."),
-    top_k: int = typer.Option(10, help="Results per query."),
-    n_ivf_probe: Optional[int] = typer.Option(None, help=field_help(SearchConfig, "n_ivf_probe") + _SEARCH_DEFAULT),
-    n_full_scores: Optional[int] = typer.Option(None, help=field_help(SearchConfig, "n_full_scores")
-                                                + _SEARCH_DEFAULT),
-    centroid_score_threshold: Optional[float] = typer.Option(
-        None, help=field_help(SearchConfig, "centroid_score_threshold") + _SEARCH_DEFAULT),
-    n_coarse_probe: Optional[int] = typer.Option(None, help="Coarse groups scored exactly per query token (large "
-                                                 "two-level codebooks; 0: every centroid)."),
-    exhaustive: bool = typer.Option(False, help="Score every document exactly (slow; ground truth)."),
+    settings: dict = None,  # one option per SearchConfig field (with_search_settings)
     where: Optional[str] = typer.Option(None, help="SQL expression over metadata fields, e.g. \"lang = ? AND "
                                         "year >= ?\", with one --param per ?."),
     param: list[str] = typer.Option(None, help="A value for a ? of --where: JSON (2020, true, null, \"2020\") "
@@ -185,18 +175,15 @@ def search(
             qids, qtexts = list(range(len(queries))), list(queries)
         else:
             raise ValueError("give query texts as arguments or --queries-file")
-        overrides = {k: v for k, v in dict(n_ivf_probe=n_ivf_probe, n_full_scores=n_full_scores,
-                                           centroid_score_threshold=centroid_score_threshold,
-                                           n_coarse_probe=n_coarse_probe).items()
-                     if v is not None}
+        overrides = dict(settings)
+        top_k = overrides.pop("top_k", SearchConfig().top_k)
         if param and where is None:
             raise ValueError("--param gives values for the ? of --where; add --where")
         filters = {"where": where, "params": [_param(p) for p in param] if param else None} if where else {}
         fused = {"hybrid": hybrid, "alpha": alpha} if hybrid else {}
         # the user's mistakes above are reported first; then what searching this index runs, when not cached
         compile_kernels(show_progress=True, indexes=[ix])
-        res = ix.search_text(qtexts, top_k=min(top_k, ix.n_docs), exhaustive=exhaustive, **filters, **fused,
-                             **overrides)
+        res = ix.search_text(qtexts, top_k=min(top_k, ix.n_docs), **filters, **fused, **overrides)
     except USER_ERRORS as exc:
         fail(exc)
     for qi, (qid, qtext) in enumerate(zip(qids, qtexts)):

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 
+from gingham.common.config import SearchConfig, search_settings
 from gingham.common.errors import require
 from gingham.encoder.batcher import BatchingConfig, QueryBatcher
 from gingham.search.warm import warm
@@ -33,7 +34,7 @@ DEFAULT_MAX_REQUEST_BYTES = 32 * 2**20
 
 require("pydantic", "server")
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat,  # noqa: E402
-                      StrictInt, StrictStr)
+                      StrictInt, StrictStr, create_model)
 
 _MAX_INT = 2**31 - 1  # bounds the numeric settings, so a huge JSON integer is a 422, not an overflow (500)
 _WRITE_PATHS = frozenset({"/documents", "/documents/delete", "/documents/update", "/compact"})
@@ -81,7 +82,6 @@ def _printable(value: Any) -> Any:
 
 Text = Annotated[StrictStr, AfterValidator(_check_text)]
 DocId = Annotated[Union[StrictStr, StrictInt], AfterValidator(_check_id)]
-Count = Annotated[StrictInt, Field(ge=1, le=_MAX_INT)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
 
 
@@ -91,10 +91,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class SearchRequest(Strict):
+def _setting(setting) -> tuple:
+    """A :class:`SearchConfig` field as a request field: its type (strict, bounded as the config bounds it) and
+    help; absent or null, the index's stored setting applies (``top_k``: 10, at most the index's documents)."""
+    if setting.kind is int:
+        kind = Annotated[StrictInt, Field(ge=setting.minimum, le=_MAX_INT)]
+    else:
+        kind = {float: StrictFloat, bool: StrictBool}[setting.kind]
+    return Optional[kind], Field(None, description=setting.help)
+
+
+#: The search settings of a request, one field per SearchConfig field, derived from it (never restated here).
+SearchSettings = create_model("SearchSettings", __base__=Strict,
+                              **{setting.name: _setting(setting) for setting in search_settings()})
+
+
+class SearchRequest(SearchSettings):
     queries: Optional[list[Text]] = Field(None, description="Text queries (needs an index built from texts).")
     embeddings: Optional[list[list[list[StrictFloat]]]] = Field(None, description="Query token vectors.")
-    top_k: Count = 10
     subset: Optional[list[DocId]] = None
     filter: Optional[Union[JsonObject, Text]] = Field(  # an object first: its errors are reported first
         None, description="A SQL expression over metadata fields, with ? placeholders bound from 'params' "
@@ -106,11 +120,6 @@ class SearchRequest(Strict):
         None, description="Fuse BM25 over the stored texts with MaxSim (text 'queries' only): reciprocal-rank or "
         "min-max normalised relative-score fusion.")
     alpha: Annotated[StrictFloat, Field(ge=0, le=1)] = Field(0.5, description="Weight of MaxSim against BM25.")
-    n_ivf_probe: Optional[Count] = None
-    centroid_score_threshold: Optional[StrictFloat] = None
-    n_full_scores: Optional[Count] = None
-    n_coarse_probe: Optional[Annotated[StrictInt, Field(ge=0)]] = None
-    exhaustive: StrictBool = False
     include_text: StrictBool = Field(False, description="Give each hit its stored 'text' (null if none).")
     include_metadata: StrictBool = Field(False, description="Give each hit its 'metadata' (null if none).")
 
@@ -396,10 +405,8 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         ix = fresh()
         if (req.queries is None) == (req.embeddings is None):
             raise HTTPException(400, "give exactly one of 'queries' (texts) or 'embeddings' (token vectors)")
-        overrides = {k: v for k, v in dict(n_ivf_probe=req.n_ivf_probe, n_full_scores=req.n_full_scores,
-                                           centroid_score_threshold=req.centroid_score_threshold,
-                                           n_coarse_probe=req.n_coarse_probe).items()
-                     if v is not None}
+        overrides = {name: value for name in SearchSettings.model_fields
+                     if (value := getattr(req, name)) is not None}
         where = None
         if isinstance(req.filter, str):
             where = req.filter
@@ -410,17 +417,16 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
             raise HTTPException(400, "'params' binds the placeholders of a SQL 'filter' string; give one")
         if req.hybrid is not None and req.queries is None:
             raise HTTPException(400, "'hybrid' fuses BM25 over texts with MaxSim: give text 'queries'")
-        top_k = min(req.top_k, max(1, len(ix)))
+        top_k = min(overrides.pop("top_k", SearchConfig().top_k), max(1, len(ix)))
         docs = {"include_text": req.include_text, "include_metadata": req.include_metadata}
         try:
             if req.queries is not None:
                 hybrid = {"hybrid": req.hybrid, "alpha": req.alpha} if req.hybrid else {}
                 res = ix.search_text(req.queries, top_k, encoder=query_encoder(ix), subset=req.subset, where=where,
-                                     params=req.params, exhaustive=req.exhaustive, **hybrid, **overrides, **docs)
+                                     params=req.params, **hybrid, **overrides, **docs)
             else:
                 qs = [as_vectors(q, f"embeddings[{i}]") for i, q in enumerate(req.embeddings)]
-                res = ix.search(qs, top_k, subset=req.subset, where=where, params=req.params,
-                                exhaustive=req.exhaustive, **overrides, **docs)
+                res = ix.search(qs, top_k, subset=req.subset, where=where, params=req.params, **overrides, **docs)
         except (ValueError, KeyError, ImportError) as exc:
             raise bad_request(exc) from exc
         return {"generation": res.generation, "results": [res.hits(q) for q in range(len(res))]}

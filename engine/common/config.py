@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import typing
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 NBITS_ALLOWED = (1, 2, 4)
 KMEANS_KINDS = ("auto", "flat", "two-level")
@@ -43,6 +44,47 @@ def field_help(cls, name: str) -> str:
     text = re.sub(r":\w+:`~?([^`]*)`", r"\1", " ".join(parts)).replace("``", "")
     text = text[0].upper() + text[1:]
     return text if text.endswith(".") else text + "."
+
+
+class Setting(NamedTuple):
+    """One field of a config as every door offers it (the CLI's flags, the server's request fields)."""
+
+    name: str
+    kind: type  # int, float or bool
+    default: Any  # the config's default; None: taken from top_k and the index
+    minimum: int | None  # the least an int may be, checked by the config too
+    help: str  # field_help, and what the field is when not given
+
+
+#: What a search setting left unset takes (SearchConfig's ``None`` fields).
+SEARCH_UNSET = "the index's stored or calibrated setting, else PLAID's for top_k"
+
+
+def settings(cls, unset: str) -> list[Setting]:
+    """``cls``'s fields as :class:`Setting`, in order: the one definition that the CLI's flags and the server's
+    request fields are derived from. Each help text ends with the field's default (``unset`` for None) unless its
+    description in ``cls``'s docstring gives it (``Default: ...`` or ``None: ...``)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in fields(cls):
+        kinds = [t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None)]
+        if len(kinds) != 1 or kinds[0] not in (int, float, bool):
+            raise TypeError(f"{cls.__name__}.{f.name}: a door can offer int, float or bool fields, not {kinds}")
+        text = field_help(cls, f.name)
+        if "Default:" not in text and "None:" not in text:  # unless the field's description says it
+            text += f" Default: {unset if f.default is None else f.default}."
+        out.append(Setting(f.name, kinds[0], f.default, f.metadata.get("minimum"), text))
+    return out
+
+
+def search_settings() -> list[Setting]:
+    """:class:`SearchConfig`'s fields as the CLI and the server offer them."""
+    return settings(SearchConfig, SEARCH_UNSET)
+
+
+def _at_least(minimum: int, default: int | None = None):
+    """An int field of at least ``minimum`` (checked in ``__post_init__``; the doors derive their bounds from it)."""
+    return dataclasses.field(default=default, metadata={"minimum": minimum})
 
 
 def _check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
@@ -191,22 +233,19 @@ class SearchConfig:
         unpruned pass; see :mod:`gingham.search.centroids`); ``None``: 2; 0: score every centroid, as PLAID does.
     """
 
-    top_k: int = 10
-    n_ivf_probe: int | None = None
+    top_k: int = _at_least(1, 10)
+    n_ivf_probe: int | None = _at_least(1)
     centroid_score_threshold: float | None = None
-    n_full_scores: int | None = None
-    min_candidates: int | None = None
-    max_ivf_probe: int = 64
+    n_full_scores: int | None = _at_least(1)
+    min_candidates: int | None = _at_least(0)
+    max_ivf_probe: int = _at_least(1, 64)
     exhaustive: bool = False
-    n_coarse_probe: int | None = None
+    n_coarse_probe: int | None = _at_least(0)
 
     def __post_init__(self) -> None:
-        _check_int("n_coarse_probe", self.n_coarse_probe, 0, allow_none=True)
-        _check_int("top_k", self.top_k, 1)
-        _check_int("min_candidates", self.min_candidates, 0, allow_none=True)
-        _check_int("max_ivf_probe", self.max_ivf_probe, 1)
-        _check_int("n_ivf_probe", self.n_ivf_probe, 1, allow_none=True)
-        _check_int("n_full_scores", self.n_full_scores, 1, allow_none=True)
+        for f in fields(self):
+            if "minimum" in f.metadata:
+                _check_int(f.name, getattr(self, f.name), f.metadata["minimum"], allow_none=f.default is None)
         t = self.centroid_score_threshold
         if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t)):
             raise ValueError(f"centroid_score_threshold must be a finite number or None, got {t!r}")
