@@ -9,7 +9,9 @@ from typing import Optional
 
 import typer
 
-from gingham.app.cli_util import USER_ERRORS, fail, setup_logging, with_search_settings
+from gingham.app import documents_cli
+from gingham.app.cli_util import (USER_ERRORS, IndexDir, Params, Where, fail, setup_logging, sql_filter,
+                                  with_search_settings)
 from gingham.common.config import BuildConfig, SearchConfig, field_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -147,10 +149,8 @@ def search(
     queries: list[str] = typer.Argument(None, help="Query texts (or use --queries-file)."),
     queries_file: Optional[Path] = typer.Option(None, help="JSONL/TSV/BEIR queries to run as a batch."),
     settings: dict = None,  # one option per SearchConfig field (with_search_settings)
-    where: Optional[str] = typer.Option(None, help="SQL expression over metadata fields, e.g. \"lang = ? AND "
-                                        "year >= ?\", with one --param per ?."),
-    param: list[str] = typer.Option(None, help="A value for a ? of --where: JSON (2020, true, null, \"2020\") "
-                                    "or else a plain string."),
+    where: Where = None,
+    param: Params = None,
     hybrid: Optional[str] = typer.Option(None, help="Fuse BM25 over the stored texts with MaxSim: rrf or "
                                          "relative."),
     alpha: float = typer.Option(0.5, help="With --hybrid: the weight of MaxSim (BM25 gets 1 - alpha)."),
@@ -177,9 +177,7 @@ def search(
             raise ValueError("give query texts as arguments or --queries-file")
         overrides = dict(settings)
         top_k = overrides.pop("top_k", SearchConfig().top_k)
-        if param and where is None:
-            raise ValueError("--param gives values for the ? of --where; add --where")
-        filters = {"where": where, "params": [_param(p) for p in param] if param else None} if where else {}
+        filters = sql_filter(where, param)
         fused = {"hybrid": hybrid, "alpha": alpha} if hybrid else {}
         # the user's mistakes above are reported first; then what searching this index runs, when not cached
         compile_kernels(show_progress=True, indexes=[ix])
@@ -205,17 +203,8 @@ def search(
                 typer.echo(ix.explain(qtext, doc).report(color=use_color, indent=" " * 7) + "\n")
 
 
-def _param(text: str):
-    """A --param value: JSON when it parses as a JSON scalar, else the text itself."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    return value if value is None or isinstance(value, (str, int, float)) else text
-
-
 @app.command()
-def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+def info(index_dir: IndexDir) -> None:
     """Print what an index holds: counts, sizes, configs, encoder."""
     from gingham import Index
 
@@ -231,7 +220,7 @@ def info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None
 
 
 @app.command()
-def verify(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+def verify(index_dir: IndexDir) -> None:
     """Check every file's checksum and the index's internal consistency."""
     from gingham import GinghamError, Index
 
@@ -244,101 +233,12 @@ def verify(index_dir: Path = typer.Argument(..., help="Index directory.")) -> No
     typer.echo(f"{index_dir}: OK")
 
 
-@app.command()
-def add(
-    index_dir: Path = typer.Argument(..., help="Index directory (built from texts)."),
-    corpus: Path = typer.Argument(..., help="JSONL / TSV / BEIR corpus of documents to add (metadata as for "
-                                  "`gingham index`)."),
-    upsert: bool = typer.Option(False, help="Replace documents whose id is already in the index."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-) -> None:
-    """Encode documents with the index's encoder and add them (one atomic commit)."""
-    setup_logging(quiet)
-    from gingham import Index
-    from gingham.build.corpus import read_documents
-
-    try:
-        ix = Index.open(index_dir)
-        ids, texts, metadata = read_documents(corpus, "corpus")
-        generation = ix.add_texts(texts, ids, metadata=metadata, upsert=upsert, show_progress=not quiet)
-    except USER_ERRORS as exc:
-        fail(exc)
-    typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents (codebook drift {ix.codebook_drift():.2f})")
-
-
-@app.command()
-def delete(
-    index_dir: Path = typer.Argument(..., help="Index directory."),
-    ids: Optional[list[str]] = typer.Argument(None, help="Document ids to delete (or --where)."),
-    missing_ok: bool = typer.Option(False, help="Ignore ids that are not in the index."),
-    where: Optional[str] = typer.Option(None, help="Delete every document whose metadata satisfies this SQL "
-                                        "expression (as `gingham search --where`), with one --param per ?."),
-    param: list[str] = typer.Option(None, help="A value for a ? of --where (as for `gingham search`)."),
-) -> None:
-    """Delete documents by id, or every document a --where filter matches (one atomic commit)."""
-    from gingham import Index
-
-    try:
-        if bool(ids) == (where is not None):
-            raise ValueError("give document ids or --where (a SQL filter over metadata fields), not both or neither")
-        if param and where is None:
-            raise ValueError("--param gives values for the ? of --where; add --where")
-        ix = Index.open(index_dir)
-        if where is not None:
-            deleted = ix.delete_where(where, [_param(p) for p in param] if param else None)
-            typer.echo(f"{index_dir}: {deleted} documents deleted, generation {ix.generation}, {len(ix)} documents")
-            return
-        generation = ix.delete(_keys(ix, ids), missing_ok=missing_ok)
-    except USER_ERRORS as exc:
-        fail(exc)
-    typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents")
-
-
-@app.command()
-def get(
-    index_dir: Path = typer.Argument(..., help="Index directory."),
-    ids: list[str] = typer.Argument(..., help="Document ids."),
-) -> None:
-    """Print documents by id as JSON lines ({"id", "text", "metadata"}); an id not in the index is an error."""
-    from gingham import Index
-
-    try:
-        ix = Index.open(index_dir)
-        found = ix.documents(_keys(ix, ids))
-    except USER_ERRORS as exc:
-        fail(exc)
-    for doc in found:
-        typer.echo(json.dumps(doc, ensure_ascii=False))
-
-
-def _keys(ix, ids: list[str]) -> list:
-    """Command-line ids as the index's ids (integers for an index with integer ids)."""
-    return [_int_id(i) for i in ids] if ix.manifest["doc_id_kind"] == "int" else list(ids)
-
-
-def _int_id(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"document id {text!r} is not an integer, and this index's ids are integers") from None
-
-
-@app.command()
-def compact(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
-    """Merge segments and drop deleted documents."""
-    from gingham import Index
-
-    try:
-        ix = Index.open(index_dir)
-        generation = ix.compact()
-    except USER_ERRORS as exc:
-        fail(exc)
-    typer.echo(f"{index_dir}: generation {generation}, {len(ix)} documents in 1 segment")
+documents_cli.register(app)  # the document commands
 
 
 @app.command()
 def serve(
-    index_dir: Path = typer.Argument(..., help="Index directory."),
+    index_dir: IndexDir,
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback unless told otherwise)."),
     port: int = typer.Option(8765, help="Port to listen on."),
     max_request_mb: float = typer.Option(32.0, help="Largest request body accepted, in MiB (413 beyond it)."),

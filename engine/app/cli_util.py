@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -16,6 +18,13 @@ from gingham.common.errors import GinghamError
 #: error that names the fix, a missing extra): each command reports them with :func:`fail`, never a traceback.
 USER_ERRORS = (GinghamError, ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError,
                ImportError)
+
+#: Parameters several commands take, written once.
+IndexDir = Annotated[Path, typer.Argument(help="Index directory.")]
+Where = Annotated[Optional[str], typer.Option(
+    help="SQL expression over metadata fields, e.g. \"lang = ? AND year >= ?\", with one --param per ?.")]
+Params = Annotated[Optional[list[str]], typer.Option(
+    help="A value for a ? of --where: JSON (2020, true, null, \"2020\") or else a plain string.")]
 
 
 def setup_logging(quiet: bool) -> None:
@@ -30,6 +39,24 @@ def fail(exc: Exception) -> None:
     message = " ".join(str(text).split())  # one line, whatever the message holds
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
+
+
+def sql_filter(where: Optional[str], params: Optional[list[str]]) -> dict:
+    """``--where`` and its ``--param`` values as ``where=`` and ``params=`` (empty without ``--where``)."""
+    if params and where is None:
+        raise ValueError("--param gives values for the ? of --where; add --where")
+    if where is None:
+        return {}
+    return {"where": where, "params": [_param(p) for p in params] if params else None}
+
+
+def _param(text: str):
+    """A --param value: JSON when it parses as a JSON scalar, else the text itself."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if value is None or isinstance(value, (str, int, float)) else text
 
 
 def with_search_settings(command: Callable) -> Callable:

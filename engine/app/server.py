@@ -4,26 +4,28 @@ Endpoints: ``GET /health`` (liveness), ``GET /ready`` (readiness: 503 until the 
 ``GET /info``, ``POST /search`` (text or vectors), ``POST /explain`` (which query
 token matched which document token), ``POST /documents`` (add or upsert, text or vectors, with metadata),
 ``POST /documents/delete`` (by ids, or by a SQL ``filter``), ``POST /documents/get`` (stored text and metadata by
-id), ``POST /documents/update`` (metadata or stored text, without re-embedding), ``POST /compact``. Requests larger than ``max_request_bytes`` are refused with 413 as
-soon as that many bytes have arrived (chunked uploads too); malformed ones get a 4xx naming the problem. Writes
+id), ``POST /documents/update`` (metadata or stored text, without re-embedding), ``POST /compact``. Requests
+larger than ``max_request_bytes`` are refused with 413 as soon as that many bytes have arrived (chunked uploads
+too; :mod:`gingham.app.guard`); malformed ones get a 4xx naming the problem (:mod:`gingham.app.schemas`). Writes
 need the API key (see :func:`create_app`). Each request first picks up commits made by other processes (a cheap
 manifest read), so several servers or writers can share an index.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import math
 import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Optional
 
 import numpy as np
 
-from gingham.common.config import SearchConfig, search_settings
+from gingham.app.guard import Guard
+from gingham.app.schemas import (AddRequest, DeleteRequest, ExplainRequest, GetRequest, SearchRequest,
+                                 SearchSettings, UpdateRequest, printable)
+from gingham.common.config import SearchConfig
 from gingham.common.errors import require
 from gingham.encoder.batcher import BatchingConfig, QueryBatcher
 from gingham.search.warm import warm
@@ -32,238 +34,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES = 32 * 2**20
 
-require("pydantic", "server")
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat,  # noqa: E402
-                      StrictInt, StrictStr, create_model)
-
-_MAX_INT = 2**31 - 1  # bounds the numeric settings, so a huge JSON integer is a 422, not an overflow (500)
-_WRITE_PATHS = frozenset({"/documents", "/documents/delete", "/documents/update", "/compact"})
-_READ_PATHS = frozenset({"/search", "/info", "/explain", "/documents/get"})
-_OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-
-
-def _check_json_value(value: Any, where: str) -> None:
-    """Metadata and filter values are stored and compared as JSON: no lone surrogates, no NaN or infinity."""
-    if isinstance(value, str):
-        _check_text(value, f"the value at {where}")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"the value at {where} is {value}, which JSON cannot carry; use a finite number or null")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key, f"the key {key!r}" + (f" at {where}" if where else ""))
-            _check_json_value(item, f"{where}[{key!r}]")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_json_value(item, f"{where}[{i}]")
-
-
-def _json_object(value: dict) -> dict:
-    _check_json_value(value, "")
-    return value
-
-
-def _check_text(value: str, where: str = "the text") -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{where} contains a lone UTF-16 surrogate ({value[exc.start]!r} at position "
-                         f"{exc.start}), which is not valid Unicode; send well-formed UTF-8 text") from None
-    return value
-
-
-def _check_id(value: Union[str, int]) -> Union[str, int]:
-    return _check_text(value, "the id") if isinstance(value, str) else value
-
-
-def _printable(value: Any) -> Any:
-    """A validation error's piece made safe to send as JSON (a lone surrogate would make the 422 itself a 500)."""
-    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
-
-
-Text = Annotated[StrictStr, AfterValidator(_check_text)]
-DocId = Annotated[Union[StrictStr, StrictInt], AfterValidator(_check_id)]
-JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
-
-
-class Strict(BaseModel):
-    """Request bodies: unknown keys are errors, and no type coercion (``true`` is not an int, ``"1"`` no number)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-def _setting(setting) -> tuple:
-    """A :class:`SearchConfig` field as a request field: its type (strict, bounded as the config bounds it) and
-    help; absent or null, the index's stored setting applies (``top_k``: 10, at most the index's documents)."""
-    if setting.kind is int:
-        kind = Annotated[StrictInt, Field(ge=setting.minimum, le=_MAX_INT)]
-    else:
-        kind = {float: StrictFloat, bool: StrictBool}[setting.kind]
-    return Optional[kind], Field(None, description=setting.help)
-
-
-#: The search settings of a request, one field per SearchConfig field, derived from it (never restated here).
-SearchSettings = create_model("SearchSettings", __base__=Strict,
-                              **{setting.name: _setting(setting) for setting in search_settings()})
-
-
-class SearchRequest(SearchSettings):
-    queries: Optional[list[Text]] = Field(None, description="Text queries (needs an index built from texts).")
-    embeddings: Optional[list[list[list[StrictFloat]]]] = Field(None, description="Query token vectors.")
-    subset: Optional[list[DocId]] = None
-    filter: Optional[Union[JsonObject, Text]] = Field(  # an object first: its errors are reported first
-        None, description="A SQL expression over metadata fields, with ? placeholders bound from 'params' "
-        "(\"lang = ? AND year >= ?\"), or an object of metadata fields that must equal these values.")
-    params: Optional[Union[list[Optional[Union[StrictStr, StrictInt, StrictFloat]]],
-                           dict[str, Optional[Union[StrictStr, StrictInt, StrictFloat]]]]] = Field(
-        None, description="Values for the placeholders of a SQL 'filter' (a list for ?, an object for :name).")
-    hybrid: Optional[Literal["rrf", "relative"]] = Field(
-        None, description="Fuse BM25 over the stored texts with MaxSim (text 'queries' only): reciprocal-rank or "
-        "min-max normalised relative-score fusion.")
-    alpha: Annotated[StrictFloat, Field(ge=0, le=1)] = Field(0.5, description="Weight of MaxSim against BM25.")
-    include_text: StrictBool = Field(False, description="Give each hit its stored 'text' (null if none).")
-    include_metadata: StrictBool = Field(False, description="Give each hit its 'metadata' (null if none).")
-
-
-class ExplainRequest(Strict):
-    id: DocId = Field(..., description="The document to explain.")
-    query: Optional[Text] = Field(None, description="A text query (needs an index built from texts).")
-    embedding: Optional[list[list[StrictFloat]]] = Field(None, description="One query's token vectors.")
-
-
-class Document(Strict):
-    id: DocId
-    text: Optional[Text] = None
-    embedding: Optional[list[list[StrictFloat]]] = None
-    metadata: Optional[JsonObject] = None
-
-
-class AddRequest(Strict):
-    documents: list[Document] = Field(..., min_length=1)
-    upsert: StrictBool = False
-
-
-class DeleteRequest(Strict):
-    ids: Optional[list[DocId]] = Field(None, min_length=1, description="Delete these documents...")
-    missing_ok: StrictBool = False
-    filter: Optional[Text] = Field(None, description="... or every document whose metadata satisfies this SQL "
-                                   "expression (as /search's 'filter'), with 'params'.")
-    params: Optional[Union[list[Optional[Union[StrictStr, StrictInt, StrictFloat]]],
-                           dict[str, Optional[Union[StrictStr, StrictInt, StrictFloat]]]]] = None
-
-
-class GetRequest(Strict):
-    ids: list[DocId] = Field(..., min_length=1)
-    include_text: StrictBool = True
-    include_metadata: StrictBool = True
-
-
-class DocumentUpdate(Strict):
-    id: DocId
-    metadata: Optional[JsonObject] = Field(None, description="Merged into (or, with mode 'replace', replacing) "
-                                           "the stored metadata.")
-    text: Optional[Text] = Field(None, description="The new stored text (BM25, results); not re-embedded.")
-
-
-class UpdateRequest(Strict):
-    documents: list[DocumentUpdate] = Field(..., min_length=1)
-    mode: Literal["merge", "replace"] = "merge"
-
-
-class _Guard:
-    """ASGI middleware run before any route: the API key, then the body-size limit.
-
-    The key is checked on the headers alone, before a byte of the body is read. The body is then read here, counted
-    as it streams in (Content-Length or chunked alike), and the request refused with 413 as soon as the count passes
-    ``max_request_bytes``; the route gets the buffered body, so no request holds more than the limit in memory.
-    """
-
-    def __init__(self, app, *, max_request_bytes: int, api_key: Optional[str], allow_unauthenticated_writes: bool,
-                 protect_reads: bool) -> None:
-        self.app = app
-        self.max_request_bytes = max_request_bytes
-        self.key = api_key.encode("utf-8") if api_key is not None else None
-        self.allow_unauthenticated_writes = allow_unauthenticated_writes
-        self.protect_reads = protect_reads
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])  # ASGI: lower-case names, raw bytes
-        path = scope["path"].rstrip("/") or "/"
-        authenticated = self._authenticated(headers)
-        refusal = self._refusal(path, headers, authenticated)
-        if refusal is not None:
-            await _reply(scope, receive, send, *refusal)
-            return
-        if path == "/health" and self.protect_reads and not authenticated and scope["method"] in ("GET", "HEAD"):
-            await _reply(scope, receive, send, 200, None)  # alive, and nothing about the index without the key
-            return
-        limit = self.max_request_bytes
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await _reply(scope, receive, send, 413, f"request body of {int(length)} bytes exceeds the limit of "
-                                                    f"{limit} bytes; send smaller batches")
-            return
-        chunks, total, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > limit:
-                await _reply(scope, receive, send, 413, f"request body exceeds the limit of {limit} bytes; "
-                                                        "send smaller batches")
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body, replayed = b"".join(chunks), False
-        del chunks
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    def _authenticated(self, headers: dict[bytes, bytes]) -> bool:
-        if self.key is None:
-            return False
-        given = []
-        scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
-        if scheme.lower() == b"bearer":
-            given.append(token.strip())
-        if b"x-api-key" in headers:
-            given.append(headers[b"x-api-key"].strip())
-        return any([hmac.compare_digest(g, self.key) for g in given])  # every candidate compared: no early exit
-
-    def _refusal(self, path: str, headers: dict[bytes, bytes], authenticated: bool):
-        write = path in _WRITE_PATHS
-        if not (write or (self.protect_reads and path in _READ_PATHS)) or authenticated:
-            return None
-        if self.key is None:
-            if self.allow_unauthenticated_writes:
-                return None
-            return (403, "writes are disabled: this server has no API key; start it with --api-key or "
-                         "GINGHAM_API_KEY (then send the key), or pass --allow-unauthenticated-writes")
-        what = "writes" if write else "reads"
-        how = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-        if b"authorization" in headers or b"x-api-key" in headers:
-            return 401, f"wrong API key: {what} on this server need the key it was started with; {how}"
-        return 401, f"missing API key: {what} on this server need an API key; {how}"
-
-
-async def _reply(scope, receive, send, status: int, detail: Optional[str]) -> None:
-    from starlette.responses import JSONResponse
-
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-    body = {"status": "ok"} if detail is None else {"detail": detail}
-    await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
-
 
 def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *,
                api_key: Optional[str] = None, allow_unauthenticated_writes: bool = False,
@@ -271,10 +41,11 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
                batching: Optional[BatchingConfig] = BatchingConfig()):
     """The FastAPI application serving the index at ``index_path``.
 
-    Writes (add, delete, update, compact) need ``api_key``, sent as ``Authorization: Bearer <key>`` or ``X-API-Key``; with
-    no key configured they are refused (403) unless ``allow_unauthenticated_writes``. ``protect_reads`` makes search
-    and info need the key too (``/health`` then answers only its status). ``docs`` serves the interactive docs at
-    ``/docs`` and ``/redoc``, whose JavaScript comes from a CDN; ``/openapi.json`` is always served.
+    Writes (add, delete, update, compact) need ``api_key``, sent as ``Authorization: Bearer <key>`` or
+    ``X-API-Key``; with no key configured they are refused (403) unless ``allow_unauthenticated_writes``.
+    ``protect_reads`` makes search and info need the key too (``/health`` then answers only its status). ``docs``
+    serves the interactive docs at ``/docs`` and ``/redoc``, whose JavaScript comes from a CDN; ``/openapi.json`` is
+    always served.
 
     ``warm_up``: when the server starts, a background thread loads the kernels and the encoder (:func:`warm`);
     ``GET /ready`` answers 503 until it is done and 200 after, while ``GET /health`` (liveness) answers at once.
@@ -340,7 +111,7 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
 
     app = FastAPI(title="Gingham", version=index.manifest["engine_version"], lifespan=lifespan,
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
-    app.add_middleware(_Guard, max_request_bytes=max_request_bytes, api_key=api_key,
+    app.add_middleware(Guard, max_request_bytes=max_request_bytes, api_key=api_key,
                        allow_unauthenticated_writes=allow_unauthenticated_writes, protect_reads=protect_reads)
     if api_key is None and allow_unauthenticated_writes:
         log.warning("writes (add, delete, update, compact) are open to anyone who can reach this server")
@@ -352,7 +123,7 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         errors = []
         for err in exc.errors():
             msg = err["msg"] + (f": {err['ctx']['error']}" if err["type"] == "json_invalid" and "ctx" in err else "")
-            errors.append({"loc": [_printable(p) for p in err["loc"]], "msg": _printable(msg), "type": err["type"]})
+            errors.append({"loc": [printable(p) for p in err["loc"]], "msg": printable(msg), "type": err["type"]})
         return JSONResponse({"detail": errors}, status_code=422)
 
     def fresh() -> Index:
@@ -527,15 +298,11 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
 
 
 def serve(index_path: str | Path, host: str = "127.0.0.1", port: int = 8765,
-          max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *, api_key: Optional[str] = None,
-          allow_unauthenticated_writes: bool = False, protect_reads: bool = False,
-          docs: bool = False, warm_up: bool = True,
-          batching: Optional[BatchingConfig] = BatchingConfig()) -> None:  # pragma: no cover - runs forever
-    """Run :func:`create_app` under uvicorn (its arguments as there)."""
+          **options) -> None:  # pragma: no cover - runs forever
+    """Run :func:`create_app` (``index_path`` and ``options`` as there) under uvicorn on ``host``:``port``."""
     uvicorn = require("uvicorn", "server")
-    app = create_app(index_path, max_request_bytes, api_key=api_key, protect_reads=protect_reads, docs=docs,
-                     allow_unauthenticated_writes=allow_unauthenticated_writes, warm_up=warm_up, batching=batching)
-    if host not in ("127.0.0.1", "localhost", "::1") and not protect_reads:
+    app = create_app(index_path, **options)
+    if host not in ("127.0.0.1", "localhost", "::1") and not options.get("protect_reads"):
         log.warning("serving on %s: searches are open to anyone who can reach it (--protect-reads needs the key)",
                     host)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -221,7 +221,7 @@ def test_unauthorised_reply_and_reads_stay_open(server):
 def test_key_compared_in_constant_time(server, monkeypatch):
     import hmac
 
-    from gingham.app import server as server_module
+    from gingham.app import guard as server_module
 
     seen, real = [], hmac.compare_digest
     monkeypatch.setattr(server_module.hmac, "compare_digest", lambda a, b: seen.append((a, b)) or real(a, b))
@@ -274,8 +274,10 @@ def test_create_app_rejects_unsafe_or_contradictory_settings(index_path, kwargs,
 def test_every_route_is_classified_for_auth(index_path):
     from gingham.app import server as server_module
 
+    from gingham.app import guard
+
     app = server_module.create_app(index_path[0], api_key=KEY, docs=True)
-    known = server_module._WRITE_PATHS | server_module._READ_PATHS | server_module._OPEN_PATHS
+    known = guard.WRITE_PATHS | guard.READ_PATHS | guard.OPEN_PATHS
     assert {route.path for route in app.routes} <= known
 
 
