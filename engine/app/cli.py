@@ -233,7 +233,7 @@ def verify(index_dir: IndexDir) -> None:
     typer.echo(f"{index_dir}: OK")
 
 
-documents_cli.register(app)  # the document commands
+documents_cli.register(app)  # the document commands: add, delete, get, update, compact
 
 
 @app.command()

@@ -119,6 +119,17 @@ MISTAKES = {
         (["{index}", "d1", "nope"], "document id 'nope' is not in the index"),
         (["{missing}", "d1"], "no index at"),
     ],
+    "update": [
+        (["{index}", "d1"], "nothing to update: give --metadata"),
+        (["{index}"], "give document ids .* or --file, not both or neither"),
+        (["{index}", "d1", "--metadata", "[1]"], "--metadata must be a JSON object"),
+        (["{index}", "d1", "--metadata", "yes please"], "--metadata is not JSON"),
+        (["{index}", "nope", "--text", "t"], "document id 'nope' is not in the index"),
+        (["{index}", "d1", "--text", "t", "--mode", "patch"], "mode must be one of"),
+        (["{index}", "--file", "{missing}"], "updates file .*no-such-index does not exist"),
+        (["{index}", "--file", "{corpus}"], "update 1 must hold \"id\""),
+        (["{missing}", "d1", "--text", "t"], "no index at"),
+    ],
     "compact": [(["{missing}"], "no index at .*no-such-index: the directory does not exist")],
     "serve": [
         (["{missing}"], "no index at"),
