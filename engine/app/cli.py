@@ -12,6 +12,7 @@ import typer
 from gingham.app import documents_cli
 from gingham.app.cli_util import (USER_ERRORS, IndexDir, Params, Where, fail, setup_logging, sql_filter,
                                   with_search_settings)
+from gingham.app.limits import DEFAULT_FILTER_SLOTS, DEFAULT_FILTER_WAIT_S
 from gingham.common.config import BuildConfig, SearchConfig, field_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -253,6 +254,12 @@ def serve(
                                           "comes from a CDN); /openapi.json is served either way."),
     warm_up: bool = typer.Option(True, help="Load the kernels and the encoder in the background at start; GET "
                                             "/ready answers 503 until they are warm (GET /health is liveness)."),
+    filter_slots: int = typer.Option(
+        DEFAULT_FILTER_SLOTS, help="Threads of their own for requests with a filter, so that slow filters never "
+        "stall other requests; when all are busy a filtered request waits --filter-wait-s, then gets 503."),
+    filter_wait_s: float = typer.Option(
+        DEFAULT_FILTER_WAIT_S, help="Seconds a filtered request waits for a free filter slot before a 503 with "
+        "Retry-After."),
 ) -> None:
     """Serve the index over HTTP (FastAPI): search, add, delete, info, health (liveness), ready (readiness).
 
@@ -266,7 +273,8 @@ def serve(
     try:
         _serve(index_dir, host=host, port=port, max_request_bytes=max(1, int(max_request_mb * 2**20)),
                api_key=api_key, allow_unauthenticated_writes=allow_unauthenticated_writes,
-               protect_reads=protect_reads, docs=docs, warm_up=warm_up)
+               protect_reads=protect_reads, docs=docs, warm_up=warm_up, filter_slots=filter_slots,
+               filter_wait_s=filter_wait_s)
     except USER_ERRORS as exc:
         fail(exc)
 

@@ -23,6 +23,8 @@ from typing import Optional
 import numpy as np
 
 from gingham.app.guard import Guard
+from gingham.app.limits import (DEFAULT_FILTER_SLOTS, DEFAULT_FILTER_WAIT_S, RETRY_AFTER_S, FilterSlots,
+                                Saturated)
 from gingham.app.schemas import (AddRequest, DeleteRequest, ExplainRequest, GetRequest, SearchRequest,
                                  SearchSettings, UpdateRequest, printable)
 from gingham.common.config import SearchConfig
@@ -38,7 +40,8 @@ DEFAULT_MAX_REQUEST_BYTES = 32 * 2**20
 def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *,
                api_key: Optional[str] = None, allow_unauthenticated_writes: bool = False,
                protect_reads: bool = False, docs: bool = False, warm_up: bool = True,
-               batching: Optional[BatchingConfig] = BatchingConfig()):
+               batching: Optional[BatchingConfig] = BatchingConfig(), filter_slots: int = DEFAULT_FILTER_SLOTS,
+               filter_wait_s: float = DEFAULT_FILTER_WAIT_S):
     """The FastAPI application serving the index at ``index_path``.
 
     Writes (add, delete, update, compact) need ``api_key``, sent as ``Authorization: Bearer <key>`` or
@@ -55,6 +58,10 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
     for at most ``max_wait_ms`` or ``max_batch`` texts, then one ``encode_queries`` call) and repeated queries'
     vectors are cached (:class:`gingham.encoder.batcher.QueryBatcher`); ``None`` encodes each request's queries
     in its own call.
+
+    ``filter_slots``: requests that run a SQL filter (``/search`` and ``/documents/delete`` with a ``filter``) run on
+    that many threads of their own, so slow filters never take the threads other requests need; one that waits
+    ``filter_wait_s`` seconds for a slot is answered 503 with ``Retry-After`` (:mod:`gingham.app.limits`).
     """
     if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
         raise ValueError("api_key must be a non-empty string; leave it None to run without one")
@@ -66,8 +73,10 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         raise ValueError(f"max_request_bytes must be a positive int, got {max_request_bytes!r}")
     if batching is not None and not isinstance(batching, BatchingConfig):
         raise ValueError(f"batching must be a BatchingConfig or None, got {type(batching).__name__}")
+    slots = FilterSlots(filter_slots, filter_wait_s)
     fastapi = require("fastapi", "server")
     from fastapi import FastAPI, HTTPException, Request
+    from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
@@ -169,10 +178,22 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         out["encoder"] = index.manifest.get("encoder")
         if batcher["batcher"] is not None:  # text queries so far: encode calls, texts per call, cache hits
             out["query_batching"] = dict(batcher["batcher"].stats)
+        out["filter_slots"] = dict(slots.stats)
         return out
 
+    @app.exception_handler(Saturated)
+    async def saturated(request: Request, exc: Saturated) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    async def off_the_loop(fn, req):
+        """``fn(req)`` on a thread: a filter slot's when ``req`` has a filter, else the default pool's."""
+        return await (slots.run(fn, req) if req.filter is not None else run_in_threadpool(fn, req))
+
     @app.post("/search")
-    def search(req: SearchRequest) -> dict:
+    async def search(req: SearchRequest) -> dict:
+        return await off_the_loop(run_search, req)
+
+    def run_search(req: SearchRequest) -> dict:
         ix = fresh()
         if (req.queries is None) == (req.embeddings is None):
             raise HTTPException(400, "give exactly one of 'queries' (texts) or 'embeddings' (token vectors)")
@@ -236,9 +257,12 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
         return {"generation": generation, "n_docs": len(ix)}
 
     @app.post("/documents/delete")
-    def delete(req: DeleteRequest) -> dict:
+    async def delete(req: DeleteRequest) -> dict:
         """By ``ids``, or every document matching a SQL ``filter`` (then ``deleted`` says how many: 0 commits
         nothing)."""
+        return await off_the_loop(run_delete, req)
+
+    def run_delete(req: DeleteRequest) -> dict:
         ix = fresh()
         if (req.ids is None) == (req.filter is None):
             raise HTTPException(400, "give exactly one of 'ids' (documents to delete) or 'filter' (a SQL expression "

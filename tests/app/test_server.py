@@ -263,6 +263,8 @@ def test_protect_reads(index_path, serve_app):
     (dict(api_key="k", allow_unauthenticated_writes=True), "not both"),
     (dict(protect_reads=True), "needs an api_key"),
     (dict(max_request_bytes=True), "positive int"),
+    (dict(filter_slots=0), "filter_slots must be a positive int"),
+    (dict(filter_wait_s=float("inf")), "filter_wait_s must be a finite number"),
 ])
 def test_create_app_rejects_unsafe_or_contradictory_settings(index_path, kwargs, match):
     from gingham.app.server import create_app
