@@ -185,6 +185,14 @@ def create_app(index_path: str | Path, max_request_bytes: int = DEFAULT_MAX_REQU
     async def saturated(request: Request, exc: Saturated) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
+    @app.exception_handler(OSError)
+    @app.exception_handler(MemoryError)
+    async def of_the_moment(request: Request, exc: Exception) -> JSONResponse:
+        # out of file descriptors or memory, an I/O error (gingham.storage.docstore.database.failure): nothing is
+        # wrong with the request or the index, so 503 and a retry, not a 500 that reads as a bug
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
     async def off_the_loop(fn, req):
         """``fn(req)`` on a thread: a filter slot's when ``req`` has a filter, else the default pool's."""
         return await (slots.run(fn, req) if req.filter is not None else run_in_threadpool(fn, req))

@@ -484,3 +484,45 @@ def test_warm_loads_the_encoder_of_a_text_index(sample_index):
 
     took = warm(gingham.Index.open(sample_index.path))
     assert set(took) == {"kernels_s", "encoder_s"}
+
+
+@pytest.mark.parametrize("code, name", [(10, "SQLITE_IOERR"), (7, "SQLITE_NOMEM")])
+def test_a_failure_of_the_moment_is_503_with_retry_after(server, monkeypatch, code, name):
+    """An I/O error or exhausted memory while a filter reads its database is not the request's fault nor the
+    index's damage: 503 with Retry-After and the reason (it was a 500), and the next request is served."""
+    import contextlib
+    import sqlite3
+
+    from gingham.storage.docstore import filters
+
+    base, docs, _ = server
+    real = filters.DocStore.connection
+
+    class Failing:  # the store's connection, whose statements fail as SQLite fails them
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __getattr__(self, attr):
+            return getattr(self.conn, attr)
+
+        def execute(self, *args):
+            exc = sqlite3.OperationalError(f"{name.lower()} raised by the test")
+            exc.sqlite_errorcode, exc.sqlite_errorname = code, name
+            raise exc
+
+    @contextlib.contextmanager
+    def failing(self):
+        with real(self) as conn:
+            yield Failing(conn)
+
+    monkeypatch.setattr(filters.DocStore, "connection", failing)
+    req = urllib.request.Request(base + "/search", data=json.dumps(
+        {"embeddings": [docs[3][:3].tolist()], "top_k": 3, "filter": "lang = ?", "params": ["en"]}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=30)
+    assert info.value.code == 503 and info.value.headers["Retry-After"]
+    assert "not damage to the index" in json.loads(info.value.read())["detail"]
+    monkeypatch.setattr(filters.DocStore, "connection", real)
+    assert call(base, "/search", {"embeddings": [docs[3][:3].tolist()], "top_k": 3, "filter": "lang = ?",
+                                  "params": ["en"]})[0] == 200
