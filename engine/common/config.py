@@ -131,7 +131,7 @@ class BuildConfig:
     kmeans: "auto" (the default: "two-level" from ``TWO_LEVEL_FROM`` centroids, "flat" below), "flat" (one faiss
         k-means over every centroid) or "two-level" (a coarse k-means into ~sqrt(n_centroids) clusters, then one
         inside each, then ``kmeans_refine`` global Lloyd steps; see :mod:`gingham.codec.kmeans`). Measured with
-        bench/kmeans_study.py: on the hard corpus (10,000 docs, 1.2M tokens, 16,384 centroids) two-level with
+        bench/bench_kmeans.py: on the hard corpus (10,000 docs, 1.2M tokens, 16,384 centroids) two-level with
         approximate assignment built in 151 s against 419 s for flat, at the same recall (exhaustive recall@10
         0.943 vs 0.939); on MS MARCO 5k (e5, 8,192 centroids) it kept a little less of exact MaxSim's top-10 over
         three seeds (0.944 vs 0.954, 43 queries). Flat k-means over 65,536+ centroids takes hours on two cores.
