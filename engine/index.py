@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -24,10 +23,8 @@ from gingham.common import progress, validation
 from gingham.common.config import BuildConfig, SearchConfig, jsonable, resolve_build_config
 from gingham.common.ids import DocIds, check_id
 from gingham.common.results import SearchResults
-from gingham.kernels.scoring import topk
-from gingham.search import NO_MASK, blocked_exact, plaid_search, probe_rounds, rerank
-from gingham.search.calibration import settings_for
-from gingham.search.centroids import scorer_for
+from gingham.search import query
+from gingham.search.query import HYBRID_CANDIDATES, HYBRID_MODES, exact_search  # noqa: F401 - public here too
 from gingham.storage import disk
 from gingham.storage.commits import (
     check_target,
@@ -59,9 +56,6 @@ DRIFT_WARNING = 1.5
 #: 1.17-1.30, under the warning. Past 1,024 added tokens (about ten passages) a still smaller build does warn: a
 #: rebuild then re-clusters several times the tokens it was trained on, worth it anyway.
 DRIFT_MIN_TOKENS = 1024
-#: Fusion methods of :meth:`Index.search_text`'s ``hybrid``, and how deep each ranking is read by default.
-HYBRID_MODES = ("rrf", "relative")
-HYBRID_CANDIDATES = 100
 
 
 class Index:
@@ -631,7 +625,7 @@ class Index:
         """
         texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")
         if hybrid is not None:
-            _check_hybrid(hybrid, alpha)  # before encoding
+            query.check_hybrid(hybrid, alpha)  # before encoding
         enc = encoder if encoder is not None else self.query_encoder
         if enc.dim != self.dim:
             raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the index holds {self.dim}-dim ones")
@@ -645,55 +639,10 @@ class Index:
                       alpha: float = 0.5, n_candidates: int | None = None, **kwargs: Any) -> SearchResults:
         """BM25 over the stored texts for ``texts`` fused with MaxSim :meth:`search` for the same queries'
         token embeddings ``queries`` (see :meth:`search_text`, which encodes them); ``kwargs`` go to
-        :meth:`search` (``subset`` / ``where`` / ``params`` to both rankings)."""
-        from gingham.search import fusion
-
-        texts = _check_texts([texts] if isinstance(texts, str) else texts, "query")
-        _check_hybrid(hybrid, alpha)
-        n_q = len(validation.queries(queries, self.dim)[1]) - 1
-        if n_q != len(texts):
-            raise ValueError(f"got {len(texts)} query texts and {n_q} query embeddings; pass one of each per query")
-        mode, alpha = hybrid, float(alpha)
-        k = self._config(top_k, {}, self.n_docs).top_k
-        if n_candidates is not None and (isinstance(n_candidates, bool) or not isinstance(n_candidates, int)
-                                         or n_candidates < 1):
-            raise ValueError(f"n_candidates must be a positive integer, got {n_candidates!r}")
-        filters = {key: kwargs[key] for key in ("subset", "where", "params", "include_text", "include_metadata")
-                   if key in kwargs}
-        for _ in range(3):  # both rankings must number documents in one generation
-            depth = max(k, n_candidates or HYBRID_CANDIDATES)
-            depth = max(1, min(depth, self.n_docs))
-            dense = self.search(queries, depth, **kwargs)
-            lexical = self.search_bm25(texts, depth, **filters)
-            if dense.generation == lexical.generation:
-                break
-        else:
-            raise RuntimeError("the index changed between the MaxSim and BM25 passes three times; retry")
-        out_pos = np.full((len(texts), k), -1, dtype=np.int64)
-        out_ids = np.full((len(texts), k), -1, dtype=np.int64) if dense.ids.dtype != object \
-            else np.full((len(texts), k), None, dtype=object)
-        out_scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
-        # the hits' documents, when asked for, from the two rankings (one generation)
-        extras = {name: np.full((len(texts), k), None, dtype=object) for name in ("texts", "metadata")
-                  if getattr(dense, name) is not None}
-        weights = (alpha, 1.0 - alpha)
-        for i in range(len(texts)):
-            if mode == "rrf":
-                pos, sc = fusion.rrf([dense.positions[i], lexical.positions[i]], weights, k)
-            else:
-                pos, sc = fusion.relative([dense.positions[i], lexical.positions[i]],
-                                          [dense.scores[i], lexical.scores[i]], weights, k)
-            id_of = dict(zip(dense.positions[i].tolist(), dense.ids[i].tolist()))
-            id_of.update(zip(lexical.positions[i].tolist(), lexical.ids[i].tolist()))
-            out_pos[i, :len(pos)] = pos
-            out_scores[i, :len(sc)] = sc
-            out_ids[i, :len(pos)] = [id_of[p] for p in pos.tolist()]
-            for name, out in extras.items():
-                found = dict(zip(dense.positions[i].tolist(), getattr(dense, name)[i].tolist()))
-                found.update(zip(lexical.positions[i].tolist(), getattr(lexical, name)[i].tolist()))
-                out[i, :len(pos)] = [found[p] for p in pos.tolist()]
-        return SearchResults(positions=out_pos, scores=out_scores, ids=out_ids, generation=dense.generation,
-                             **extras)
+        :meth:`search` (``subset`` / ``where`` / ``params`` to both rankings). Both rankings come from one
+        snapshot (:func:`gingham.search.query.hybrid`)."""
+        return query.hybrid(self._snap, texts, queries, top_k, hybrid=hybrid, alpha=alpha, n_candidates=n_candidates,
+                            path=self.path, **kwargs)
 
     def text(self, doc: Any) -> str | None:
         """The stored text of the document with caller id ``doc`` (None if texts were not stored)."""
@@ -728,41 +677,10 @@ class Index:
         return self._config(top_k, overrides, self.n_docs)
 
     def _config(self, top_k: int | None, overrides: Mapping[str, Any], n_live: int) -> SearchConfig:
-        changes = dict(overrides)
-        if top_k is not None:
-            changes["top_k"] = top_k
-        cfg = self.search_defaults.replace(**changes) if changes else self.search_defaults
-        # with no live documents (all deleted) any top_k is answered with empty rows; otherwise at most n_live
-        validation.top_k(cfg.top_k, n_live or None)
-        return cfg.resolved(settings_for(self.manifest.get("calibration"), cfg.top_k))
+        return query.config(self.manifest, top_k, overrides, n_live)
 
-    @staticmethod
-    def _masks(snap: Snapshot, subset, where, params=None) -> list[np.ndarray] | None:
-        """Per-segment uint8 masks of searchable documents, or None when every stored document is."""
-        if params is not None and not isinstance(where, str):
-            raise ValueError("params= binds the placeholders of a SQL where= string; pass where= as a string "
-                             "such as \"lang = ? AND year >= ?\" (a callable where= takes no params)")
-        if subset is None and where is None and snap.n_live == snap.n_positions:
-            return None
-        masks = [seg.live_mask() for seg in snap.segments]
-        if subset is not None:
-            allowed = np.zeros(snap.n_positions, dtype=np.uint8)
-            allowed[snap.positions(validation.ids(subset, snap.manifest["doc_id_kind"], "subset id"))] = 1
-            masks = [m & allowed[seg.base:seg.base + seg.n_docs] for m, seg in zip(masks, snap.segments)]
-        if isinstance(where, str):
-            from gingham.storage.docstore import filters
-
-            filters.allowed([seg.docstore() for seg in snap.segments], masks, where, params)
-        elif where is not None:
-            if not callable(where):
-                raise ValueError("where= must be a SQL expression over metadata fields (a string, with params=) "
-                                 "or a callable taking a document's metadata dict and returning a bool")
-            for m, seg in zip(masks, snap.segments):
-                metas = seg.all_metadata()
-                for pos in np.flatnonzero(m):
-                    if not where(metas[pos] or {}):
-                        m[pos] = 0
-        return masks
+    #: Per-segment masks of the documents a search may return (:func:`gingham.search.query.masks`).
+    _masks = staticmethod(query.masks)
 
     def search(
         self,
@@ -790,94 +708,9 @@ class Index:
         :class:`SearchResults` with one row per query; ``include_text`` / ``include_metadata`` add the hits' stored
         texts / metadata (``results.texts``, ``results.metadata``, ``results.hits(q)``) from the same generation.
         """
-        from gingham.storage.documents import attach, check_flags
-
-        check_flags(include_text=include_text, include_metadata=include_metadata)
-        snap = self._snap
-        res = self._search(snap, queries, top_k, subset, where, params, n_threads, show_progress, overrides)
-        return attach(snap, res, include_text, include_metadata)
-
-    def _search(self, snap: Snapshot, queries, top_k, subset, where, params, n_threads, show_progress,
-                overrides) -> SearchResults:
-        cfg = self._config(top_k, overrides, snap.n_live)
-        q_flat, q_offsets, _ = validation.queries(queries, self.dim)
-        masks = self._masks(snap, subset, where, params)
-        if snap.n_live == 0:  # every document deleted: rows of no-result markers, as for an unmatched filter
-            n_q = len(q_offsets) - 1
-            return _results(snap, np.full((n_q, cfg.top_k), -1, dtype=np.int64),
-                            np.full((n_q, cfg.top_k), -np.inf, dtype=np.float32))
-        if cfg.exhaustive:
-            return self._exhaustive(snap, q_flat, q_offsets, cfg.top_k, masks, show_progress)
-        qs = [q_flat[q_offsets[i]:q_offsets[i + 1]] for i in range(len(q_offsets) - 1)]
-        plans = []
-        for i, seg in enumerate(snap.segments):
-            mask = NO_MASK if masks is None else masks[i]
-            n_allowed = seg.n_docs if masks is None else int(mask.sum())
-            if n_allowed == 0:
-                continue
-            if masks is not None and n_allowed <= cfg.n_full_scores:
-                plans.append((seg, "exact", np.flatnonzero(mask)))  # selective: score every allowed doc exactly
-            else:
-                plans.append((seg, "plaid", mask))
-
-        # a batch spreads its queries over the threads; a query alone spreads its candidates over them
-        threads = _threads(n_threads)
-        workers, per_query = (threads, 1) if len(qs) > 1 else (1, threads)
-
-        def run(q: np.ndarray):
-            pos_parts, score_parts = [], []
-            cs = None  # the query's centroid scores, shared by the segments (one codebook)
-            for seg, how, arg in plans:
-                if how == "exact":
-                    pos, sc = rerank(seg.arrays, q, arg, cfg.top_k, per_query)
-                else:
-                    if cs is None:
-                        cs = scorer_for(snap)(q, probe_rounds(cfg), cfg.n_coarse_probe, per_query)
-                    pos, sc = plaid_search(seg.arrays, q, cfg, arg, cs, per_query)
-                pos_parts.append(pos + seg.base)
-                score_parts.append(sc)
-            if len(pos_parts) == 1:
-                return pos_parts[0], score_parts[0]
-            if not pos_parts:
-                return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            pos, sc = np.concatenate(pos_parts), np.concatenate(score_parts)
-            order = np.lexsort((pos, -sc))[:cfg.top_k]  # ties: lower position first, as within a segment
-            return pos[order], sc[order]
-
-        out_pos = np.full((len(qs), cfg.top_k), -1, dtype=np.int64)
-        out_scores = np.full((len(qs), cfg.top_k), -np.inf, dtype=np.float32)
-        with progress.bar(len(qs), "search", show_progress if len(qs) > 1 else False, unit="query") as bar:
-            pool = ThreadPoolExecutor(workers, thread_name_prefix="gingham-search") if workers > 1 else None
-            try:
-                results = pool.map(run, qs) if pool else (run(q) for q in qs)
-                for i, (pos, sc) in enumerate(results):
-                    out_pos[i, :len(pos)] = pos
-                    out_scores[i, :len(sc)] = sc
-                    bar.update(1)
-            finally:
-                if pool:
-                    pool.shutdown()
-        return _results(snap, out_pos, out_scores)
-
-    def _exhaustive(self, snap: Snapshot, q_flat, q_offsets, k, masks, show_progress) -> SearchResults:
-        n_q = len(q_offsets) - 1
-        pos_parts, score_parts = [], []
-        with progress.bar(snap.n_positions, "search", show_progress, unit="doc") as bar:
-            for i, seg in enumerate(snap.segments):
-                mask = NO_MASK if masks is None else masks[i]
-                pos, sc = blocked_exact(seg.decompress, seg.stored.doc_offsets, q_flat, q_offsets, min(k, seg.n_docs),
-                                        mask, bar)
-                pos_parts.append(pos + seg.base)
-                score_parts.append(sc)
-        pos = np.concatenate(pos_parts, axis=1)
-        sc = np.concatenate(score_parts, axis=1)
-        out_pos = np.full((n_q, k), -1, dtype=np.int64)
-        out_sc = np.full((n_q, k), -np.inf, dtype=np.float32)
-        for r in range(n_q):
-            order = np.lexsort((pos[r], -sc[r]))[:k]
-            out_pos[r, :len(order)] = pos[r, order]
-            out_sc[r, :len(order)] = sc[r, order]
-        return _results(snap, out_pos, out_sc)
+        return query.search(self._snap, queries, top_k, subset=subset, where=where, params=params, n_threads=n_threads,
+                            show_progress=show_progress, include_text=include_text,
+                            include_metadata=include_metadata, **overrides)
 
     def exact_search(self, queries, top_k: int | None = None, *, subset=None, where=None, params=None,
                      show_progress=None) -> SearchResults:
@@ -891,65 +724,15 @@ class Index:
         of each text query, best first; ``subset`` / ``where`` / ``params`` filter and ``include_text`` /
         ``include_metadata`` add the hits' documents as in :meth:`search`.
         Scores are BM25's (higher is better); rows have fewer than ``top_k`` results when fewer documents match."""
-        from gingham.storage.docstore import lexical
-        from gingham.storage.documents import attach, check_flags
+        return query.bm25(self._snap, queries, top_k, subset=subset, where=where, params=params,
+                          include_text=include_text, include_metadata=include_metadata, path=self.path)
 
-        check_flags(include_text=include_text, include_metadata=include_metadata)
-        texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")
-        snap = self._snap
-        if any(seg.texts is None for seg in snap.segments):
-            raise ValueError(f"the index at {self.path} does not store its documents' texts, and BM25 needs them; "
-                             "build it with texts= (Index.create) or from_texts(..., store_texts=True)")
-        k = self._config(top_k, {}, snap.n_live).top_k
-        masks = self._masks(snap, subset, where, params)
-        out_pos = np.full((len(texts), k), -1, dtype=np.int64)
-        out_scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
-        for i, text in enumerate(texts):
-            match = lexical.match_query(text)
-            parts = []
-            for j, seg in enumerate(snap.segments):
-                mask = masks[j] if masks is not None else None
-                pos, sc = lexical.search(seg.docstore(), match, k, mask)
-                parts.append((pos + seg.base, sc))
-            pos, sc = lexical.merge(parts, k)
-            out_pos[i, :len(pos)] = pos
-            out_scores[i, :len(sc)] = sc
-        return attach(snap, _results(snap, out_pos, out_scores), include_text, include_metadata)
-
-    def rerank(self, queries, candidates: Sequence[Iterable], top_k: int | None = None) -> SearchResults:
-        """Exact MaxSim over the decompressed tokens of each query's given candidate ids (caller ids)."""
-        snap = self._snap
-        q_flat, q_offsets, _ = validation.queries(queries, self.dim)
-        n_q = len(q_offsets) - 1
-        if isinstance(candidates, (str, bytes)):
-            raise ValueError("candidates must be a list of id lists, one per query, not a single string")
-        candidates = list(candidates)
-        if len(candidates) != n_q:
-            raise ValueError(f"got {len(candidates)} candidate lists for {n_q} queries; pass one list per query")
-        kind = snap.manifest["doc_id_kind"]
-        lists = [np.unique(snap.positions(validation.ids(c, kind, f"candidate id (query {i})")))
-                 for i, c in enumerate(candidates)]
-        k = top_k if top_k is not None else max(1, max(len(c) for c in lists))
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
-        out_pos = np.full((n_q, k), -1, dtype=np.int64)
-        out_scores = np.full((n_q, k), -np.inf, dtype=np.float32)
-        for i, positions in enumerate(lists):
-            q = q_flat[q_offsets[i]:q_offsets[i + 1]]
-            pos_parts, score_parts = [], []
-            for seg in snap.segments:
-                local = positions[(positions >= seg.base) & (positions < seg.base + seg.n_docs)] - seg.base
-                if len(local):
-                    pos, sc = rerank(seg.arrays, q, local, k)
-                    pos_parts.append(pos + seg.base)
-                    score_parts.append(sc)
-            if not pos_parts:
-                continue
-            pos, sc = np.concatenate(pos_parts), np.concatenate(score_parts)
-            order = topk(sc, k)
-            out_pos[i, :len(order)] = pos[order]
-            out_scores[i, :len(order)] = sc[order]
-        return _results(snap, out_pos, out_scores)
+    def rerank(self, queries, candidates: Sequence[Iterable], top_k: int | None = None, *, include_text: bool = False,
+               include_metadata: bool = False) -> SearchResults:
+        """Exact MaxSim over the decompressed tokens of each query's given candidate ids (caller ids);
+        ``include_text`` / ``include_metadata`` add the hits' documents as in :meth:`search`."""
+        return query.rerank(self._snap, queries, candidates, top_k, include_text=include_text,
+                            include_metadata=include_metadata)
 
     def explain(self, query, doc: Any, *, encoder=None):
         """Why document ``doc`` scores what it does for ``query``: for each query token, the document token it
@@ -989,36 +772,7 @@ class Index:
         return seg.decompress(local)
 
 
-def exact_search(
-    queries,
-    embeddings,
-    top_k: int = 10,
-    *,
-    lengths=None,
-    doc_ids=None,
-    show_progress: bool | None = None,
-) -> SearchResults:
-    """Brute-force exact MaxSim of queries against caller-given (uncompressed) document embeddings."""
-    flat, doc_offsets = validation.documents(embeddings, lengths)
-    ids = DocIds.from_user(doc_ids, len(doc_offsets) - 1)
-    k = validation.top_k(top_k, len(doc_offsets) - 1)
-    q_flat, q_offsets, _ = validation.queries(queries, flat.shape[1])
-
-    def tokens(lo: int, hi: int) -> np.ndarray:
-        return flat[doc_offsets[lo]:doc_offsets[hi]]
-
-    with progress.bar(len(doc_offsets) - 1, "search", show_progress, unit="doc") as bar:
-        pos, scores = blocked_exact(tokens, doc_offsets, q_flat, q_offsets, k, NO_MASK, bar)
-    return SearchResults(positions=pos, scores=scores.astype(np.float32), ids=ids.take(pos))
-
-
 # -------------------------------------------------------------------------------------------------- helpers
-def _results(snap: Snapshot, positions: np.ndarray, scores: np.ndarray) -> SearchResults:
-    positions = np.where(np.isfinite(scores), positions, -1).astype(np.int64)
-    scores = np.where(positions >= 0, scores, -np.inf).astype(np.float32)
-    return SearchResults(positions=positions, scores=scores, ids=snap.take(positions), generation=snap.generation)
-
-
 def _calibration_summary(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """What calibration measured, for :meth:`Index.info`: per top_k the chosen settings and their recall."""
     if not record:
@@ -1067,23 +821,6 @@ def _check_extras(texts, metadata, n_docs: int):
     return texts, metadata
 
 
-def _check_hybrid(hybrid, alpha) -> None:
-    if hybrid not in HYBRID_MODES:
-        raise ValueError(f"hybrid must be one of {HYBRID_MODES} (or None for MaxSim alone), got {hybrid!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise ValueError(f"alpha (the weight of MaxSim against BM25) must be a number in [0, 1], got {alpha!r}")
-
-
 def _check_texts(texts, what: str) -> list[str]:
     """Texts to encode: non-blank str, valid Unicode."""
     return validation.texts(texts, what)
-
-
-def _threads(n_threads: int | None) -> int:
-    if n_threads is None:
-        import numba
-
-        return max(1, numba.get_num_threads())
-    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
-        raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
-    return n_threads

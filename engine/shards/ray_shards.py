@@ -59,17 +59,21 @@ class ShardServer:
         return self.index.ids()
 
     def search(self, queries: list[np.ndarray], top_k: int, overrides: dict[str, Any], subset=None):
-        """This shard's top-k (positions, scores, ids) and how many ``subset`` ids it holds (ids from any shard:
-        those it holds restrict it; none: no results)."""
+        """This shard's top-k (positions, scores, ids), how many ``subset`` ids it holds (ids from any shard:
+        those it holds restrict it; none: no results), and the hits' texts / metadata when ``overrides`` ask."""
         if subset is not None:
             subset = [doc for doc in subset if doc in self.index]
             if not subset:
                 n = len(queries)
                 ids = (np.full((n, top_k), -1, dtype=np.int64) if self.index.manifest["doc_id_kind"] == "int"
                        else np.full((n, top_k), None, dtype=object))
-                return np.full((n, top_k), -1, dtype=np.int64), np.full((n, top_k), -np.inf, np.float32), ids, 0
+                extras = {name: np.full((n, top_k), None, dtype=object) for name, flag in
+                          (("texts", "include_text"), ("metadata", "include_metadata")) if overrides.get(flag)}
+                return (np.full((n, top_k), -1, dtype=np.int64), np.full((n, top_k), -np.inf, np.float32), ids, 0,
+                        extras)
         res = self.index.search(queries, top_k, subset=subset, show_progress=False, **overrides)
-        return res.positions, res.scores, res.ids, 0 if subset is None else len(set(subset))
+        extras = {name: getattr(res, name) for name in ("texts", "metadata") if getattr(res, name) is not None}
+        return res.positions, res.scores, res.ids, 0 if subset is None else len(set(subset)), extras
 
 
 class RayShardedIndex:
@@ -137,7 +141,9 @@ class RayShardedIndex:
         if subset is not None and sum(p[3] for p in parts) < len(set(subset)):
             raise KeyError(f"{len(set(subset)) - sum(p[3] for p in parts)} subset id(s) are in none of the "
                            f"{len(live)} shards")
-        return merge([p[:3] for p in parts], [int(self._bases[i]) for i in live], k, len(qs), self.info[0]["id_kind"])
+        extras = {name: [p[4][name] for p in parts] for name in (parts[0][4] if parts else {})}
+        return merge([p[:3] for p in parts], [int(self._bases[i]) for i in live], k, len(qs), self.info[0]["id_kind"],
+                     extras)
 
     def search_text(self, queries, top_k: int | None = None, *, encoder=None, **overrides: Any) -> SearchResults:
         """Encode text queries at the driver (the shards' encoder, or ``encoder``) and :meth:`search`."""

@@ -30,7 +30,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -118,9 +118,11 @@ class ShardedIndex:
         return validation.top_k(k, self.n_docs or None)
 
     def search(self, queries, top_k: int | None = None, *, subset=None, where: Callable[[dict], bool] | None = None,
-               n_threads: int | None = None, show_progress: bool | None = None, **overrides: Any) -> SearchResults:
+               n_threads: int | None = None, show_progress: bool | None = None, include_text: bool = False,
+               include_metadata: bool = False, **overrides: Any) -> SearchResults:
         """:meth:`gingham.Index.search` over every shard, merged: positions are merged positions (:meth:`locate`).
-        ``subset`` (ids from any shard) and ``where`` restrict results as there.
+        ``subset`` (ids from any shard) and ``where`` restrict results, and ``include_text`` / ``include_metadata``
+        add the hits' stored texts / metadata, as there.
 
         Shards are searched at once in threads (the kernels release the GIL), sharing ``n_threads`` (default:
         numba's) for their queries; an exhaustive search runs the shards one after another, each over all threads.
@@ -139,7 +141,8 @@ class ShardedIndex:
 
         def one(shard) -> SearchResults:
             return shard.search(qs, min(k, shard.n_docs), subset=None if subsets is None else subsets[id(shard)],
-                                where=where, n_threads=per_shard, show_progress=show_progress, **overrides)
+                                where=where, n_threads=per_shard, show_progress=show_progress,
+                                include_text=include_text, include_metadata=include_metadata, **overrides)
 
         if not fan_out:
             answers = [one(s) for s in live]
@@ -149,7 +152,9 @@ class ShardedIndex:
         all_bases = dict(zip(map(id, self.shards), self.bases()))
         bases = [all_bases[id(s)] for s in live]
         kind = self.shards[0].manifest["doc_id_kind"]
-        return merge([(a.positions, a.scores, a.ids) for a in answers], bases, k, len(qs), kind)
+        extras = {name: [getattr(a, name) for a in answers] for name, wanted in
+                  (("texts", include_text), ("metadata", include_metadata)) if wanted}
+        return merge([(a.positions, a.scores, a.ids) for a in answers], bases, k, len(qs), kind, extras)
 
     def search_text(self, queries: str | Sequence[str], top_k: int | None = None, *, encoder=None,
                     **kwargs: Any) -> SearchResults:
@@ -198,9 +203,12 @@ def shard_bases(n_positions: Sequence[int]) -> np.ndarray:
 
 
 def merge(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], bases: Sequence[int], k: int, n_queries: int,
-          id_kind: str) -> SearchResults:
+          id_kind: str, extras: Mapping[str, Sequence[np.ndarray]] | None = None) -> SearchResults:
     """One top-``k`` per query from each shard's (positions, scores, ids), best score first; ties: the lower merged
-    position (earlier shard, then lower position in it) first. Gaps (-1 positions) are dropped, then padded."""
+    position (earlier shard, then lower position in it) first. Gaps (-1 positions) are dropped, then padded.
+    ``extras``: the hits' ``"texts"`` / ``"metadata"``, one array per shard shaped like its ids, merged alike."""
+    extras = extras or {}
+    more = {name: np.full((n_queries, k), None, dtype=object) for name in extras}
     out_pos = np.full((n_queries, k), -1, dtype=np.int64)
     out_sc = np.full((n_queries, k), -np.inf, dtype=np.float32)
     out_ids = np.full((n_queries, k), -1, dtype=np.int64) if id_kind == "int" else np.full((n_queries, k), None,
@@ -209,13 +217,18 @@ def merge(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], bases: Seq
         pos = np.concatenate([np.where(p >= 0, p + b, -1) for (p, _, _), b in zip(parts, bases)], axis=1)
         sc = np.concatenate([s for _, s, _ in parts], axis=1)
         ids = np.concatenate([np.asarray(i, dtype=out_ids.dtype) for _, _, i in parts], axis=1)
+        found = {name: np.concatenate([np.asarray(a, dtype=object) for a in arrays], axis=1)
+                 for name, arrays in extras.items()}
         for r in range(n_queries):
             keep = np.flatnonzero(pos[r] >= 0)
             order = keep[np.lexsort((pos[r, keep], -sc[r, keep]))][:k]
             out_pos[r, :len(order)] = pos[r, order]
             out_sc[r, :len(order)] = sc[r, order]
             out_ids[r, :len(order)] = ids[r, order]
-    return SearchResults(positions=out_pos, scores=out_sc, ids=out_ids)
+            for name, out in more.items():
+                out[r, :len(order)] = found[name][r, order]
+    return SearchResults(positions=out_pos, scores=out_sc, ids=out_ids, texts=more.get("texts"),
+                         metadata=more.get("metadata"))
 
 
 # ================================================================================================== checks
