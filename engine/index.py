@@ -1,5 +1,10 @@
 """The Index: build from token embeddings, open, search, and update in place.
 
+``Index`` is a facade: it holds the committed snapshot it answers from, the write locks and the encoder handle, and
+each verb delegates to the layer that does the work: searches to :mod:`gingham.search.query` (functions of a
+snapshot), writes to :mod:`gingham.storage.writes` (the one write path: validate, compress, segment arrays,
+commit), the encoder to :mod:`gingham.encoder.handle`.
+
 An open Index is safe to search from many threads at once: each search holds one immutable :class:`Snapshot`
 (memory-mapped read-only arrays) for its whole run. Writes (``add``, ``delete``, ``upsert``, ``compact``,
 ``rebuild``) take the index's cross-process write lock, build on the newest committed state on disk, and publish a
@@ -9,7 +14,6 @@ new generation atomically; readers pick it up with :meth:`Index.refresh`.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 from pathlib import Path
@@ -18,44 +22,20 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from gingham.codec.residual import ResidualCodec
-from gingham.codec.training import compress_all, reconstruction_mse, train_codec
-from gingham.common import progress, validation
-from gingham.common.config import BuildConfig, SearchConfig, jsonable, resolve_build_config
-from gingham.common.ids import DocIds, check_id
+from gingham.common import validation
+from gingham.common.config import BuildConfig, SearchConfig, resolve_build_config
+from gingham.common.ids import check_id
 from gingham.common.results import SearchResults
+from gingham.encoder.handle import EncoderHandle
 from gingham.search import query
 from gingham.search.query import HYBRID_CANDIDATES, HYBRID_MODES, exact_search  # noqa: F401 - public here too
-from gingham.storage import disk
-from gingham.storage.commits import (
-    check_target,
-    codebook_id,
-    commit_arrays,
-    commit_change,
-    first_manifest,
-    load_snapshot,
-    open_newest,
-    merged_mse,
-    next_segment,
-    read_if_any,
-    write_deletions,
-)
-from gingham.storage.segment import Snapshot, segment_arrays
-
-log = logging.getLogger(__name__)
+from gingham.storage import disk, writes
+from gingham.storage.commits import commit_change, load_snapshot, open_newest
+from gingham.storage.segment import Snapshot
+from gingham.storage.writes import DRIFT_MIN_TOKENS, DRIFT_WARNING  # noqa: F401 - public here too
 
 PathLike = str | os.PathLike
-#: Codebook drift (mean squared reconstruction error of added tokens over that of the build's held-out tokens)
-#: above which the index recommends :meth:`Index.rebuild`.
-DRIFT_WARNING = 1.5
-#: ... once the drift is measured on at least this many added tokens. Below, it mostly measures the baseline's
-#: own small sample (a fifth of a small build's tokens). Adding documents drawn like the build's (synthetic
-#: tokens, dim 32, 5 seeds) read drift 1.5-2.5 on builds of ~130 tokens, 0.9-1.7 on ~600 and 0.9-1.1 on ~6,000,
-#: however few or many were added; on a build of 30,000 tokens (passages of ~100 correlated tokens, dim 64, 8
-#: seeds) one added passage read 0.97-1.03, as fifty did: there a few documents read true, but however badly
-#: they fit they do not justify re-clustering the whole index. From ~600 added tokens a build of ~600 read
-#: 1.17-1.30, under the warning. Past 1,024 added tokens (about ten passages) a still smaller build does warn: a
-#: rebuild then re-clusters several times the tokens it was trained on, worth it anyway.
-DRIFT_MIN_TOKENS = 1024
+Change = Callable[[Snapshot, disk.GenerationWriter, dict], None]
 
 
 class Index:
@@ -64,9 +44,7 @@ class Index:
     def __init__(self, path: Path, snapshot: Snapshot):
         self.path = path
         self._snap = snapshot
-        self._encoder = None
-        self._query_encoder = None
-        self._encoder_lock = threading.Lock()
+        self._encoders = EncoderHandle(snapshot.manifest.get("encoder"), path)
         self._write_mutex = threading.Lock()
 
     # ---------------------------------------------------------------------------------------------- properties
@@ -133,68 +111,25 @@ class Index:
 
     def info(self) -> dict[str, Any]:
         """Counts, sizes, configs and codebook health, as committed plus sizes measured on disk."""
-        snap = self._snap
-        files = snap.manifest["files"]
-        compressed = sum(s.stored.codes.nbytes + s.stored.residuals.nbytes for s in snap.segments)
-        total = sum(f["bytes"] for f in files.values())
-        n_tokens = max(1, snap.n_tokens)
-        return {
-            "path": str(self.path),
-            "format_version": snap.manifest["format_version"],
-            "engine_version": snap.manifest["engine_version"],
-            "generation": snap.generation,
-            "n_docs": snap.n_live,
-            "n_deleted": snap.n_positions - snap.n_live,
-            "n_segments": len(snap.segments),
-            "n_tokens": snap.n_tokens,
-            "dim": self.dim,
-            "nbits": self.nbits,
-            "n_centroids": self.codec.n_centroids,
-            "sub_centroids_per_centroid": 1 << self.codec.sub_bits,
-            "coarse_centroids": 0 if self.codec.coarse is None else len(self.codec.coarse),
-            "assign_nprobe": self.codec.assign_nprobe,
-            "residual_quantizer": {**(snap.manifest.get("residual_quantizer") or {}),
-                                   "kind": "buckets" if self.codec.codewords is None else "product"},
-            "codes_dtype": snap.manifest["codes_dtype"],
-            "bytes_per_token_compressed": compressed / n_tokens,
-            "bytes_per_token_on_disk": total / n_tokens,
-            "bytes_on_disk": total,
-            "codebook_drift": self.codebook_drift(),
-            "build_config": snap.manifest["build_config"],
-            "search_defaults": snap.manifest.get("search_defaults", {}),
-            "calibration": _calibration_summary(snap.manifest.get("calibration")),
-            "created": snap.manifest.get("created"),
-        }
+        from gingham.storage.describe import describe
+
+        return describe(self._snap, self.path)
 
     def codebook_drift(self) -> float:
         """Reconstruction error of tokens added after the build, relative to the build's own (1.0 = as good).
 
         Above ~1.5 the codebook fits new data badly: :meth:`rebuild` re-clusters.
         """
-        base = self.manifest.get("codec_mse") or 0.0
-        added = [(s["mse"], s["n_tokens"]) for s in self.manifest["segments"] if s.get("mse") is not None]
-        if not added or base <= 0:
-            return 1.0
-        return float(sum(m * n for m, n in added) / sum(n for _, n in added) / base)
+        return writes.codebook_drift(self.manifest)
 
     # ---------------------------------------------------------------------------------------------- build/open
     @classmethod
-    def create(
-        cls,
-        path: PathLike,
-        embeddings: Sequence[np.ndarray] | np.ndarray,
-        doc_ids: Sequence | np.ndarray | None = None,
-        *,
-        lengths: Sequence[int] | np.ndarray | None = None,
-        config: BuildConfig | Mapping[str, Any] | None = None,
-        overwrite: bool = False,
-        show_progress: bool | None = None,
-        texts: Sequence[str] | None = None,
-        metadata: Sequence[Mapping] | None = None,
-        encoder: Mapping[str, Any] | None = None,
-        codec: ResidualCodec | None = None,
-        **options: Any,
-    ) -> "Index":
+    def create(cls, path: PathLike, embeddings: Sequence[np.ndarray] | np.ndarray,
+               doc_ids: Sequence | np.ndarray | None = None, *, lengths: Sequence[int] | np.ndarray | None = None,
+               config: BuildConfig | Mapping[str, Any] | None = None, overwrite: bool = False,
+               show_progress: bool | None = None, texts: Sequence[str] | None = None,
+               metadata: Sequence[Mapping] | None = None, encoder: Mapping[str, Any] | None = None,
+               codec: ResidualCodec | None = None, **options: Any) -> "Index":
         """Build an index at ``path`` from per-document token embeddings and return it opened.
 
         embeddings: a list of (n_tokens_i, dim) float arrays, or one flat (n_tokens, dim) array with ``lengths``.
@@ -214,41 +149,17 @@ class Index:
         if codec is not None:
             nbits_given = "nbits" in options or (config is not None and (not isinstance(config, Mapping)
                                                                            or "nbits" in config))
-            cfg = _config_for_codec(cfg, codec, nbits_given)
-        flat, doc_offsets = validation.documents(embeddings, lengths)
-        n_docs = len(doc_offsets) - 1
-        ids = DocIds.from_user(doc_ids, n_docs)
-        texts, metadata = _check_extras(texts, metadata, n_docs)
-        dim = flat.shape[1]
-        if (dim * cfg.nbits) % 8:
-            raise ValueError(f"dim {dim} times nbits {cfg.nbits} must be a multiple of 8 to pack residuals into bytes")
+            cfg = writes.config_for_codec(cfg, codec, nbits_given)
+        docs = writes.documents(embeddings, lengths, doc_ids, texts, metadata)
         root = Path(path)
-        check_target(root, overwrite)
-        if codec is None:
-            codec, codec_mse, all_codes = train_codec(flat, cfg, show_progress)
-            codes, residuals = compress_all(codec, flat, cfg.batch_size, show_progress, codes=all_codes)
-        else:
-            if codec.dim != dim:
-                raise ValueError(f"codec= holds {codec.dim}-dim centroids but the embeddings are {dim}-dim")
-            codes, residuals = compress_all(codec, flat, cfg.batch_size, show_progress)
-            # the drift baseline: how well this codebook fits these documents (it was not fitted to them)
-            codec_mse = reconstruction_mse(codec, flat, codes, residuals)
-        with progress.bar(1, "index", show_progress) as bar:
-            arrays = {f"s000001/{k}": v for k, v in
-                      segment_arrays(codec, codes, residuals, doc_offsets, ids, texts, metadata).items()}
-            bar.update(1)
-        arrays.update(codec.arrays())
-        manifest = first_manifest(cfg, codec, codes.dtype.name, dim, ids.kind, codec_mse, encoder, n_docs,
-                                  int(doc_offsets[-1]))
-        if cfg.calibrate:  # measured on the new arrays before they are committed: one commit holds both
+
+        def measure(snap: Snapshot) -> dict:  # calibration, on the new arrays before they are committed
             from gingham.search import calibration
 
-            unsaved = cls(root, Snapshot({**manifest, "generation": 0, "files": {}}, arrays))
-            manifest["calibration"] = calibration.calibrate(unsaved, seed=cfg.seed)
-        root.mkdir(parents=True, exist_ok=True)
-        with disk.write_lock(root):
-            previous = read_if_any(root)
-            commit_arrays(root, previous, manifest, arrays, keep={})
+            return calibration.calibrate(cls(root, snap), seed=cfg.seed)
+
+        writes.create(root, docs, cfg, codec, overwrite=overwrite, encoder=encoder, show_progress=show_progress,
+                      measure=measure if cfg.calibrate else None)
         return cls.open(root)
 
     @classmethod
@@ -276,16 +187,9 @@ class Index:
         check_snapshot(load_snapshot(self.path, self.manifest, verify=True), self.path)
 
     # ---------------------------------------------------------------------------------------------- updates
-    def add(
-        self,
-        embeddings: Sequence[np.ndarray] | np.ndarray,
-        doc_ids: Sequence | np.ndarray,
-        *,
-        lengths=None,
-        texts: Sequence[str] | None = None,
-        metadata: Sequence[Mapping] | None = None,
-        show_progress: bool | None = None,
-    ) -> int:
+    def add(self, embeddings: Sequence[np.ndarray] | np.ndarray, doc_ids: Sequence | np.ndarray, *, lengths=None,
+            texts: Sequence[str] | None = None, metadata: Sequence[Mapping] | None = None,
+            show_progress: bool | None = None) -> int:
         """Add documents under new ids (an id already in the index is an error: use :meth:`upsert`).
 
         New tokens are compressed with the existing codebook; see :meth:`codebook_drift`. Returns the generation.
@@ -296,16 +200,18 @@ class Index:
         """Add documents, replacing any live document with the same id, in one atomic commit."""
         return self._upsert(embeddings, doc_ids, lengths, texts, metadata, replace=True, show_progress=show_progress)
 
+    def _upsert(self, embeddings, doc_ids, lengths, texts, metadata, replace: bool, show_progress) -> int:
+        docs = writes.documents(embeddings, lengths, doc_ids, texts, metadata, dim=self.dim,
+                                id_kind=self.manifest["doc_id_kind"])
+        generation = self._write(writes.AddDocuments(docs, self._snap, self.build_config.batch_size, replace,
+                                                     show_progress))
+        writes.warn_if_drifted(self.manifest)
+        return generation
+
     def delete(self, doc_ids: Iterable, *, missing_ok: bool = False) -> int:
         """Delete documents by id: invisible to searches at once (after :meth:`refresh` in other readers);
         space is reclaimed by :meth:`compact`. Returns the generation."""
-        doc_ids = validation.ids(doc_ids, self.manifest["doc_id_kind"])
-
-        def change(snap: Snapshot, writer: disk.GenerationWriter, manifest: dict) -> None:
-            positions = snap.positions(doc_ids, missing_ok=missing_ok)
-            write_deletions(snap, writer, manifest, positions)
-
-        return self._write(change)
+        return self._write(writes.delete(validation.ids(doc_ids, self.manifest["doc_id_kind"]), missing_ok))
 
     def delete_where(self, where: str, params: Sequence | Mapping | None = None) -> int:
         """Delete every live document whose metadata satisfies ``where``, a SQL expression over metadata fields
@@ -342,20 +248,7 @@ class Index:
     def compact(self, show_progress: bool | None = None) -> int:
         """Rewrite the live documents into one segment (same codebook), dropping deleted ones. Readers keep
         searching the old generation until they refresh. Returns the generation."""
-
-        def change(snap: Snapshot, writer: disk.GenerationWriter, manifest: dict) -> None:
-            from gingham.storage.compaction import merge_segments
-
-            for seg in snap.segments:
-                for key in list(writer.files):
-                    if key.startswith(f"{seg.name}/"):
-                        writer.drop(key)
-            name = next_segment(manifest)
-            n_docs, n_tokens = merge_segments(snap, writer, name, show_progress)
-            manifest["segments"] = [{"name": name, "n_docs": n_docs, "n_tokens": n_tokens,
-                                     "mse": merged_mse(snap.manifest)}] if n_docs else []
-
-        self._write(change)
+        self._write(lambda snap, writer, manifest: writes.compact(snap, writer, manifest, show_progress))
         self.recalibrate()
         return self.generation
 
@@ -371,20 +264,14 @@ class Index:
 
         self.refresh()
         cfg = BuildConfig.from_dict({**self.manifest["build_config"], **options})
-        committed = rebuild(self.path, self._snap, cfg, show_progress, lock=self._locked)
-        self._snap = load_snapshot(self.path, committed)
+        self._snap = load_snapshot(self.path, rebuild(self.path, self._snap, cfg, show_progress, lock=self._locked))
         self.recalibrate()
         return self
 
     def set_search_defaults(self, **settings: Any) -> int:
         """Store search settings (``SearchConfig`` fields) as this index's defaults. Returns the generation."""
         checked = SearchConfig.from_dict(settings).to_dict()
-        given = {k: checked[k] for k in settings}
-
-        def change(snap: Snapshot, writer: disk.GenerationWriter, manifest: dict) -> None:
-            manifest["search_defaults"] = given
-
-        return self._write(change)
+        return self._write(writes.set_field("search_defaults", {k: checked[k] for k in settings}))
 
     def calibrate(self, queries=None, *, top_ks: Sequence[int] | None = None, target: float | None = None,
                   n_queries: int | None = None, seed: int | None = None) -> dict[str, Any]:
@@ -395,24 +282,12 @@ class Index:
         the index, seeded by ``seed`` (default: the build's). ``top_ks`` (default (10, 100)) may not exceed the
         number of live documents, as a search's top_k may not. Returns the stored record.
         """
-        from gingham.search import calibration as cal
+        from gingham.search import calibration
 
         self.refresh()
-        opts = cal.options(top_ks, target, n_queries, seed, self.n_docs)
-        if opts["seed"] is None:
-            opts["seed"] = self.build_config.seed
-        if queries is not None:
-            q_flat, q_offsets, _ = validation.queries(queries, self.dim)
-            queries = [q_flat[q_offsets[i]:q_offsets[i + 1]] for i in range(len(q_offsets) - 1)]
-        record = cal.calibrate(self, queries, **opts)
-        self._store_calibration(record)
+        record = calibration.measure(self, queries, top_ks=top_ks, target=target, n_queries=n_queries, seed=seed)
+        self._write(writes.set_field("calibration", record))
         return record
-
-    def _store_calibration(self, record: dict[str, Any]) -> None:
-        def change(snap: Snapshot, writer: disk.GenerationWriter, manifest: dict) -> None:
-            manifest["calibration"] = record
-
-        self._write(change)
 
     def recalibrate(self) -> None:
         """Calibrate the search defaults again as the build config says (after a compaction, a rebuild or a
@@ -423,51 +298,8 @@ class Index:
         from gingham.search import calibration
 
         record = calibration.calibrate(self, seed=self.build_config.seed)
-        if "skipped" in record and not self.manifest.get("calibration"):
-            return  # nothing to store, nothing stale to replace
-        self._store_calibration(record)
-
-    def _upsert(self, embeddings, doc_ids, lengths, texts, metadata, replace: bool, show_progress) -> int:
-        flat, doc_offsets = validation.documents(embeddings, lengths, dim=self.dim)
-        n_docs = len(doc_offsets) - 1
-        ids = DocIds.from_user(doc_ids, n_docs)
-        if ids.kind != self.manifest["doc_id_kind"]:
-            raise ValueError(f"this index uses {self.manifest['doc_id_kind']} ids; got {ids.kind} ids")
-        texts, metadata = _check_extras(texts, metadata, n_docs)
-        snap0 = self._snap
-        batch = self.build_config.batch_size
-        codes, residuals = compress_all(snap0.codec, flat, batch, show_progress)
-        mse = reconstruction_mse(snap0.codec, flat, codes, residuals)
-        new_ids = ids.to_list()
-
-        def change(snap: Snapshot, writer: disk.GenerationWriter, manifest: dict) -> None:
-            nonlocal codes, residuals, mse
-            if codebook_id(snap.manifest) != codebook_id(snap0.manifest):
-                # another writer rebuilt the index since this handle's snapshot: its codes would be wrong there
-                codes, residuals = compress_all(snap.codec, flat, batch, False)
-                mse = reconstruction_mse(snap.codec, flat, codes, residuals)
-            codec = snap.codec
-            existing = snap.positions(new_ids, missing_ok=True)
-            if len(existing) and not replace:
-                dup = snap.take(existing[:1])[0]
-                raise ValueError(f"document id {dup!r} is already in the index; use upsert() to replace it")
-            has_texts = any(s.texts is not None for s in snap.segments)
-            if snap.segments and (texts is not None) != has_texts:
-                raise ValueError("pass texts for every add, or for none: this index "
-                                 + ("stores" if has_texts else "does not store") + " texts")
-            write_deletions(snap, writer, manifest, existing)
-            name = next_segment(manifest)
-            for key, arr in segment_arrays(codec, codes, residuals, doc_offsets, ids, texts, metadata).items():
-                writer.save(f"{name}/{key}", arr)
-            manifest["segments"].append({"name": name, "n_docs": n_docs, "n_tokens": int(doc_offsets[-1]),
-                                         "mse": mse})
-
-        generation = self._write(change)
-        added = sum(s["n_tokens"] for s in self.manifest["segments"] if s.get("mse") is not None)
-        if added >= DRIFT_MIN_TOKENS and self.codebook_drift() > DRIFT_WARNING:
-            log.warning("codebook drift %.2f over %d added tokens: added documents fit the codebook badly; consider "
-                        "index.rebuild()", self.codebook_drift(), added)
-        return generation
+        if "skipped" not in record or self.manifest.get("calibration"):  # else nothing to store or replace
+            self._write(writes.set_field("calibration", record))
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -475,7 +307,7 @@ class Index:
         with self._write_mutex, disk.write_lock(self.path):
             yield
 
-    def _write(self, change: Callable[[Snapshot, disk.GenerationWriter, dict], None]) -> int:
+    def _write(self, change: Change) -> int:
         """Apply ``change`` to the newest committed state under the write lock and commit a new generation."""
         with self._locked():
             committed = commit_change(self.path, change, self._snap)
@@ -484,24 +316,11 @@ class Index:
 
     # ---------------------------------------------------------------------------------------------- text
     @classmethod
-    def from_texts(
-        cls,
-        path: PathLike,
-        texts: Sequence[str],
-        doc_ids: Sequence | None = None,
-        *,
-        model: str = "multilingual-e5-small",
-        encoder_options: Mapping[str, Any] | None = None,
-        store_texts: bool = True,
-        metadata: Sequence[Mapping] | None = None,
-        batch_size: int | None = None,
-        show_progress: bool | None = None,
-        overwrite: bool = False,
-        pool_factor: int = 1,
-        pool_renormalize: bool = False,
-        query_pack: bool = True,
-        **options: Any,
-    ) -> "Index":
+    def from_texts(cls, path: PathLike, texts: Sequence[str], doc_ids: Sequence | None = None, *,
+                   model: str = "multilingual-e5-small", encoder_options: Mapping[str, Any] | None = None,
+                   store_texts: bool = True, metadata: Sequence[Mapping] | None = None, batch_size: int | None = None,
+                   show_progress: bool | None = None, overwrite: bool = False, pool_factor: int = 1,
+                   pool_renormalize: bool = False, query_pack: bool = True, **options: Any) -> "Index":
         """Encode ``texts`` with a late-interaction ``model`` (a folder, a cached hub name, or the offline
         ``multilingual-e5-small``) and build an index; text queries are later encoded the same way.
 
@@ -513,33 +332,18 @@ class Index:
         the encoder runs float32 on the CPU, also write the model's query pack once per machine (an ONNX export,
         tens of seconds for a small model), so that later processes encode text queries without importing torch
         (:attr:`query_encoder`, :mod:`gingham.encoder.light`)."""
-        from gingham.encoder import load_encoder
-        from gingham.encoder.pooling import pool_as_recorded, pooling_entry
+        from gingham.encoder.handle import encode_corpus, write_query_pack
+        from gingham.encoder.pooling import pooling_entry
 
-        texts = _check_texts(texts, "text")
+        texts = validation.texts(texts, "text")
         pooling = pooling_entry(pool_factor, pool_renormalize)
-        # what create() would refuse, refused before the encoder runs (minutes to hours on a large corpus)
-        build = dict(options)
-        config = build.pop("config", None)
-        build.pop("codec", None)
-        resolve_build_config(config, build)
-        DocIds.from_user(doc_ids, len(texts))
-        _check_extras(None, metadata, len(texts))
-        check_target(Path(path), overwrite)
-        enc_opts = dict(encoder_options or {})
-        encoder = load_encoder(model, **enc_opts)
-        embeddings = encoder.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
-        info = {"model": str(model), "options": enc_opts, "config": jsonable(encoder.config)}
-        if pooling:
-            info["pooling"] = pooling
-            embeddings = pool_as_recorded(info, embeddings)
-        index = cls.create(
-            path, embeddings, doc_ids, overwrite=overwrite, show_progress=show_progress,
-            texts=texts if store_texts else None, metadata=metadata, encoder=info, **options,
-        )
-        index._encoder = encoder
+        writes.precheck_create(Path(path), len(texts), doc_ids, metadata, overwrite, options)
+        encoder, embeddings, info = encode_corpus(texts, model, encoder_options, pooling, batch_size, show_progress)
+        index = cls.create(path, embeddings, doc_ids, overwrite=overwrite, show_progress=show_progress,
+                           texts=texts if store_texts else None, metadata=metadata, encoder=info, **options)
+        index._encoders = EncoderHandle(info, index.path, encoder)
         if query_pack:
-            _write_query_pack(encoder, info)
+            write_query_pack(encoder, info)
         return index
 
     def add_texts(self, texts: Sequence[str], doc_ids: Sequence, *, metadata=None, upsert: bool = False,
@@ -547,17 +351,9 @@ class Index:
         """Encode ``texts`` with the index's encoder and add (or upsert) them."""
         from gingham.encoder.pooling import pool_as_recorded
 
-        texts = _check_texts(texts, "text")
-        # what add()/upsert() would refuse, refused before the encoder runs (commit checks again, under the lock)
-        ids = DocIds.from_user(doc_ids, len(texts))
-        _check_extras(None, metadata, len(texts))
+        texts = validation.texts(texts, "text")
         self.refresh()
-        if ids.kind != self.manifest["doc_id_kind"]:
-            raise ValueError(f"this index uses {self.manifest['doc_id_kind']} ids; got {ids.kind} ids")
-        existing = self._snap.positions(ids.to_list(), missing_ok=True)
-        if len(existing) and not upsert:
-            raise ValueError(f"document id {self._snap.take(existing[:1])[0]!r} is already in the index; pass "
-                             "upsert=True (gingham add --upsert) to replace it")
+        writes.precheck_add(self._snap, doc_ids, len(texts), metadata, upsert)
         embeddings = pool_as_recorded(self.manifest.get("encoder"),
                                       self.encoder.encode_documents(texts, show_progress=show_progress))
         stored = texts if any(s.texts is not None for s in self._snap.segments) else None
@@ -567,51 +363,19 @@ class Index:
     @property
     def encoder(self):
         """The encoder the index was built with (loaded on first use; needs ``gingham[encoder]``)."""
-        if self._encoder is None:
-            info = self.manifest.get("encoder")
-            if not info:
-                raise ValueError(
-                    f"the index at {self.path} was built from embeddings, not texts, so it has no encoder; "
-                    "search it with query embeddings, or pass an encoder to search_text"
-                )
-            from gingham.encoder import load_encoder
-
-            with self._encoder_lock:
-                if self._encoder is None:
-                    self._encoder = load_encoder(info["model"], **info.get("options", {}))
-                    self._warn_encoder_revision(self._encoder)
-        return self._encoder
+        return self._encoders.documents()
 
     @property
     def query_encoder(self):
         """What encodes text queries: this machine's query pack for the index's model and settings (ONNX Runtime
         and ``tokenizers``, no torch or transformers: seconds less for a new process's first query; see
         :mod:`gingham.encoder.light`) when there is one and it applies, else :attr:`encoder`."""
-        if self._query_encoder is None:
-            info = self.manifest.get("encoder")
-            from gingham.encoder.light import load_pack, pack_applies
-
-            pack = None
-            if pack_applies(info):
-                pack = load_pack(info["model"], info["config"], threads=(info.get("options") or {}).get("threads"))
-            if pack is None:
-                return self.encoder
-            self._query_encoder = pack
-        return self._query_encoder
+        return self._encoders.queries()
 
     @property
     def encoder_revision_note(self) -> str | None:
         """Why text queries encoded now may not match the index's documents (encoder revision), or None."""
-        from gingham.encoder.config import revision_mismatch
-
-        return revision_mismatch(self.manifest.get("encoder"))
-
-    def _warn_encoder_revision(self, encoder) -> None:
-        from gingham.encoder.config import revision_mismatch
-
-        note = revision_mismatch(self.manifest.get("encoder"), getattr(encoder.config, "revision", 1))
-        if note:
-            log.warning("%s: %s", self.path, note)
+        return self._encoders.revision_note()
 
     def search_text(self, queries: str | Sequence[str], top_k: int | None = None, *, encoder=None,
                     hybrid: str | None = None, alpha: float = 0.5, n_candidates: int | None = None,
@@ -623,13 +387,10 @@ class Index:
         normalised scores (:mod:`gingham.search.fusion`), with weight ``alpha`` on MaxSim and ``1 - alpha`` on
         BM25. Scores are then the fused ones.
         """
-        texts = _check_texts([queries] if isinstance(queries, str) else queries, "query")
+        texts = validation.texts([queries] if isinstance(queries, str) else queries, "query")
         if hybrid is not None:
             query.check_hybrid(hybrid, alpha)  # before encoding
-        enc = encoder if encoder is not None else self.query_encoder
-        if enc.dim != self.dim:
-            raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the index holds {self.dim}-dim ones")
-        embeddings = enc.encode_queries(texts)
+        embeddings = self._encoders.checked(encoder, self.dim).encode_queries(texts)
         if hybrid is None:
             return self.search(embeddings, top_k, **kwargs)
         return self.hybrid_search(texts, embeddings, top_k, hybrid=hybrid, alpha=alpha, n_candidates=n_candidates,
@@ -644,15 +405,24 @@ class Index:
         return query.hybrid(self._snap, texts, queries, top_k, hybrid=hybrid, alpha=alpha, n_candidates=n_candidates,
                             path=self.path, **kwargs)
 
+    # ---------------------------------------------------------------------------------------------- documents
+    def _locate(self, doc: Any):
+        return self._snap.locate(int(self._snap.positions([self._id(doc)])[0]))
+
     def text(self, doc: Any) -> str | None:
         """The stored text of the document with caller id ``doc`` (None if texts were not stored)."""
-        seg, local = self._snap.locate(int(self._snap.positions([self._id(doc)])[0]))
+        seg, local = self._locate(doc)
         return seg.text(local)
 
     def metadata(self, doc: Any) -> dict | None:
         """The metadata dict of the document with caller id ``doc`` (None if none was stored)."""
-        seg, local = self._snap.locate(int(self._snap.positions([self._id(doc)])[0]))
+        seg, local = self._locate(doc)
         return seg.metadata(local)
+
+    def decompress(self, doc: Any) -> np.ndarray:
+        """The decompressed token vectors (n_tokens, dim) of the document with caller id ``doc``."""
+        seg, local = self._locate(doc)
+        return seg.decompress(local)
 
     def document(self, doc: Any, *, include_text: bool = True, include_metadata: bool = True) -> dict:
         """The document with caller id ``doc`` as ``{"id", "text", "metadata"}`` (text None when the index stores
@@ -682,20 +452,10 @@ class Index:
     #: Per-segment masks of the documents a search may return (:func:`gingham.search.query.masks`).
     _masks = staticmethod(query.masks)
 
-    def search(
-        self,
-        queries,
-        top_k: int | None = None,
-        *,
-        subset: Iterable | None = None,
-        where: str | Callable[[dict], bool] | None = None,
-        params: Sequence | Mapping | None = None,
-        n_threads: int | None = None,
-        show_progress: bool | None = None,
-        include_text: bool = False,
-        include_metadata: bool = False,
-        **overrides: Any,
-    ) -> SearchResults:
+    def search(self, queries, top_k: int | None = None, *, subset: Iterable | None = None,
+               where: str | Callable[[dict], bool] | None = None, params: Sequence | Mapping | None = None,
+               n_threads: int | None = None, show_progress: bool | None = None, include_text: bool = False,
+               include_metadata: bool = False, **overrides: Any) -> SearchResults:
         """Search with one query (a 2-D array) or a batch (a list of 2-D arrays or a 3-D array).
 
         top_k and overrides (``n_ivf_probe``, ``centroid_score_threshold``, ``n_full_scores``, ``min_candidates``,
@@ -743,84 +503,7 @@ class Index:
         scores add up to the MaxSim the index ranks by (``Explanation.source`` says so). Document spans need the
         index to store texts and know its encoder; without them the matches come as token positions only.
         """
-        from gingham.search.explain import explain
+        from gingham.search.query import explain
 
-        snap = self._snap
-        doc = self._id(doc)
-        seg, local = snap.locate(int(snap.positions([doc])[0]))
-        enc = encoder if encoder is not None else (self.encoder if self.manifest.get("encoder") else None)
-        if enc is not None and enc.dim != self.dim:
-            raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the index holds {self.dim}-dim ones")
-        if isinstance(query, str):
-            if enc is None:
-                raise ValueError(f"the index at {self.path} has no encoder to encode a text query; pass the "
-                                 "query's embeddings, or an encoder= that made the index's vectors")
-            query_text = _check_texts([query], "query")[0]
-            q = enc.encode_queries([query_text])[0]
-        else:
-            query_text = None
-            q_flat, q_offsets, single = validation.queries(query, self.dim)
-            if len(q_offsets) != 2:
-                raise ValueError(f"explain takes one query, got {len(q_offsets) - 1}; call it once per query")
-            q = q_flat
-        return explain(doc, q, seg.decompress(local), encoder=enc, query_text=query_text,
-                       doc_text=seg.text(local))
-
-    def decompress(self, doc: Any) -> np.ndarray:
-        """The decompressed token vectors (n_tokens, dim) of the document with caller id ``doc``."""
-        seg, local = self._snap.locate(int(self._snap.positions([self._id(doc)])[0]))
-        return seg.decompress(local)
-
-
-# -------------------------------------------------------------------------------------------------- helpers
-def _calibration_summary(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """What calibration measured, for :meth:`Index.info`: per top_k the chosen settings and their recall."""
-    if not record:
-        return None
-    out = {k: record[k] for k in ("source", "n_queries", "target", "seed", "n_docs", "skipped", "cost_cap")
-           if k in record}
-    out["chosen"] = {k: {**v, "recall": record["measured"][k][-1]["recall"],
-                         "rungs_tried": len(record["measured"][k]),
-                         **({"capped": True} if k in record.get("capped", ()) else {})}
-                     for k, v in record.get("settings", {}).items()}
-    return out
-
-
-def _write_query_pack(encoder, info: Mapping[str, Any]) -> None:
-    """Write the query pack for an index's encoder when it applies and can be written; never fails the build."""
-    from gingham.encoder.light import can_write_packs, pack_applies, write_pack
-
-    if not (pack_applies(info) and can_write_packs()):
-        return
-    try:
-        if encoder.config.dtype != "float32" or getattr(encoder, "backend", "torch") != "torch":
-            from gingham.encoder import load_encoder  # the pack is the float32 forward (dtype "auto" may be bf16)
-
-            encoder = load_encoder(info["model"], **{**(info.get("options") or {}), "dtype": "float32",
-                                                     "backend": "torch"})
-        write_pack(encoder, info["model"], info["config"])
-    except Exception as exc:  # noqa: BLE001 - the index is built; text queries still work through torch
-        log.warning("could not write the query pack for %s (%s: %s); text queries are encoded with torch",
-                    info["model"], type(exc).__name__, exc)
-
-
-def _config_for_codec(cfg: BuildConfig, codec: ResidualCodec, nbits_given: bool) -> BuildConfig:
-    """The build config of an index compressed with a given ``codec``: its nbits and codebook size."""
-    if nbits_given and cfg.nbits != codec.nbits:
-        raise ValueError(f"nbits={cfg.nbits} but codec= was trained with nbits={codec.nbits}; leave nbits out "
-                         "or pass the codec's")
-    return BuildConfig.from_dict({**cfg.to_dict(), "nbits": codec.nbits, "n_centroids": codec.n_centroids})
-
-
-def _check_extras(texts, metadata, n_docs: int):
-    """Stored texts (str, blank allowed) and metadata dicts, one per document, checked by :mod:`gingham.common.validation`."""
-    if texts is not None:
-        texts = validation.texts(texts, "text", n=n_docs, allow_blank=True)
-    if metadata is not None:
-        metadata = validation.metadata(metadata, n_docs)
-    return texts, metadata
-
-
-def _check_texts(texts, what: str) -> list[str]:
-    """Texts to encode: non-blank str, valid Unicode."""
-    return validation.texts(texts, what)
+        default = self._encoders.documents if self.manifest.get("encoder") else None
+        return explain(self._snap, query, self._id(doc), encoder, default, self.path)

@@ -42,6 +42,7 @@ from gingham.common.ids import DocIds
 from gingham.storage import disk
 from gingham.storage.commits import load_snapshot, next_segment, read_if_any
 from gingham.storage.segment import segment_arrays
+from gingham.storage.writes import save_segment
 
 log = logging.getLogger(__name__)
 
@@ -288,10 +289,7 @@ def _compress_and_commit(root, src: TextSource, cfg: BuildConfig, codec: Residua
 
             def change(snap, writer, manifest, arrays=arrays, n_docs=len(ids), n_tokens=int(doc_offsets[-1]),
                        mse=float(row["mse"]), cursor=cursor):
-                name = next_segment(manifest)
-                for key, arr in arrays.items():
-                    writer.save(f"{name}/{key}", arr)
-                manifest["segments"].append({"name": name, "n_docs": n_docs, "n_tokens": n_tokens, "mse": mse})
+                save_segment(writer, manifest, next_segment(manifest), arrays, n_docs, n_tokens, mse)
                 workers_so_far = sorted(set(manifest["build"].get("ray_workers", [])) | workers)
                 manifest["build"] = {**manifest["build"], **cursor, "ray_workers": workers_so_far}
 

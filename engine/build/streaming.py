@@ -29,7 +29,9 @@ How a build runs (:func:`build`):
    tokens), in one more commit (``calibrate=False`` skips it).
 
 Peak memory is set by ``memory_budget_mb`` (the chunk and the training sample), not by the corpus size.
-The sources (:mod:`gingham.build.sources`) are importable from here too.
+The sources (:mod:`gingham.build.sources`) are importable from here too; how their documents are checked and cut
+into chunks is :mod:`gingham.build.chunks`, the memory budget's sizes and the progress meter
+:mod:`gingham.build.memory`, and each chunk is committed through the index's write path (:mod:`gingham.storage.writes`).
 """
 
 from __future__ import annotations
@@ -38,16 +40,13 @@ import dataclasses
 import itertools
 import logging
 import os
-import queue
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from gingham._version import __version__
+from gingham.build.chunks import checked, prefetch_ahead, rechunk, skip_checked, take_tokens
+from gingham.build.memory import BuildMeter, Plan, memory_mb, plan, training_config  # public here too
 from gingham.build.sources import (  # the sources are part of this module's public API too
     ArraySource,
     Batch,
@@ -60,7 +59,6 @@ from gingham.build.sources import (  # the sources are part of this module's pub
 )
 from gingham.codec.residual import ResidualCodec
 from gingham.codec.training import compress_all, reconstruction_mse, train_codec
-from gingham.common import progress, validation
 from gingham.common.config import BuildConfig, resolve_build_config
 from gingham.common.ids import DocIds, SeenIds, UniqueIds
 from gingham.index import Index
@@ -70,12 +68,12 @@ from gingham.storage.commits import (
     commit_arrays,
     commit_change,
     load_snapshot,
-    merged_mse,
     next_segment,
     now,
     read_if_any,
 )
 from gingham.storage.segment import segment_arrays
+from gingham.storage.writes import check_packable, compact, new_manifest, save_segment
 
 __all__ = ["ArraySource", "Batch", "IteratorSource", "ParquetSource", "Plan", "ShardSource", "Source", "TextSource",
            "as_source", "build", "local_compressor", "memory_mb", "plan"]
@@ -83,218 +81,6 @@ __all__ = ["ArraySource", "Batch", "IteratorSource", "ParquetSource", "Plan", "S
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-
-#: Scratch memory of the centroid assignment (faiss's blocks, a copy of the centroids) plus slack.
-FIXED_OVERHEAD_MB = 96
-
-
-# ================================================================================================== planning
-@dataclass(frozen=True)
-class Plan:
-    """Sizes derived from the memory budget (and recorded in the manifest so that a resume cuts the same chunks)."""
-
-    chunk_tokens: int
-    sample_tokens: int
-
-
-def plan(dim: int, memory_budget_mb: float, cfg: BuildConfig, *, chunk_tokens: int | None = None,
-         sample_tokens: int | None = None) -> Plan:
-    """Half the budget (after fixed scratch) for the chunk being compressed (its float tokens, twice with the
-    prefetched next chunk, plus codes and residuals), half for the codebook's training sample (plus k-means'
-    copy)."""
-    usable = (memory_budget_mb - FIXED_OVERHEAD_MB) * 2**20
-    if usable <= 0:
-        raise ValueError(f"memory_budget_mb={memory_budget_mb} is too small; allow at least {FIXED_OVERHEAD_MB + 32}")
-    per_token_chunk = 2 * dim * 4 + dim * cfg.nbits // 8 + 16
-    chunk = chunk_tokens or max(1, int(usable / 2 // per_token_chunk))
-    sample = sample_tokens or max(1, int(usable / 2 // (2 * dim * 4)))
-    return Plan(int(chunk), int(sample))
-
-
-def training_config(cfg: BuildConfig, n_centroids: int, sample_cap: int) -> tuple[BuildConfig, int]:
-    """The config the codebook is trained with (n_centroids and k-means sample made explicit) and how many of
-    the first tokens it needs."""
-    n_kmeans = cfg.kmeans_sample or n_centroids * cfg.kmeans_points_per_centroid
-    n_kmeans = max(n_centroids, min(n_kmeans, sample_cap - cfg.codec_sample))
-    if n_centroids > sample_cap:
-        raise ValueError(
-            f"the memory budget allows a training sample of {sample_cap} tokens, fewer than n_centroids="
-            f"{n_centroids}; raise memory_budget_mb or lower n_centroids")
-    return dataclasses.replace(cfg, n_centroids=n_centroids, kmeans_sample=n_kmeans), n_kmeans + cfg.codec_sample
-
-
-# ================================================================================================== streams
-def _checked(batches: Iterable[Batch], dim: int | None = None, kind: str | None = None,
-             with_texts: bool | None = None) -> Iterator[Batch]:
-    """The source's batches, each checked as :meth:`Index.create` checks its input (:func:`validation.stream_batch`:
-    ids by the id rule, one dim, finite float32 values, texts and metadata), before anything is trained or
-    committed from them. Texts come with every batch or with none (as :meth:`Index.add` requires: an index stores
-    every document's text or none); ``with_texts`` is what the documents already committed have (None: unknown)."""
-    at = 0
-    for b in batches:
-        if len(b):
-            ids, texts, metadata, dim, kind = validation.stream_batch(b.ids, b.flat, b.lengths, b.texts, b.metadata,
-                                                                      dim, kind, at)
-            if b.flat is not None:
-                if with_texts is not None and (texts is not None) != with_texts:
-                    raise ValueError(
-                        f"the source's documents {at}..{at + len(b) - 1} come {'with' if texts else 'without'} "
-                        f"texts but the documents before them {'have' if with_texts else 'have none'}; give a text "
-                        "for every document (blank is allowed) or for none")
-                with_texts = texts is not None
-            b = dataclasses.replace(b, ids=ids, texts=texts, metadata=metadata)
-        at += len(b)
-        yield b
-
-
-def _skip_checked(batches: Iterator[Batch], n: int, check: Callable[[list, int], None]) -> Iterator[Batch]:
-    """Pass on the documents after the first ``n``; hand the first ``n`` ids (and their position) to ``check``."""
-    seen = 0
-    for b in batches:
-        if seen >= n:
-            yield b
-            continue
-        take = min(len(b), n - seen)
-        check(b.ids[:take], seen)
-        seen += take
-        if take < len(b):
-            yield b.slice(take, len(b))
-    if seen < n:
-        raise ValueError(f"the source has only {seen} documents but the interrupted build committed {n}; "
-                         "resume with the same source, or start over with overwrite=True, resume=False")
-
-
-def take_tokens(batches: Iterator[Batch], n_tokens: int) -> tuple[list[Batch], int, Iterator[Batch]]:
-    """The first whole documents holding at least ``n_tokens`` tokens (all if fewer), and the rest of the stream."""
-    parts: list[Batch] = []
-    have = 0
-    for b in batches:
-        offsets = b.offsets()
-        need = n_tokens - have
-        cut = int(np.searchsorted(offsets, need, side="left"))  # first prefix of docs with >= need tokens
-        cut = min(max(cut, 1), len(b))
-        parts.append(b.slice(0, cut))
-        have += int(offsets[cut])
-        if have >= n_tokens:
-            rest = [b.slice(cut, len(b))] if cut < len(b) else []
-            return parts, have, itertools.chain(rest, batches)
-    return parts, have, iter(())
-
-
-def _rechunk(batches: Iterable[Batch], max_tokens: int) -> Iterator[Batch]:
-    """Whole documents in chunks of at most ``max_tokens`` tokens (a longer document is a chunk of its own), cut
-    greedily: the chunks depend only on the document sequence, not on how the source batches it."""
-    pending: list[Batch] = []
-    have = 0
-    for b in batches:
-        offsets = b.offsets()
-        i, n = 0, len(b)
-        while i < n:
-            j = int(np.searchsorted(offsets, offsets[i] + (max_tokens - have), side="right")) - 1
-            if j <= i:
-                if pending:
-                    yield Batch.concat(pending)
-                    pending, have = [], 0
-                    continue
-                j = i + 1
-            pending.append(b.slice(i, j))
-            have += int(offsets[j] - offsets[i])
-            i = j
-    if pending:
-        yield Batch.concat(pending)
-
-
-def _prefetch(it: Iterator, depth: int) -> Iterator:
-    """Run ``it`` in a thread, at most ``depth`` items ahead of the consumer (reading / generating / encoding the
-    next chunk overlaps compressing this one; each item ahead costs a chunk of memory)."""
-    if depth <= 0:
-        yield from it
-        return
-    q: queue.Queue = queue.Queue()
-    slots = threading.Semaphore(depth)  # items made but not yet finished with by the consumer
-    done = object()
-    stop = threading.Event()
-
-    def work():
-        try:
-            while True:
-                while not slots.acquire(timeout=0.1):
-                    if stop.is_set():
-                        return
-                if stop.is_set():
-                    return
-                item = next(it, done)
-                q.put(("ok", item))
-                if item is done:
-                    return
-        except BaseException as exc:  # handed to the consumer
-            q.put(("err", exc))
-
-    t = threading.Thread(target=work, name="gingham-build-reader", daemon=True)
-    t.start()
-    try:
-        while True:
-            kind, item = q.get()
-            if kind == "err":
-                raise item
-            if item is done:
-                return
-            yield item
-            del item
-            slots.release()
-    finally:
-        stop.set()
-
-
-# ================================================================================================== memory
-def memory_mb() -> dict[str, float]:
-    """This process's memory in MiB: ``rss`` (resident now), ``peak`` (high-water mark), ``anon`` (resident
-    anonymous memory, i.e. without memory-mapped index files)."""
-    out = {"rss": 0.0, "peak": 0.0, "anon": 0.0}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                name = {"VmRSS": "rss", "VmHWM": "peak", "RssAnon": "anon"}.get(key)
-                if name:
-                    out[name] = int(value.split()[0]) / 1024
-    except OSError:  # not Linux
-        import resource
-
-        out["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return out
-
-
-class BuildMeter:
-    """Progress of a build: a tqdm bar over tokens (ETA when the corpus size is known) with documents/s,
-    tokens/s and memory, plus one INFO log line per chunk."""
-
-    def __init__(self, total_tokens: int | None, show_progress, done_tokens: int = 0):
-        self.bar = progress.bar(total_tokens, "build", show_progress, unit="tok")
-        self.bar.update(done_tokens)
-        self.start = time.perf_counter()
-        self.docs = self.tokens = 0
-        self.total = total_tokens
-        self.done0 = done_tokens
-        self.peak_anon = 0.0
-
-    def chunk(self, n_docs: int, n_tokens: int, chunk_no: int) -> None:
-        self.docs += n_docs
-        self.tokens += n_tokens
-        dt = max(time.perf_counter() - self.start, 1e-9)
-        mem = memory_mb()
-        self.peak_anon = max(self.peak_anon, mem["anon"])
-        self.bar.update(n_tokens)
-        self.bar.set_postfix(docs_s=f"{self.docs / dt:.0f}", rss_mb=f"{mem['rss']:.0f}", refresh=False)
-        eta = ""
-        if self.total:
-            left = self.total - self.done0 - self.tokens
-            eta = f", ETA {max(0.0, left) / (self.tokens / dt):.0f}s"
-        log.info("build chunk %d: %d docs/s, %d tokens/s%s, RSS %.0f MiB (peak %.0f)", chunk_no, self.docs / dt,
-                 self.tokens / dt, eta, mem["rss"], mem["peak"])
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 # ================================================================================================== build
@@ -402,21 +188,20 @@ def open_built(root: Path) -> Index:
 
 def _fresh(root, previous, src: Source, cfg: BuildConfig, budget, chunk_tokens, sample_tokens, expected_tokens,
            prefetch, show_progress, compressor, train_on: str = "first") -> None:
-    stream = _checked(src.batches(0))
+    stream = checked(src.batches(0))
     first = next(stream, None)
     if first is None or len(first) == 0:
         raise ValueError("the source holds no documents")
     stream = itertools.chain([first], stream)
     dim = int(first.flat.shape[1])
-    if (dim * cfg.nbits) % 8:
-        raise ValueError(f"dim {dim} times nbits {cfg.nbits} must be a multiple of 8 to pack residuals into bytes")
+    check_packable(dim, cfg.nbits)
     the_plan = plan(dim, budget, cfg, chunk_tokens=chunk_tokens, sample_tokens=sample_tokens)
 
     if train_on == "all":
         del first, stream
         codec, codec_mse, total, kind, n_train = _train_on_all(src, cfg, the_plan, expected_tokens, show_progress)
         train_cfg = dataclasses.replace(cfg, n_centroids=codec.n_centroids)
-        chunks = _rechunk(_checked(src.batches(0)), the_plan.chunk_tokens)
+        chunks = rechunk(checked(src.batches(0)), the_plan.chunk_tokens)
         start_build(root, previous, src, cfg, train_cfg, the_plan, codec, codec_mse, dim, kind, "all")
         log.info("codebook of %d centroids trained on %d tokens sampled from all %d; compressing in chunks of %d "
                  "tokens", codec.n_centroids, n_train, total, the_plan.chunk_tokens)
@@ -456,7 +241,7 @@ def _fresh(root, previous, src: Source, cfg: BuildConfig, budget, chunk_tokens, 
            DocIds.from_user(head.ids[:1], 1).kind, "first")
     log.info("codebook of %d centroids trained on the first %d tokens (peak RSS so far %.0f MiB); compressing in "
              "chunks of %d tokens", codec.n_centroids, len(head.flat), memory_mb()["peak"], the_plan.chunk_tokens)
-    chunks = _rechunk(itertools.chain([head], rest), the_plan.chunk_tokens)
+    chunks = rechunk(itertools.chain([head], rest), the_plan.chunk_tokens)
     del prefix, head, first, stream  # the chunker holds the first tokens only until they are compressed
     _run(root, codec, chunks, cfg, src.n_tokens, 0, 0, 0, prefetch, show_progress, compressor, SeenIds())
 
@@ -465,29 +250,10 @@ def start_build(root, previous, src: Source, cfg: BuildConfig, train_cfg: BuildC
            codec: ResidualCodec, codec_mse: float, dim: int, id_kind: str, train_on: str) -> None:
     """Commit the codebook (no segments yet) with the build's state: the point a resume starts from."""
     request = _request(cfg, src, the_plan, codec.n_centroids)
-    manifest = {
-        "engine_version": __version__,
-        "created": now(),
-        "build_config": train_cfg.to_dict(),
-        "search_defaults": {},
-        "dim": dim,
-        "dtype": "float32",
-        "nbits": cfg.nbits,
-        "n_centroids": codec.n_centroids,
-        "codes_dtype": np.dtype(_codes_dtype(codec)).name,
-        "doc_id_kind": id_kind,
-        "codec_mse": codec_mse,
-        "residual_quantizer": codec.fit_report,
-        "normalized": codec.normalize,  # decided on the training sample
-        "assign_nprobe": codec.assign_nprobe,
-        "encoder": dict(src.encoder) if src.encoder else None,
-        "next_segment": 1,
-        "segments": [],
-        "build": {**request, "train_on": train_on, "state": "running", "chunks_done": 0, "docs_done": 0,
-                  "tokens_done": 0, "started": now()},
-    }
-    arrays = codec.arrays()
-    commit_arrays(root, previous, manifest, arrays, keep={})
+    manifest = new_manifest(train_cfg, codec, dim, id_kind, codec_mse, src.encoder)
+    manifest["build"] = {**request, "train_on": train_on, "state": "running", "chunks_done": 0, "docs_done": 0,
+                         "tokens_done": 0, "started": now()}
+    commit_arrays(root, previous, manifest, codec.arrays(), keep={})
 
 
 def _train_on_all(src: Source, cfg: BuildConfig, the_plan: Plan, expected_tokens, show_progress):
@@ -501,7 +267,7 @@ def _train_on_all(src: Source, cfg: BuildConfig, the_plan: Plan, expected_tokens
     seen = 0
     kind = None
     unique = UniqueIds()  # a repeated id is refused now, before any document is compressed
-    for b in _checked(src.batches(0)):
+    for b in checked(src.batches(0)):
         again = unique.repeated(b.ids)
         if again is not None:
             raise ValueError(f"document id {again[0]!r} appears twice in the source (again as its document "
@@ -557,20 +323,14 @@ def _resume(root, manifest, src: Source, cfg: BuildConfig, prefetch, show_progre
             i += m
 
     with_texts = snap.segments[0].texts is not None if snap.segments else None
-    rest = _skip_checked(_checked(src.batches(done), int(manifest["dim"]), manifest["doc_id_kind"], with_texts),
+    rest = skip_checked(checked(src.batches(done), int(manifest["dim"]), manifest["doc_id_kind"], with_texts),
                          done, check)
-    chunks = _rechunk(rest, int(state["chunk_tokens"]))
+    chunks = rechunk(rest, int(state["chunk_tokens"]))
     seen = SeenIds()
     for seg in snap.segments:  # the documents committed before the interruption count for uniqueness
         seen.add(seg.ids.to_list())
     _run(root, snap.codec, chunks, cfg, src.n_tokens, int(state["chunks_done"]), done, int(state["tokens_done"]),
          prefetch, show_progress, compressor, seen)
-
-
-def _codes_dtype(codec: ResidualCodec):
-    from gingham.codec.residual import codes_dtype
-
-    return codes_dtype(codec.n_codes)
 
 
 def _run(root, codec: ResidualCodec, chunks: Iterator[Batch], cfg: BuildConfig, total_tokens, chunks_done: int,
@@ -580,7 +340,7 @@ def _run(root, codec: ResidualCodec, chunks: Iterator[Batch], cfg: BuildConfig, 
     meter = BuildMeter(total_tokens, show_progress, tokens_done)
     compress = compressor or local_compressor
     try:
-        for chunk, codes, residuals in compress(codec, _prefetch(chunks, prefetch), cfg.batch_size):
+        for chunk, codes, residuals in compress(codec, prefetch_ahead(chunks, prefetch), cfg.batch_size):
             mse = reconstruction_mse(codec, chunk.flat, codes, residuals)
             _check_unique(root, chunk.ids, docs_done, seen)
             ids = DocIds.from_user(chunk.ids, len(chunk))
@@ -596,10 +356,7 @@ def _run(root, codec: ResidualCodec, chunks: Iterator[Batch], cfg: BuildConfig, 
                        cursor=cursor, kind=ids.kind):
                 if kind != manifest["doc_id_kind"]:
                     raise ValueError(f"the source mixes {manifest['doc_id_kind']} and {kind} document ids")
-                name = next_segment(manifest)
-                for key, arr in arrays.items():
-                    writer.save(f"{name}/{key}", arr)
-                manifest["segments"].append({"name": name, "n_docs": n_docs, "n_tokens": n_tokens, "mse": mse})
+                save_segment(writer, manifest, next_segment(manifest), arrays, n_docs, n_tokens, mse)
                 manifest["build"] = {**manifest["build"], **cursor}
 
             write_locked(root, change)
@@ -643,16 +400,8 @@ def local_compressor(codec: ResidualCodec, chunks: Iterable[Batch], batch_size: 
 
 def finish_build(root: Path, show_progress) -> None:
     """Merge every chunk's segment into one, out of core, in the commit that marks the build finished."""
-    from gingham.storage.compaction import merge_segments
-
     def change(snap, writer, manifest):
-        for key in list(writer.files):
-            if "/" in key:
-                writer.drop(key)
-        name = next_segment(manifest)
-        n_docs, n_tokens = merge_segments(snap, writer, name, show_progress)
-        manifest["segments"] = [{"name": name, "n_docs": n_docs, "n_tokens": n_tokens,
-                                 "mse": merged_mse(snap.manifest)}] if n_docs else []
+        compact(snap, writer, manifest, show_progress)
         manifest["build"] = {**manifest["build"], "state": "finished", "finished": now()}
 
     write_locked(root, change)

@@ -30,6 +30,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from gingham.common import validation
+
 log = logging.getLogger(__name__)
 
 #: top_k values calibrated at build time (a search with top_k up to a key uses that key's settings).
@@ -254,6 +256,18 @@ def calibrate(index, queries: Sequence[np.ndarray] | None = None, *, top_ks: Seq
         record["settings"][str(k)] = dict(chosen)
         record["measured"][str(k)] = tried
     return record
+
+
+def measure(index, queries=None, *, top_ks=None, target=None, n_queries=None, seed=None) -> dict[str, Any]:
+    """:meth:`gingham.Index.calibrate`'s measurement: the options checked (:func:`options`; ``seed`` default: the
+    build's), real ``queries`` checked and split, then :func:`calibrate`."""
+    opts = options(top_ks, target, n_queries, seed, index.n_docs)
+    if opts["seed"] is None:
+        opts["seed"] = index.build_config.seed
+    if queries is not None:
+        q_flat, q_offsets, _ = validation.queries(queries, index.dim)
+        queries = [q_flat[q_offsets[i]:q_offsets[i + 1]] for i in range(len(q_offsets) - 1)]
+    return calibrate(index, queries, **opts)
 
 
 def settings_for(calibration: Mapping[str, Any] | None, top_k: int) -> dict[str, Any]:

@@ -158,3 +158,26 @@ def exact_search(queries, embeddings, top_k: int = 10, *, lengths=None, doc_ids=
     with progress.bar(len(doc_offsets) - 1, "search", show_progress, unit="doc") as bar:
         pos, scores = blocked_exact(tokens, doc_offsets, q_flat, q_offsets, k, NO_MASK, bar)
     return SearchResults(positions=pos, scores=scores.astype(np.float32), ids=ids.take(pos))
+
+
+def explain(snap: Snapshot, query, doc, encoder, default_encoder: Callable[[], Any] | None, path=None):
+    """:meth:`gingham.Index.explain` of ``snap`` for document ``doc`` (a checked id): ``encoder``, else
+    ``default_encoder()`` (the index's; None when it has none), encodes a text ``query`` and aligns the spans."""
+    from gingham.search.explain import explain as explain_match
+
+    seg, local = snap.locate(int(snap.positions([doc])[0]))
+    enc = encoder if encoder is not None else (default_encoder() if default_encoder is not None else None)
+    if enc is not None and enc.dim != snap.codec.dim:
+        raise ValueError(f"the encoder makes {enc.dim}-dim vectors but the index holds {snap.codec.dim}-dim ones")
+    if isinstance(query, str):
+        if enc is None:
+            raise ValueError(f"the index at {path} has no encoder to encode a text query; pass the "
+                             "query's embeddings, or an encoder= that made the index's vectors")
+        query_text = validation.texts([query], "query")[0]
+        q = enc.encode_queries([query_text])[0]
+    else:
+        query_text = None
+        q, q_offsets, _ = validation.queries(query, snap.codec.dim)
+        if len(q_offsets) != 2:
+            raise ValueError(f"explain takes one query, got {len(q_offsets) - 1}; call it once per query")
+    return explain_match(doc, q, seg.decompress(local), encoder=enc, query_text=query_text, doc_text=seg.text(local))

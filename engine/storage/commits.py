@@ -149,34 +149,6 @@ def write_deletions(snap: Snapshot, writer: disk.GenerationWriter, manifest: dic
         writer.save(f"{seg.name}/deleted", deleted)
 
 
-def first_manifest(cfg, codec, codes_dtype: str, dim: int, doc_id_kind: str, codec_mse: float,
-                   encoder: Mapping[str, Any] | None, n_docs: int, n_tokens: int,
-                   search_defaults: Mapping[str, Any] | None = None) -> dict:
-    """The manifest of an index whose documents are one segment ``s000001`` compressed with ``codec``: what
-    :meth:`gingham.Index.create` and :func:`gingham.storage.rebuild.rebuild` commit."""
-    from gingham._version import __version__
-
-    return {
-        "engine_version": __version__,
-        "created": now(),
-        "build_config": cfg.to_dict(),
-        "search_defaults": dict(search_defaults or {}),
-        "dim": dim,
-        "dtype": "float32",
-        "nbits": cfg.nbits,
-        "n_centroids": codec.n_centroids,
-        "codes_dtype": codes_dtype,
-        "doc_id_kind": doc_id_kind,
-        "codec_mse": codec_mse,
-        "residual_quantizer": codec.fit_report,
-        "normalized": codec.normalize,
-        "assign_nprobe": codec.assign_nprobe,
-        "encoder": dict(encoder) if encoder else None,
-        "next_segment": 2,
-        "segments": [{"name": "s000001", "n_docs": n_docs, "n_tokens": n_tokens, "mse": None}],
-    }
-
-
 #: How many times a reader starts again from a newer manifest before it gives up (each time, a writer committed
 #: and removed the files of the generation the reader had begun to load).
 OPEN_RETRIES = 100

@@ -23,13 +23,14 @@ from typing import Callable, ContextManager
 
 import numpy as np
 
-from gingham.codec.training import compress_all, train_codec
+from gingham.codec.training import train_codec
 from gingham.common import progress
 from gingham.common.config import BuildConfig
 from gingham.common.ids import DocIds
 from gingham.storage import disk
-from gingham.storage.commits import commit_arrays, first_manifest, load_snapshot, now
-from gingham.storage.segment import Segment, Snapshot, segment_arrays
+from gingham.storage.commits import commit_arrays, load_snapshot, now
+from gingham.storage.segment import Segment, Snapshot
+from gingham.storage.writes import check_packable, compress, first_generation, new_manifest
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,10 @@ def rebuild(root: Path, snap: Snapshot, cfg: BuildConfig, show_progress=None,
     if not trained_docs:
         raise ValueError("the index has no live documents to rebuild from")
     dim = snap.codec.dim
-    if (dim * cfg.nbits) % 8:
-        raise ValueError(f"dim {dim} times nbits {cfg.nbits} must be a multiple of 8 to pack residuals into bytes")
+    check_packable(dim, cfg.nbits)
     flat, offsets = decompressed(trained_docs, show_progress)
     codec, codec_mse, all_codes = train_codec(flat, cfg, show_progress)
-    codes, residuals = compress_all(codec, flat, cfg.batch_size, show_progress, codes=all_codes)
+    codes, residuals, _ = compress(codec, flat, cfg.batch_size, show_progress, codes=all_codes)
     del flat, all_codes
     where = {key: i for i, (key, _, _) in enumerate(trained_docs)}
 
@@ -97,7 +97,7 @@ def rebuild(root: Path, snap: Snapshot, cfg: BuildConfig, show_progress=None,
             log.info("rebuild: %d documents committed during training are compressed with the new codebook",
                      len(late))
             late_flat, late_offsets = decompressed(late)
-            late_codes, late_res = compress_all(codec, late_flat, cfg.batch_size, False)
+            late_codes, late_res, _ = compress(codec, late_flat, cfg.batch_size, False)
             where.update({d[0]: len(starts) + i for i, d in enumerate(late)})
             starts = np.concatenate([starts, late_offsets[:-1] + len(codes)])
             lens = np.concatenate([lens, np.diff(late_offsets)])
@@ -112,13 +112,10 @@ def rebuild(root: Path, snap: Snapshot, cfg: BuildConfig, show_progress=None,
         with_meta = any(seg.meta is not None for seg in newest.segments)
         texts = [seg.text(p) for _, seg, p in final] if with_texts else None
         metas = [seg.metadata(p) for _, seg, p in final] if with_meta else None
-        arrays = {f"s000001/{k}": v for k, v in segment_arrays(
-            codec, codes[take], residuals[take], doc_offsets, ids, texts, metas).items()}
-        arrays.update(codec.arrays())
-        new_manifest = first_manifest(cfg, codec, codes.dtype.name, dim, newest.manifest["doc_id_kind"], codec_mse,
-                                      newest.manifest.get("encoder"), len(final), int(doc_offsets[-1]),
-                                      search_defaults=newest.manifest.get("search_defaults"))
-        new_manifest["created"] = newest.manifest.get("created", new_manifest["created"])
-        new_manifest["rebuilt"] = now()
-        return commit_arrays(root, manifest, new_manifest, arrays, keep={})
+        rebuilt = new_manifest(cfg, codec, dim, newest.manifest["doc_id_kind"], codec_mse,
+                               newest.manifest.get("encoder"), newest.manifest.get("search_defaults"))
+        rebuilt["created"] = newest.manifest.get("created", rebuilt["created"])
+        arrays = first_generation(rebuilt, codec, codes[take], residuals[take], doc_offsets, ids, texts, metas)
+        rebuilt["rebuilt"] = now()
+        return commit_arrays(root, manifest, rebuilt, arrays, keep={})
 
