@@ -14,7 +14,7 @@ keep their coarse centroids (about sqrt(k) of them), which group the centroids a
   centroids, and the pruned centroid interaction reads the group scores for the rest;
 - before the unpruned centroid interaction, the centroids of the surviving candidates' tokens that were not
   scored are scored exactly (:func:`with_exact_rows`: a few thousand rows), so that stage and the exact MaxSim
-  after it see what scoring every centroid would give them. Measured (bench/coarse_scoring_study.py), group
+  after it see what scoring every centroid would give them. Measured (bench/bench_coarse_scoring.py), group
   scores in that stage lost 3% of the full scoring's top-10 at 4 groups per token; exact rows lose none.
 
 The scores cross into the kernels as :class:`CentroidScores`: a matrix of rows and ``slot``, the row of every

@@ -12,7 +12,7 @@ So ``m`` is compared with what the same query scores against the index's own doc
 standard deviations a hit stands above an unrelated document for this query. A logistic curve maps ``z`` to
 [0, 1]: ``relevance = 1 / (1 + exp(-SLOPE * (z - CENTRE)))``, fitted on real judged queries (XQuAD questions in
 three languages against English paragraphs, MS MARCO TREC-DL 2019 and DBpedia-Entity subsets, e5 token states;
-``bench/relevance_calibration.py``, the figures in ``docs/relevance.md``), each set weighted equally and relevant
+``bench/bench_relevance_calibration.py``, the figures in ``docs/relevance.md``), each set weighted equally and relevant
 and non-relevant hits balanced: 0.5 is where a top hit is as likely relevant as not, at equal priors.
 For a given query the relevance is increasing in MaxSim, so ranking by it is ranking by MaxSim.
 
@@ -32,7 +32,7 @@ BACKGROUND_DOCS = 64
 MIN_BACKGROUND = 8
 #: Floor of the background's standard deviation (a query that scores every sampled document alike).
 MIN_STD = 1e-3
-#: The logistic curve over z, fitted by bench/relevance_calibration.py on XQuAD (en, de, zh -> en), MS MARCO and
+#: The logistic curve over z, fitted by bench/bench_relevance_calibration.py on XQuAD (en, de, zh -> en), MS MARCO and
 #: DBpedia with multilingual-e5-small (docs/relevance.md).
 SLOPE = 0.90
 CENTRE = 3.71
